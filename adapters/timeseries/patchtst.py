@@ -1,0 +1,235 @@
+"""PatchTST adapter: instance normalization, patching, channel independence.
+
+A multivariate series (B, L, C) becomes B·C independent token sequences of N patches each (channel independence
+with shared weights). Missing values (NaN) are allowed: they are excluded from the normalization statistics and
+from losses, and replaced by 0 after normalization so nothing NaN reaches the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmsdk.adapter import Adapter, ExportSpec, register_adapter
+from mmsdk.config import Config, require
+from mmsdk.heads import HeadConfig, pool_tokens
+from mmsdk.positions import build_positions
+from mmsdk.tokens import TokenBatch
+
+
+@dataclass
+class PatchTSTConfig(Config):
+    """PatchTST tokenization of a (B, L, C) series."""
+
+    context_length: int = 336
+    """Input length L in time steps."""
+    num_channels: int = 7
+    """Number of variables C."""
+    patch_len: int = 16
+    """Time steps per patch P."""
+    stride: int = 8
+    """Step between patch starts (stride < patch_len gives overlapping patches)."""
+    padding_patch: Literal["none", "end"] = "end"
+    """"end" repeats the last value `stride` times so one more patch covers the series end (PatchTST/42)."""
+    revin: bool = True
+    """Instance normalization: subtract each series' mean and divide by its std, undone on forecasts."""
+    affine: bool = False
+    """Learn a per-channel scale and shift after instance normalization (RevIN's affine option)."""
+    positions: Literal["learned", "sincos"] = "learned"
+    """Patch position embedding: a learned table or fixed sin-cos."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_channels >= 1, self, "num_channels", f"must be >= 1, got {self.num_channels}")
+        require(self.patch_len >= 1, self, "patch_len", f"must be >= 1, got {self.patch_len}")
+        require(self.stride >= 1, self, "stride", f"must be >= 1, got {self.stride}")
+        require(
+            self.context_length >= self.patch_len,
+            self,
+            "context_length",
+            f"{self.context_length} is shorter than one patch (patch_len={self.patch_len})",
+        )
+
+    @property
+    def num_patches(self) -> int:
+        """N: patches per channel."""
+        extra = self.stride if self.padding_patch == "end" else 0
+        return (self.context_length + extra - self.patch_len) // self.stride + 1
+
+
+class InstanceNorm(nn.Module):
+    """RevIN: per-series normalization over observed time steps, with an exact inverse."""
+
+    def __init__(self, num_channels: int, affine: bool, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
+
+    def forward(self, x: Tensor, observed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalizes x (B, L, C); returns (normalized with 0 at missing points, loc (B,1,C), scale (B,1,C))."""
+        weight = observed.to(x.dtype)
+        count = weight.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, 1, C)
+        filled = torch.where(observed, x, torch.zeros_like(x))
+        loc = filled.sum(dim=1, keepdim=True) / count
+        var = (((filled - loc) * weight) ** 2).sum(dim=1, keepdim=True) / count
+        scale = (var + self.eps).sqrt()
+        z = (filled - loc) / scale * weight
+        if self.weight is not None:
+            z = z * self.weight + self.bias
+        return z, loc, scale
+
+    def inverse(self, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+        """Maps normalized values (B, H, C) back to the data scale."""
+        if self.weight is not None:
+            z = (z - self.bias) / (self.weight + self.eps * self.eps)
+        return z * scale + loc
+
+
+def patch_indices(length: int, patch_len: int, stride: int) -> Tensor:
+    """(N, P) time indices of every patch; gather with these instead of `Tensor.unfold` (exports to ONNX)."""
+    starts = torch.arange(0, length - patch_len + 1, stride)  # (N,)
+    return starts.unsqueeze(1) + torch.arange(patch_len).unsqueeze(0)
+
+
+@register_adapter
+class PatchTSTAdapter(Adapter):
+    """Channel-independent patch tokens for multivariate series (B, L, C).
+
+    Tokens: B·C sequences × N patches, embedded by a shared linear layer. Targets: the normalized patches
+    (B·C, N, P). Context: `loc` and `scale` (B, 1, C) to undo the normalization.
+    """
+
+    name = "patchtst"
+    config_class = PatchTSTConfig
+    tasks = ("forecast", "classification", "regression")
+    config: PatchTSTConfig
+
+    def __init__(self, config: PatchTSTConfig, dim: int) -> None:
+        super().__init__(config, dim)
+        self.norm = InstanceNorm(config.num_channels, config.affine) if config.revin else None
+        self.value_embedding = nn.Linear(config.patch_len, dim)
+        padded = config.context_length + (config.stride if config.padding_patch == "end" else 0)
+        self.register_buffer("index", patch_indices(padded, config.patch_len, config.stride), persistent=False)
+
+    @property
+    def target_dim(self) -> int:
+        return self.config.patch_len
+
+    def check_input(self, x: Tensor) -> None:
+        """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
+        cfg = self.config
+        if x.dim() != 3:
+            raise ValueError(f"PatchTST expects series of shape (batch, time, channels), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("PatchTST got an empty batch (batch size 0)")
+        if x.shape[1] != cfg.context_length:
+            raise ValueError(
+                f"PatchTST expects context_length={cfg.context_length} time steps, got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)}); pad or crop the series, or change context_length"
+            )
+        if x.shape[2] != cfg.num_channels:
+            raise ValueError(
+                f"PatchTST was built for num_channels={cfg.num_channels}, got {x.shape[2]} channels "
+                f"(input shape {tuple(x.shape)})"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"PatchTST expects a floating-point series, got dtype {x.dtype}")
+        if torch.isinf(x).any():
+            raise ValueError("PatchTST input contains Inf values; use NaN for missing values")
+
+    def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C)."""
+        observed = ~torch.isnan(x)
+        if self.norm is None:
+            ones = torch.ones_like(x[:, :1])
+            return torch.where(observed, x, torch.zeros_like(x)), observed, ones * 0, ones
+        z, loc, scale = self.norm(x, observed)
+        return z, observed, loc, scale
+
+    def patchify(self, z: Tensor) -> Tensor:
+        """(B, L, C) → (B·C, N, P) patches, channel-independent."""
+        b, _, c = z.shape
+        z = z.transpose(1, 2)  # (B, C, L)
+        if self.config.padding_patch == "end":
+            z = torch.cat([z, z[..., -1:].expand(-1, -1, self.config.stride)], dim=-1)  # (B, C, L + S)
+        patches = z[..., self.index]  # (B, C, N, P)
+        return patches.reshape(b * c, *patches.shape[2:])
+
+    def tokenize(self, inputs: Tensor) -> TokenBatch:
+        if not torch.compiler.is_compiling():
+            self.check_input(inputs)
+        z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
+        patches = self.patchify(z)  # (B·C, N, P)
+        observed_patches = self.patchify(observed.to(z.dtype)) > 0.5  # (B·C, N, P)
+        n = patches.shape[1]
+        positions = torch.arange(n, device=inputs.device).view(1, n, 1).expand(patches.shape[0], n, 1)
+        return TokenBatch(
+            tokens=self.value_embedding(patches),  # (B·C, N, D)
+            positions=positions,
+            targets=patches,
+            target_mask=observed_patches,
+            context={"loc": loc, "scale": scale},
+        )
+
+    def build_positions(self, dim: int) -> nn.Module | None:
+        if self.config.positions == "sincos":
+            return build_positions("sincos", dim, ndim=1)
+        return build_positions("learned", dim, grid=(self.config.num_patches,))
+
+    def build_head(self, head: HeadConfig, dim: int) -> nn.Module:
+        if head.task == "forecast":
+            return ForecastHead(self, head, dim)
+        return ChannelPooledHead(self.config, head, dim)
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        cfg = self.config
+        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
+        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
+        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
+        return torch.sin(t / 12.0 + phase) + noise
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
+
+    def task_target(self, head: HeadConfig, target: Tensor, batch: TokenBatch) -> Tensor:
+        return target
+
+
+class ForecastHead(nn.Module):
+    """PatchTST's flatten head: (B·C, N, D) → (B, horizon, C), de-normalized to the input's scale."""
+
+    def __init__(self, adapter: PatchTSTAdapter, head: HeadConfig, dim: int) -> None:
+        super().__init__()
+        self.channels = adapter.config.num_channels
+        self.horizon = head.num_outputs
+        self.dropout = nn.Dropout(head.dropout)
+        self.linear = nn.Linear(adapter.config.num_patches * dim, head.num_outputs)
+        self.norm = adapter.norm  # shared with the adapter (same parameters), for the inverse
+
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
+        bc = hidden.shape[0]
+        z = self.linear(self.dropout(hidden.flatten(1)))  # (B·C, H)
+        z = z.view(bc // self.channels, self.channels, self.horizon).transpose(1, 2)  # (B, H, C)
+        if self.norm is None:
+            return z
+        return self.norm.inverse(z, batch.context["loc"], batch.context["scale"])
+
+
+class ChannelPooledHead(nn.Module):
+    """Classification/regression: pool patches per channel, concatenate channels, linear → (B, outputs)."""
+
+    def __init__(self, config: PatchTSTConfig, head: HeadConfig, dim: int) -> None:
+        super().__init__()
+        self.channels, self.pooling = config.num_channels, head.pooling
+        width = {"mean_max": 2 * dim, "flatten": dim * config.num_patches}.get(head.pooling, dim)
+        self.dropout = nn.Dropout(head.dropout)
+        self.linear = nn.Linear(width * config.num_channels, head.num_outputs)
+
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
+        pooled = pool_tokens(hidden, self.pooling)  # (B·C, W)
+        pooled = pooled.view(pooled.shape[0] // self.channels, -1)  # (B, C·W)
+        return self.linear(self.dropout(pooled))

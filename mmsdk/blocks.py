@@ -1,0 +1,158 @@
+"""Pre-norm transformer blocks: norms, MLPs, stochastic depth, self- and cross-attention blocks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmsdk.attention import Attention, PreparedMask
+from mmsdk.positions import Rotary
+
+NormKind = Literal["layernorm", "rmsnorm"]
+MlpKind = Literal["gelu", "swiglu"]
+
+
+def build_norm(kind: NormKind, dim: int, eps: float = 1e-6) -> nn.Module:
+    """LayerNorm or RMSNorm by name."""
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps=eps)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(dim, eps=eps)
+    raise ValueError(f"unknown norm {kind!r}; choose layernorm or rmsnorm")
+
+
+class GeluMlp(nn.Module):
+    """Linear → GELU → Linear."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
+
+
+class SwiGluMlp(nn.Module):
+    """SwiGLU: (SiLU(x W₁) ⊙ x W₃) W₂, with the hidden width scaled by 2/3 to keep the parameter count."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(2 * hidden / 3)
+        self.gate_up = nn.Linear(dim, 2 * hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.dropout(self.down(self.dropout(F.silu(gate) * up)))
+
+
+def build_mlp(kind: MlpKind, dim: int, hidden: int, dropout: float = 0.0) -> nn.Module:
+    """GELU MLP or SwiGLU by name."""
+    if kind == "gelu":
+        return GeluMlp(dim, hidden, dropout)
+    if kind == "swiglu":
+        return SwiGluMlp(dim, hidden, dropout)
+    raise ValueError(f"unknown mlp {kind!r}; choose gelu or swiglu")
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample with probability p during training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        noise = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(keep)
+        return x * noise / keep
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), [x + cross_attn(norm(x), memory)], x + mlp(norm(x)).
+
+    Args:
+        dim: model width.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width / dim.
+        norm: "layernorm" or "rmsnorm".
+        mlp: "gelu" or "swiglu".
+        qk_norm: normalize queries and keys.
+        drop_path: stochastic-depth probability of this block.
+        dropout: dropout on attention probabilities and MLP activations.
+        rope: rotary embedding shared by the stack, or None.
+        variate_bias: learn a same-variate attention bias.
+        cross: add a cross-attention sub-layer (decoders attending to an encoder's output).
+        norm_eps: epsilon of the norms.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        norm: NormKind = "layernorm",
+        mlp: MlpKind = "gelu",
+        qk_norm: bool = False,
+        drop_path: float = 0.0,
+        dropout: float = 0.0,
+        rope: Rotary | None = None,
+        variate_bias: bool = False,
+        cross: bool = False,
+        norm_eps: float = 1e-6,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.norm1 = build_norm(norm, dim, norm_eps)
+        self.attn = Attention(dim, heads, qkv_bias, qk_norm, rope, variate_bias, dropout)
+        self.cross_norm = build_norm(norm, dim, norm_eps) if cross else None
+        self.cross_attn = Attention(dim, heads, qkv_bias, qk_norm, dropout=dropout, cross=True) if cross else None
+        self.norm2 = build_norm(norm, dim, norm_eps)
+        self.mlp = build_mlp(mlp, dim, int(dim * mlp_ratio), dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: PreparedMask,
+        rope_positions: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: PreparedMask | None = None,
+    ) -> Tensor:
+        """x (B, N, D) → (B, N, D); `memory` (B, M, D) is required when the block has cross-attention."""
+        x = x + self.drop_path(self.attn(self.norm1(x), mask, rope_positions))
+        if self.cross_attn is not None:
+            if memory is None:
+                raise ValueError("a cross-attention block needs `memory` (the encoder output)")
+            cross_mask = memory_mask or PreparedMask("sdpa")
+            x = x + self.drop_path(self.cross_attn(self.cross_norm(x), cross_mask, memory=memory))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Truncated-normal linear weights, zero biases, unit norms (the ViT/MAE initialization)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)) and module.weight is not None:
+        nn.init.ones_(module.weight)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+def memory_mask(padding: Tensor | None, backend: str) -> PreparedMask:
+    """Key-padding mask for cross-attention over a memory with padding (B, M) bool, True = real."""
+    if padding is None:
+        return PreparedMask("reference" if backend == "reference" else "sdpa")
+    dense = padding[:, None, None, :]  # (B, 1, 1, M)
+    return PreparedMask("reference" if backend == "reference" else "sdpa", dense=dense)
+
+
+__all__ = ["Block", "DropPath", "GeluMlp", "SwiGluMlp", "build_mlp", "build_norm", "init_weights", "memory_mask"]

@@ -1,0 +1,120 @@
+"""Pretraining models, one per objective. They return predictions; losses belong to the training system.
+
+- :class:`MaskedAutoencoder` (MAE): the encoder sees only visible tokens; a light decoder fills mask tokens in.
+- :class:`MaskedTokenModel` (BERT/PatchTST/SSAST): hidden tokens are replaced by a learned mask token inside the
+  encoder.
+- :class:`CausalModel` (GPT/Timer-XL): causal attention; the prediction at a token is about the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmsdk.attention_mask import AttentionMask
+from mmsdk.backbone import Backbone, ModelConfig
+from mmsdk.blocks import init_weights
+from mmsdk.masking import Mask, unshuffle
+from mmsdk.tokens import TokenBatch
+from mmsdk.transformer import Transformer
+
+
+@dataclass
+class Prediction:
+    """What a pretraining model returns.
+
+    Attributes:
+        pred: (B, N, P) predicted targets for every token position.
+        hidden: (B, N) bool, True for tokens the loss is about (masked tokens; all tokens for causal).
+    """
+
+    pred: Tensor
+    hidden: Tensor
+
+
+class PretrainModel(nn.Module):
+    """Shared surface of pretraining models: `tokenize(raw)`, `forward(batch, mask)`, `embed(raw)`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config)
+
+    @property
+    def adapter(self):
+        return self.backbone.adapter
+
+    def tokenize(self, inputs: Tensor) -> TokenBatch:
+        """Validated token batch of raw inputs."""
+        return self.backbone.tokenize(inputs)
+
+    @torch.no_grad()
+    def embed(self, inputs: Tensor) -> Tensor:
+        """(B, N, D) encoder features of raw inputs with nothing masked."""
+        return self.backbone(self.tokenize(inputs), causal=self.config.objective == "causal")
+
+
+class MaskedAutoencoder(PretrainModel):
+    """MAE: encode visible tokens, decode all positions with mask tokens, predict targets of every token."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        dec = config.decoder
+        assert dec is not None  # filled in by ModelConfig
+        self.decoder_embed = nn.Linear(config.encoder.dim, dec.dim)
+        self.mask_token = nn.Parameter(torch.zeros(dec.dim))
+        self.decoder_positions = self.adapter.build_positions(dec.dim)
+        self.decoder = Transformer(dec)
+        self.head = nn.Linear(dec.dim, self.adapter.target_dim)
+        for module in (self.decoder_embed, self.head):
+            module.apply(init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, batch: TokenBatch, mask: Mask) -> Prediction:
+        visible = batch.select(mask.ids_keep)  # K tokens per sequence
+        h = self.backbone(visible)  # (B, K, D)
+        d = self.decoder_embed(h)  # (B, K, Dd)
+        d = unshuffle(d, self.mask_token, mask.ids_restore)  # (B, N, Dd)
+        if self.decoder_positions is not None and batch.positions is not None:
+            d = d + self.decoder_positions(batch.positions)
+        d = self.decoder(d, AttentionMask.from_batch(batch), variate_ids=batch.variate_ids)  # (B, N, Dd)
+        return Prediction(self.head(d), mask.mask)  # (B, N, P)
+
+
+class MaskedTokenModel(PretrainModel):
+    """BERT-style: hidden tokens become a learned mask token (plus their position) inside the encoder."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.mask_token = nn.Parameter(torch.zeros(config.encoder.dim))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.head = nn.Linear(config.encoder.dim, self.adapter.target_dim)
+        self.head.apply(init_weights)
+
+    def forward(self, batch: TokenBatch, mask: Mask) -> Prediction:
+        tokens = torch.where(mask.mask.unsqueeze(-1), self.mask_token.to(batch.tokens.dtype), batch.tokens)
+        h = self.backbone(batch.replace(tokens=tokens))  # (B, N, D)
+        return Prediction(self.head(h), mask.mask)
+
+
+class CausalModel(PretrainModel):
+    """Decoder-only next-token prediction: pred[:, t] predicts the target of the token after t."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.head = nn.Linear(config.encoder.dim, self.adapter.target_dim)
+        self.head.apply(init_weights)
+
+    def forward(self, batch: TokenBatch, mask: Mask | None = None) -> Prediction:
+        h = self.backbone(batch, causal=True)  # (B, N, D)
+        hidden = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+        return Prediction(self.head(h), hidden)
+
+
+OBJECTIVES: dict[str, type[PretrainModel]] = {
+    "mae": MaskedAutoencoder,
+    "bert": MaskedTokenModel,
+    "causal": CausalModel,
+}

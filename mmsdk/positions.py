@@ -1,0 +1,175 @@
+"""Positional encodings: sin-cos on grid coordinates, interpolable learned tables, an MLP on continuous
+coordinates, and rotary embeddings.
+
+Absolute encodings map the `positions` of a :class:`~mmsdk.tokens.TokenBatch` (B, N, k) to (B, N, D) and are
+added to the tokens by the model. Rotary embeddings rotate queries and keys inside attention instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PositionKind = Literal["sincos", "learned", "mlp", "none"]
+
+
+def sincos_1d(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+    """Sin-cos embedding of scalar positions (the Transformer/MAE formula).
+
+    Args:
+        positions: (...) float or int positions.
+        dim: even embedding width.
+
+    Returns:
+        (..., dim): the first half sines, the second half cosines.
+    """
+    if dim % 2:
+        raise ValueError(f"sincos_1d needs an even dim, got {dim}")
+    omega = torch.arange(dim // 2, dtype=torch.float32, device=positions.device) / (dim / 2.0)
+    omega = 1.0 / base**omega  # (D/2,)
+    angles = positions.to(torch.float32).unsqueeze(-1) * omega  # (..., D/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def sincos_nd(coords: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+    """Sin-cos embedding of k-D coordinates: each axis gets dim/k channels (MAE's 2-D, VideoMAE's 3-D).
+
+    Args:
+        coords: (..., k) coordinates.
+        dim: embedding width, divisible by 2k.
+
+    Returns:
+        (..., dim).
+    """
+    k = coords.shape[-1]
+    if dim % (2 * k):
+        raise ValueError(f"sincos_nd over {k} axes needs dim divisible by {2 * k}, got {dim}")
+    return torch.cat([sincos_1d(coords[..., i], dim // k, base) for i in range(k)], dim=-1)
+
+
+class SinCosPositions(nn.Module):
+    """Fixed sin-cos embedding of integer or continuous coordinates (B, N, k) -> (B, N, D)."""
+
+    def __init__(self, dim: int, ndim: int = 1) -> None:
+        super().__init__()
+        if dim % (2 * ndim):
+            raise ValueError(f"SinCosPositions: dim={dim} must be divisible by 2*ndim={2 * ndim}")
+        self.dim, self.ndim = dim, ndim
+
+    def forward(self, positions: Tensor) -> Tensor:
+        return sincos_nd(positions, self.dim)
+
+
+class LearnedPositions(nn.Module):
+    """A learned table over a 1-D/2-D/3-D grid, looked up by integer coordinates and resizable.
+
+    Args:
+        dim: embedding width.
+        grid: grid size per axis, e.g. (42,) for 42 patches or (8, 64) for a (freq, time) patch grid.
+        init_std: standard deviation of the truncated-normal initialization.
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, ...], init_std: float = 0.02) -> None:
+        super().__init__()
+        if not 1 <= len(grid) <= 3 or min(grid) < 1:
+            raise ValueError(f"LearnedPositions.grid must have 1-3 positive sizes, got {grid}")
+        self.grid = tuple(grid)
+        self.table = nn.Parameter(torch.empty(*grid, dim))  # (*grid, D)
+        nn.init.trunc_normal_(self.table, std=init_std)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        coords = positions.long()  # (B, N, k)
+        if coords.shape[-1] != len(self.grid):
+            raise ValueError(f"LearnedPositions over grid {self.grid} got {coords.shape[-1]}-D positions")
+        flat = torch.zeros_like(coords[..., 0])
+        for axis, size in enumerate(self.grid):
+            flat = flat * size + coords[..., axis].clamp(0, size - 1)
+        return self.table.reshape(-1, self.table.shape[-1])[flat]  # (B, N, D)
+
+    @torch.no_grad()
+    def resize(self, grid: tuple[int, ...]) -> None:
+        """Interpolates the table to a new grid (linear/bicubic/trilinear), e.g. for longer inputs."""
+        if len(grid) != len(self.grid):
+            raise ValueError(f"LearnedPositions.resize: grid {grid} must have {len(self.grid)} axes")
+        mode = {1: "linear", 2: "bicubic", 3: "trilinear"}[len(grid)]
+        table = self.table.movedim(-1, 0).unsqueeze(0)  # (1, D, *grid)
+        table = F.interpolate(table, size=tuple(grid), mode=mode, align_corners=False)
+        self.table = nn.Parameter(table.squeeze(0).movedim(0, -1).contiguous())
+        self.grid = tuple(grid)
+
+
+class ContinuousPositions(nn.Module):
+    """An MLP on continuous coordinates (Point-MAE's center embedding): (B, N, k) -> (B, N, D)."""
+
+    def __init__(self, dim: int, ndim: int = 3, hidden: int = 128) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(ndim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, positions: Tensor) -> Tensor:
+        return self.mlp(positions.to(self.mlp[0].weight.dtype))
+
+
+def build_positions(kind: PositionKind, dim: int, ndim: int = 1, grid: tuple[int, ...] = ()) -> nn.Module | None:
+    """Builds an absolute position module by name; returns None for "none"."""
+    if kind == "none":
+        return None
+    if kind == "sincos":
+        return SinCosPositions(dim, ndim)
+    if kind == "learned":
+        return LearnedPositions(dim, grid)
+    if kind == "mlp":
+        return ContinuousPositions(dim, ndim)
+    raise ValueError(f"unknown position kind {kind!r}; choose sincos, learned, mlp or none")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE) over one or several axes.
+
+    With k axes the head width is split in k equal parts, each rotated by its own coordinate (axial RoPE).
+
+    Args:
+        head_dim: per-head width, divisible by 2k.
+        axes: number of coordinate axes k.
+        base: frequency base.
+    """
+
+    def __init__(self, head_dim: int, axes: int = 1, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % (2 * axes):
+            raise ValueError(f"Rotary: head_dim={head_dim} must be divisible by 2*axes={2 * axes}")
+        part = head_dim // axes
+        inv_freq = 1.0 / base ** (torch.arange(0, part, 2, dtype=torch.float32) / part)  # (part/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.axes = axes
+
+    def angles(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns cos and sin, each (B, 1, N, head_dim/2), for positions (B, N) or (B, N, k)."""
+        if positions.dim() == 2:
+            positions = positions.unsqueeze(-1)
+        if positions.shape[-1] != self.axes:
+            raise ValueError(f"Rotary over {self.axes} axes got positions of shape {tuple(positions.shape)}")
+        angles = torch.cat(
+            [positions[..., i, None].float() * self.inv_freq for i in range(self.axes)], dim=-1
+        )  # (B, N, hd/2)
+        return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
+
+    @staticmethod
+    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Rotates interleaved-halves of x (B, H, N, hd) by the given angles."""
+        x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, N, hd/2) each
+        rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+        return rotated.to(x.dtype)
+
+
+def sincos_table(length: int, dim: int) -> Tensor:
+    """A (length, dim) sin-cos table with sines and cosines interleaved (the original Transformer layout)."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div)
+    return table
