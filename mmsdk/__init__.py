@@ -8,7 +8,7 @@ so that `import mmsdk.export.runtime` (numpy + onnxruntime only) never pulls in 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -39,20 +39,6 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = ["__version__", *_LAZY]
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmsdk.adapter import Adapter, available_adapters, register_adapter
-    from mmsdk.attention_mask import AttentionMask
-    from mmsdk.backbone import ModelConfig
-    from mmsdk.config import Config
-    from mmsdk.heads import HeadConfig
-    from mmsdk.hub import from_pretrained, save_pretrained
-    from mmsdk.masking import Mask, MaskingConfig
-    from mmsdk.models import EmbeddingModel, TaskModel, build_model, build_task_model
-    from mmsdk.tokens import TokenBatch
-    from mmsdk.training.api import TrainerConfig, finetune, pretrain
-    from mmsdk.training.optim import OptimConfig
-    from mmsdk.transformer import Transformer, TransformerConfig
 
 
 def __getattr__(name: str) -> Any:

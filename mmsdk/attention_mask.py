@@ -70,10 +70,7 @@ class AttentionMask:
         ok = q == k
         rule = torch.ones_like(ok)
         if self.causal:
-            if self.time_ids is not None:
-                causal = self.time_ids[b, k] <= self.time_ids[b, q]
-            else:
-                causal = k <= q
+            causal = k <= q if self.time_ids is None else self.time_ids[b, k] <= self.time_ids[b, q]
             if self.prefix_length > 0:
                 causal = causal | ((q < self.prefix_length) & (k < self.prefix_length))
             rule = rule & causal

@@ -41,7 +41,7 @@ class Mask:
 
 def num_kept(num_tokens: int, ratio: float) -> int:
     """Tokens kept when masking `ratio` of N: at least 1 kept and at least 1 masked (for N > 1)."""
-    keep = int(round(num_tokens * (1.0 - ratio)))
+    keep = round(num_tokens * (1.0 - ratio))
     return max(1, min(num_tokens - 1, keep)) if num_tokens > 1 else 1
 
 
@@ -189,7 +189,7 @@ def apply_strategy(
             raise ValueError("MaskingConfig.strategy='group' needs variate ids in the token batch")
         return group_mask(group_ids.to(device), config.ratio, generator, padding_mask)
     steps = num_tokens if time_ids is None else int(time_ids.max()) + 1
-    return tail_mask(batch_size, num_tokens, max(1, int(round(steps * config.ratio))), device, time_ids)
+    return tail_mask(batch_size, num_tokens, max(1, round(steps * config.ratio)), device, time_ids)
 
 
 def unshuffle(visible: Tensor, fill: Tensor, ids_restore: Tensor) -> Tensor:

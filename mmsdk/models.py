@@ -23,7 +23,8 @@ class TaskModel(nn.Module):
         tasks = get_adapter_class(config.adapter).tasks
         if head.task not in tasks:
             raise ValueError(
-                f"HeadConfig.task={head.task!r} is not supported by adapter {config.adapter!r}; it supports {list(tasks)}"
+                f"HeadConfig.task={head.task!r} is not supported by adapter {config.adapter!r}; "
+                f"it supports {list(tasks)}"
             )
         self.config, self.head_config = config, head
         self.backbone = Backbone(config)
