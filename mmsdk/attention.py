@@ -5,9 +5,10 @@ Backends (a `Literal` name in :class:`~mmsdk.transformer.TransformerConfig`):
 - ``"sdpa"``: `F.scaled_dot_product_attention` (flash/cuDNN/efficient kernels on GPU, flash-CPU on CPU). Full and
   plain-causal attention use the mask-free fast path; structured masks are passed as a dense boolean matrix.
 - ``"flex"``: FlexAttention with a block-sparse mask and a score modifier for the same-variate bias (compiled on
-  GPU; on CPU it runs eagerly and supports inference only).
+  GPU; on CPU it runs eagerly and supports inference only). It has no attention dropout.
 - ``"reference"``: explicit softmax(QKᵀ/√d + bias) V, the ground truth that the tests hold the others to.
-- ``"auto"``: SDPA, except structured masks on CUDA go to FlexAttention.
+- ``"auto"``: SDPA, except structured masks on CUDA go to FlexAttention (not while training with attention
+  dropout, which FlexAttention lacks).
 """
 
 from __future__ import annotations
@@ -78,19 +79,25 @@ class PreparedMask:
             return cls("flex", block_mask=block, variate_ids=variate_ids)
         if mask.is_plain_causal and backend == "sdpa" and variate_ids is None:
             return cls("sdpa", is_causal=True)
-        if mask.is_plain_causal and backend == "sdpa":
-            return cls("sdpa", dense=mask.dense(batch_size, length, device), variate_ids=variate_ids)
         return cls(backend, dense=mask.dense(batch_size, length, device), variate_ids=variate_ids)
 
 
-def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None) -> Tensor:
-    """softmax(q kᵀ / √d + bias, masked) v, computed in float32. q/k/v (B, H, N, d); mask (B, 1|H, N, N) bool."""
+def reference_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, dropout: float = 0.0
+) -> Tensor:
+    """softmax(q kᵀ / √d + bias, masked) v, computed in float32. q/k/v (B, H, N, d); mask (B, 1|H, N, N) bool.
+
+    `dropout` drops attention probabilities (as SDPA does); pass 0 outside training.
+    """
     scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, N, M)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
+    probs = scores.softmax(dim=-1)
+    if dropout > 0.0:
+        probs = F.dropout(probs, dropout, training=True)
+    return (probs @ v.float()).to(q.dtype)
 
 
 class Attention(nn.Module):
@@ -154,14 +161,18 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and rope_positions is not None and not self.cross:
             cos, sin = self.rope.angles(rope_positions)
-            q, k = Rotary.apply(q, cos, sin), Rotary.apply(k, cos, sin)
+            q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
         dropout = self.dropout if self.training else 0.0
         bias = self._bias(mask)
 
         if mask.backend == "reference":
-            out = reference_attention(q, k, v, mask.dense, bias)
-            out = F.dropout(out, dropout, self.training) if dropout else out
+            out = reference_attention(q, k, v, mask.dense, bias, dropout)
         elif mask.backend == "flex":
+            if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+                raise RuntimeError(
+                    "FlexAttention has no backward pass on CPU: train with attention='auto' or 'sdpa' on CPU, "
+                    "or run flex inference under torch.no_grad()"
+                )
             score_mod = None
             if bias is not None:
                 table, ids = self.variate_bias, mask.variate_ids

@@ -72,7 +72,11 @@ class Backbone(nn.Module):
         rope = self.config.encoder.rope
         rope_positions = None
         if rope == "1d":
+            # time ids, else the first position axis: both survive `select`, so visible-only (MAE) encoders rotate
+            # tokens by their original place, not their index among the visible ones
             rope_positions = batch.time_ids
+            if rope_positions is None and batch.positions is not None:
+                rope_positions = batch.positions[..., 0]
         elif rope == "axial":
             rope_positions = batch.positions
         return self.encoder(

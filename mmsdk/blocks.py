@@ -70,6 +70,8 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
+        if keep == 0.0:
+            return x * 0.0
         noise = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(keep)
         return x * noise / keep
 
@@ -85,11 +87,13 @@ class Block(nn.Module):
         mlp: "gelu" or "swiglu".
         qk_norm: normalize queries and keys.
         drop_path: stochastic-depth probability of this block.
-        dropout: dropout on attention probabilities and MLP activations.
+        dropout: dropout on MLP activations and on the attention branch's output.
         rope: rotary embedding shared by the stack, or None.
         variate_bias: learn a same-variate attention bias.
         cross: add a cross-attention sub-layer (decoders attending to an encoder's output).
         norm_eps: epsilon of the norms.
+        qkv_bias: bias in the query/key/value projections.
+        attention_dropout: dropout on attention probabilities (SDPA then leaves its fused CPU kernels).
     """
 
     def __init__(
@@ -107,12 +111,16 @@ class Block(nn.Module):
         cross: bool = False,
         norm_eps: float = 1e-6,
         qkv_bias: bool = True,
+        attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = build_norm(norm, dim, norm_eps)
-        self.attn = Attention(dim, heads, qkv_bias, qk_norm, rope, variate_bias, dropout)
+        self.attn = Attention(dim, heads, qkv_bias, qk_norm, rope, variate_bias, attention_dropout)
+        self.attn_dropout = nn.Dropout(dropout)
         self.cross_norm = build_norm(norm, dim, norm_eps) if cross else None
-        self.cross_attn = Attention(dim, heads, qkv_bias, qk_norm, dropout=dropout, cross=True) if cross else None
+        self.cross_attn = (
+            Attention(dim, heads, qkv_bias, qk_norm, dropout=attention_dropout, cross=True) if cross else None
+        )
         self.norm2 = build_norm(norm, dim, norm_eps)
         self.mlp = build_mlp(mlp, dim, int(dim * mlp_ratio), dropout)
         self.drop_path = DropPath(drop_path)
@@ -126,12 +134,12 @@ class Block(nn.Module):
         memory_mask: PreparedMask | None = None,
     ) -> Tensor:
         """x (B, N, D) → (B, N, D); `memory` (B, M, D) is required when the block has cross-attention."""
-        x = x + self.drop_path(self.attn(self.norm1(x), mask, rope_positions))
+        x = x + self.drop_path(self.attn_dropout(self.attn(self.norm1(x), mask, rope_positions)))
         if self.cross_attn is not None:
             if memory is None:
                 raise ValueError("a cross-attention block needs `memory` (the encoder output)")
             cross_mask = memory_mask or PreparedMask("sdpa")
-            x = x + self.drop_path(self.cross_attn(self.cross_norm(x), cross_mask, memory=memory))
+            x = x + self.drop_path(self.attn_dropout(self.cross_attn(self.cross_norm(x), cross_mask, memory=memory)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

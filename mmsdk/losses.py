@@ -6,11 +6,21 @@ import torch
 from torch import Tensor
 
 
-def normalize_targets(targets: Tensor, eps: float = 1e-6) -> Tensor:
-    """Per-token normalized targets (MAE's `norm_pix_loss`): zero mean, unit variance over the last dim."""
-    mean = targets.mean(dim=-1, keepdim=True)
-    var = targets.var(dim=-1, keepdim=True, unbiased=False)
-    return (targets - mean) / (var + eps).sqrt()
+def normalize_targets(targets: Tensor, value_mask: Tensor | None = None, eps: float = 1e-6) -> Tensor:
+    """Per-token normalized targets (MAE's `norm_pix_loss`): zero mean, unit variance over the last dim.
+
+    With `value_mask` (B, N, P) the statistics use observed elements only; unobserved elements become 0.
+    """
+    if value_mask is None:
+        mean = targets.mean(dim=-1, keepdim=True)
+        var = targets.var(dim=-1, keepdim=True, unbiased=False)
+        return (targets - mean) / (var + eps).sqrt()
+    weight = value_mask.to(targets.dtype)
+    count = weight.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    filled = torch.where(value_mask, targets, torch.zeros_like(targets))
+    mean = filled.sum(dim=-1, keepdim=True) / count
+    var = (((filled - mean) * weight) ** 2).sum(dim=-1, keepdim=True) / count
+    return (filled - mean) / (var + eps).sqrt() * weight
 
 
 def masked_mean(values: Tensor, token_mask: Tensor, value_mask: Tensor | None = None) -> Tensor:
@@ -49,7 +59,7 @@ def masked_mse(
     if pred.shape != target.shape:
         raise ValueError(f"masked_mse: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     if normalize:
-        target = normalize_targets(target)
+        target = normalize_targets(target, value_mask)
     target = torch.nan_to_num(target) if value_mask is not None else target
     return masked_mean((pred - target) ** 2, token_mask, value_mask)
 

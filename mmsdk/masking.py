@@ -119,15 +119,16 @@ def group_mask(
     """
     b, n = group_ids.shape
     noise = torch.rand(b, n, generator=generator, device=group_ids.device)
-    order = torch.argsort(group_ids * 2.0 + noise, dim=1)  # groups contiguous, random inside
+    order = torch.argsort(group_ids.double() * 2.0 + noise.double(), dim=1)  # groups contiguous, random inside
     sorted_groups = torch.gather(group_ids, 1, order)
     starts = torch.ones_like(sorted_groups, dtype=torch.bool)
     starts[:, 1:] = sorted_groups[:, 1:] != sorted_groups[:, :-1]
     position = torch.arange(n, device=group_ids.device).expand(b, n)
     group_start = torch.cummax(torch.where(starts, position, torch.zeros_like(position)), dim=1).values
     rank_sorted = (position - group_start).float()  # rank inside the group
-    sizes = torch.zeros_like(rank_sorted).scatter_add_(1, sorted_groups, torch.ones_like(rank_sorted))
-    size_sorted = torch.gather(sizes, 1, sorted_groups)
+    dense = torch.cumsum(starts.long(), dim=1) - 1  # (B, N) group index in [0, N), whatever the id values
+    sizes = torch.zeros_like(rank_sorted).scatter_add_(1, dense, torch.ones_like(rank_sorted))
+    size_sorted = torch.gather(sizes, 1, dense)
     score_sorted = (rank_sorted + 0.5) / size_sorted  # in (0, 1)
     score = torch.empty_like(score_sorted).scatter_(1, order, score_sorted)
     return mask_from_noise(_noise_with_padding(score, padding_mask), num_kept(n, ratio))
@@ -139,14 +140,20 @@ def tail_mask(
     num_masked: int,
     device: torch.device | str | None = None,
     time_ids: Tensor | None = None,
+    padding_mask: Tensor | None = None,
 ) -> Mask:
     """Masks the last `num_masked` time steps (forecasting). With `time_ids` (B, N) it masks the tokens of the
-    last `num_masked` time steps of every variate."""
-    if time_ids is None:
+    last `num_masked` time steps of every variate. Padded tokens (False in `padding_mask`) are always hidden and
+    "last" means the last *real* steps; rows hiding fewer tokens than the batch maximum also hide their latest
+    visible ones, so every row keeps the same count."""
+    if time_ids is None and padding_mask is None:
         noise = torch.arange(num_tokens, device=device, dtype=torch.float32).expand(batch_size, num_tokens)
         return mask_from_noise(noise.clone(), num_tokens - num_masked)
-    last = time_ids.max(dim=1, keepdim=True).values
-    hidden = time_ids > last - num_masked  # (B, N)
+    if time_ids is None:
+        time_ids = torch.cumsum(padding_mask.long(), dim=1) - 1  # (B, N) index among real tokens
+    real = torch.ones_like(time_ids, dtype=torch.bool) if padding_mask is None else padding_mask
+    last = torch.where(real, time_ids, torch.full_like(time_ids, -1)).max(dim=1, keepdim=True).values
+    hidden = (time_ids > last - num_masked) | ~real  # (B, N)
     num_hidden = int(hidden.sum(dim=1).max())
     noise = hidden.float() + torch.arange(time_ids.shape[1], device=time_ids.device) * 1e-6
     return mask_from_noise(noise, time_ids.shape[1] - num_hidden)
@@ -189,7 +196,8 @@ def apply_strategy(
             raise ValueError("MaskingConfig.strategy='group' needs variate ids in the token batch")
         return group_mask(group_ids.to(device), config.ratio, generator, padding_mask)
     steps = num_tokens if time_ids is None else int(time_ids.max()) + 1
-    return tail_mask(batch_size, num_tokens, max(1, round(steps * config.ratio)), device, time_ids)
+    num_masked = max(1, round(steps * config.ratio))
+    return tail_mask(batch_size, num_tokens, num_masked, device, time_ids, padding_mask)
 
 
 def unshuffle(visible: Tensor, fill: Tensor, ids_restore: Tensor) -> Tensor:

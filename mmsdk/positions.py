@@ -70,16 +70,26 @@ class LearnedPositions(nn.Module):
     Args:
         dim: embedding width.
         grid: grid size per axis, e.g. (42,) for 42 patches or (8, 64) for a (freq, time) patch grid.
-        init_std: standard deviation of the truncated-normal initialization.
+        init: "sincos" starts from the sin-cos table (distinct positions from step 0, so masked tokens can be
+            located at once; trains several times faster than a small random table in our measurements) or
+            "normal" (truncated normal, `init_std`, as in ViT/PatchTST).
+        init_std: standard deviation of the "normal" initialization.
     """
 
-    def __init__(self, dim: int, grid: tuple[int, ...], init_std: float = 0.02) -> None:
+    def __init__(
+        self, dim: int, grid: tuple[int, ...], init: Literal["sincos", "normal"] = "sincos", init_std: float = 0.02
+    ) -> None:
         super().__init__()
         if not 1 <= len(grid) <= 3 or min(grid) < 1:
             raise ValueError(f"LearnedPositions.grid must have 1-3 positive sizes, got {grid}")
         self.grid = tuple(grid)
         self.table = nn.Parameter(torch.empty(*grid, dim))  # (*grid, D)
-        nn.init.trunc_normal_(self.table, std=init_std)
+        if init == "normal" or dim % (2 * len(grid)):
+            nn.init.trunc_normal_(self.table, std=init_std)
+        else:
+            coords = torch.stack(torch.meshgrid(*(torch.arange(s) for s in grid), indexing="ij"), dim=-1)
+            with torch.no_grad():
+                self.table.copy_(sincos_nd(coords, dim))
 
     def forward(self, positions: Tensor) -> Tensor:
         coords = positions.long()  # (B, N, k)
@@ -158,7 +168,7 @@ class Rotary(nn.Module):
         return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
 
     @staticmethod
-    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Rotates interleaved-halves of x (B, H, N, hd) by the given angles."""
         x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, N, hd/2) each
         rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)

@@ -40,7 +40,9 @@ class TransformerConfig(Config):
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block (linearly increasing from 0)."""
     dropout: float = 0.0
-    """Dropout on attention probabilities and MLP activations."""
+    """Dropout on MLP activations and on each attention branch's output (PatchTST's dropout)."""
+    attention_dropout: float = 0.0
+    """Dropout on attention probabilities; > 0 moves SDPA off its fused CPU kernels (about 3x slower there)."""
     attention: Backend = "auto"
     """Attention backend: auto (SDPA, FlexAttention for structured masks on GPU), sdpa, flex or reference."""
     variate_bias: bool = False
@@ -57,7 +59,19 @@ class TransformerConfig(Config):
         require(self.dim % self.heads == 0, self, "heads", f"dim={self.dim} is not divisible by heads={self.heads}")
         require(0.0 <= self.drop_path < 1.0, self, "drop_path", f"must be in [0, 1), got {self.drop_path}")
         require(0.0 <= self.dropout < 1.0, self, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(
+            0.0 <= self.attention_dropout < 1.0,
+            self,
+            "attention_dropout",
+            f"must be in [0, 1), got {self.attention_dropout}",
+        )
         require(self.mlp_ratio > 0, self, "mlp_ratio", f"must be positive, got {self.mlp_ratio}")
+        require(
+            not (self.attention == "flex" and self.attention_dropout > 0),
+            self,
+            "attention",
+            "FlexAttention has no attention dropout; use attention_dropout=0 or attention='auto'",
+        )
 
 
 class Transformer(nn.Module):
@@ -90,6 +104,7 @@ class Transformer(nn.Module):
                 config.variate_bias,
                 config.cross_attention,
                 config.norm_eps,
+                attention_dropout=config.attention_dropout,
             )
             for rate in rates
         )
@@ -122,7 +137,10 @@ class Transformer(nn.Module):
         if d != self.config.dim:
             raise ValueError(f"Transformer expects token width {self.config.dim}, got tokens of shape {tuple(x.shape)}")
         bias_ids = variate_ids if self.config.variate_bias else None
-        prepared = PreparedMask.build(mask, self.config.attention, b, n, x.device, bias_ids)
+        backend = self.config.attention
+        if backend == "auto" and self.training and self.config.attention_dropout > 0:
+            backend = "sdpa"  # FlexAttention has no attention dropout
+        prepared = PreparedMask.build(mask, backend, b, n, x.device, bias_ids)
         if self.rope is not None and positions is None:
             positions = torch.arange(n, device=x.device).expand(b, n)  # (B, N)
         cross = memory_mask(memory_padding, prepared.backend) if memory is not None else None

@@ -38,8 +38,8 @@ class PatchTSTConfig(Config):
     """Instance normalization: subtract each series' mean and divide by its std, undone on forecasts."""
     affine: bool = False
     """Learn a per-channel scale and shift after instance normalization (RevIN's affine option)."""
-    positions: Literal["learned", "sincos"] = "learned"
-    """Patch position embedding: a learned table or fixed sin-cos."""
+    positions: Literal["learned", "sincos"] = "sincos"
+    """Patch position embedding: fixed sin-cos, or a learned table (initialized from sin-cos)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,11 +165,13 @@ class PatchTSTAdapter(Adapter):
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B·C, N, P)
         observed_patches = self.patchify(observed.to(z.dtype)) > 0.5  # (B·C, N, P)
-        n = patches.shape[1]
-        positions = torch.arange(n, device=inputs.device).view(1, n, 1).expand(patches.shape[0], n, 1)
+        bc, n = patches.shape[:2]
+        positions = torch.arange(n, device=inputs.device).view(1, n, 1).expand(bc, n, 1)
+        channel = torch.arange(inputs.shape[2], device=inputs.device).repeat(inputs.shape[0])  # (B·C,)
         return TokenBatch(
             tokens=self.value_embedding(patches),  # (B·C, N, D)
             positions=positions,
+            variate_ids=channel.view(bc, 1).expand(bc, n),  # each sequence is one channel
             targets=patches,
             target_mask=observed_patches,
             context={"loc": loc, "scale": scale},

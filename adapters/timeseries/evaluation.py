@@ -1,0 +1,149 @@
+"""Forecast metrics, naive baselines and plots (forecasts, masked-patch reconstructions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from mmsdk.masking import Mask
+
+
+def naive_forecast(x: Tensor, horizon: int) -> Tensor:
+    """Repeats the last observed value: x (B, L, C) → (B, H, C)."""
+    return x[:, -1:, :].expand(-1, horizon, -1)
+
+
+def seasonal_naive_forecast(x: Tensor, horizon: int, period: int) -> Tensor:
+    """Repeats the last full season: x (B, L, C) → (B, H, C). Needs L >= period."""
+    if x.shape[1] < period:
+        raise ValueError(f"seasonal naive with period {period} needs at least {period} steps, got {x.shape[1]}")
+    season = x[:, -period:, :]
+    reps = -(-horizon // period)
+    return season.repeat(1, reps, 1)[:, :horizon]
+
+
+@torch.no_grad()
+def evaluate_forecaster(
+    forecaster: nn.Module | None,
+    dataset: Dataset,
+    batch_size: int = 256,
+    baseline: str | None = None,
+    period: int = 24,
+) -> dict[str, float]:
+    """Test MSE and MAE (averaged over every window, step and channel) of a model or a baseline.
+
+    Args:
+        forecaster: maps x (B, L, C) → (B, H, C); ignored when `baseline` is given.
+        dataset: yields (x, y) windows.
+        baseline: "naive" or "seasonal_naive" instead of the model.
+        period: season length for the seasonal baseline.
+    """
+    squared, absolute, count = 0.0, 0.0, 0
+    if forecaster is not None:
+        forecaster.eval()
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        if baseline == "naive":
+            pred = naive_forecast(x, y.shape[1])
+        elif baseline == "seasonal_naive":
+            pred = seasonal_naive_forecast(x, y.shape[1], period)
+        else:
+            pred = forecaster(x)
+        observed = torch.isfinite(y)
+        diff = torch.where(observed, pred - y, torch.zeros_like(y))
+        squared += float((diff**2).sum())
+        absolute += float(diff.abs().sum())
+        count += int(observed.sum())
+    return {"mse": squared / max(count, 1), "mae": absolute / max(count, 1)}
+
+
+def plot_forecasts(
+    x: np.ndarray,
+    y: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    columns: list[str],
+    path: str | Path,
+    channels: list[int] | None = None,
+) -> Path:
+    """Plots history, truth and forecasts of a few channels of one window to a PNG.
+
+    Args:
+        x: (L, C) history; y: (H, C) truth; predictions: name → (H, C).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channels = channels if channels is not None else [x.shape[1] - 1]
+    fig, axes = plt.subplots(len(channels), 1, figsize=(10, 2.8 * len(channels)), squeeze=False)
+    hist_t = np.arange(-x.shape[0], 0)
+    fut_t = np.arange(0, y.shape[0])
+    for ax, c in zip(axes[:, 0], channels):
+        ax.plot(hist_t, x[:, c], color="0.4", lw=1, label="history")
+        ax.plot(fut_t, y[:, c], color="black", lw=1.5, label="truth")
+        for k, (name, pred) in enumerate(predictions.items()):
+            # later lines are drawn dashed on top, so identical predictions (eager vs ONNX) stay visible
+            ax.plot(fut_t, pred[:, c], lw=1.5, ls="-" if k < 2 else "--", label=name)
+        ax.axvline(0, color="0.7", ls="--", lw=0.8)
+        ax.set_title(columns[c])
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_reconstruction(
+    patches: np.ndarray,
+    predicted: np.ndarray,
+    hidden: np.ndarray,
+    stride: int,
+    path: str | Path,
+    title: str = "masked-patch reconstruction",
+) -> Path:
+    """Plots one channel's normalized patches, with the model's reconstruction of the hidden ones shaded.
+
+    Args:
+        patches: (N, P) target patches of one channel; predicted: (N, P) predictions; hidden: (N,) bool.
+        stride: patch stride (patch n starts at n·stride).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, p = patches.shape
+    fig, ax = plt.subplots(figsize=(10, 3))
+    for i in range(n):
+        t = np.arange(i * stride, i * stride + p)
+        if hidden[i]:
+            ax.axvspan(t[0], t[-1], color="tab:orange", alpha=0.12, lw=0)
+            first = i == hidden.argmax()
+            ax.plot(t, predicted[i], color="tab:orange", lw=1.4, label="reconstruction" if first else None)
+            ax.plot(t, patches[i], color="black", lw=1, ls=":", label="hidden truth" if first else None)
+        else:
+            ax.plot(t, patches[i], color="tab:blue", lw=1, label="visible" if i == (~hidden).argmax() else None)
+    ax.set_title(title)
+    ax.set_xlabel("time step (normalized values)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, x: Tensor, mask: Mask) -> tuple[Tensor, Tensor, Tensor]:
+    """Runs a masked pretraining model on x and returns (targets, predictions, hidden) in token layout."""
+    model.eval()
+    batch = model.tokenize(x)
+    out = model(batch, mask)
+    return batch.targets, out.pred, out.hidden

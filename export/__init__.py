@@ -1,0 +1,37 @@
+"""Export of mmsdk models to ONNX, and a torch-free runtime for the exported files.
+
+- :func:`to_onnx` (torch): traces a model with the dynamo exporter, stores its config in the file's metadata and
+  checks ONNX Runtime against eager PyTorch for several batch sizes.
+- :class:`OnnxModel` (numpy + onnxruntime only): loads an exported file, validates inputs and benchmarks it.
+
+Every name is imported lazily, on first attribute access, so `import mmsdk.export` and
+`import mmsdk.export.runtime` never pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "to_onnx": "mmsdk.export.onnx",
+    "verify_onnx": "mmsdk.export.onnx",
+    "ExportResult": "mmsdk.export.onnx",
+    "ExportVerificationError": "mmsdk.export.onnx",
+    "OnnxModel": "mmsdk.export.runtime",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mmsdk.export' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

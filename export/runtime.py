@@ -1,0 +1,208 @@
+"""Running exported models with ONNX Runtime: numpy in, numpy out, no torch.
+
+This module imports only numpy and onnxruntime (and the standard library), so a deployment that serves an
+exported model needs neither torch nor the rest of mmsdk's training stack. Inputs are validated against the
+graph's declared shape and dtype before they reach the session, so a wrong series length fails with a message
+that names the input and the expected shape instead of an opaque runtime error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+Dim = int | str | None
+
+# ONNX Runtime type strings -> numpy dtypes of the inputs mmsdk models take.
+_ORT_DTYPES: dict[str, np.dtype] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+# Metadata entries holding JSON, and the key their decoded value is exposed under.
+_JSON_METADATA = {"mmsdk.config": "config", "mmsdk.head": "head"}
+
+
+def format_shape(shape: Sequence[Dim]) -> str:
+    """`(batch, 96, 3)`: symbolic dims by name, unknown dims as `?`."""
+    parts = ["?" if dim is None else str(dim) for dim in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The raw metadata entries plus `config` and `head` decoded from their JSON entries when present."""
+    metadata: dict[str, Any] = dict(raw)
+    for key, name in _JSON_METADATA.items():
+        if key in raw:
+            try:
+                metadata[name] = json.loads(raw[key])
+            except json.JSONDecodeError:
+                logger.warning("metadata entry %r is not valid JSON; left undecoded", key)
+    return metadata
+
+
+class OnnxModel:
+    """An exported model served by ONNX Runtime.
+
+    Args:
+        path: the `.onnx` file (external-data files must lie next to it).
+        providers: ONNX Runtime execution providers in priority order; CPU only by default, so results do not
+            depend on which onnxruntime build is installed.
+        threads: intra-op threads (ONNX Runtime's default, all cores, when None).
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if a requested provider is not available in the installed onnxruntime.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no ONNX model at {self.path}")
+        providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:
+            raise ValueError(f"execution providers {missing} are not available; have {ort.get_available_providers()}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
+        self.output_names: list[str] = [arg.name for arg in self.session.get_outputs()]
+        self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        logger.debug("loaded %s: inputs %s, outputs %s", self.path, list(self._inputs), self.output_names)
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of every graph input."""
+        return list(self._inputs)
+
+    @property
+    def input_name(self) -> str:
+        """Name of the (first) graph input, e.g. "series"."""
+        return next(iter(self._inputs))
+
+    @property
+    def input_shape(self) -> list[Dim]:
+        """Declared shape of the first input: ints for fixed dims, names (e.g. "batch") for dynamic ones."""
+        return list(self._inputs[self.input_name].shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxModel({str(self.path)!r}, input={self.input_name}{format_shape(self.input_shape)}, "
+            f"outputs={self.output_names}, providers={self.session.get_providers()})"
+        )
+
+    def __call__(self, inputs: np.ndarray | Sequence[Any]) -> np.ndarray:
+        """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series)."""
+        if len(self._inputs) != 1 or len(self.output_names) != 1:
+            raise ValueError(
+                f"calling the model needs one input and one output; it has inputs {self.input_names} and outputs "
+                f"{self.output_names}: use run() with a dict"
+            )
+        return self.run({self.input_name: inputs})[self.output_names[0]]
+
+    def run(self, inputs: Mapping[str, np.ndarray | Sequence[Any]]) -> dict[str, np.ndarray]:
+        """Runs the model on named inputs and returns every output by name.
+
+        Raises:
+            ValueError: for a missing or unknown input name, or an input of the wrong rank, size or dtype.
+        """
+        unknown = sorted(set(inputs) - set(self._inputs))
+        missing = sorted(set(self._inputs) - set(inputs))
+        if unknown or missing:
+            raise ValueError(f"model inputs are {self.input_names}; got unknown {unknown}, missing {missing}")
+        feed = {name: self._validate(name, value) for name, value in inputs.items()}
+        outputs = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_names, outputs))
+
+    def _validate(self, name: str, value: np.ndarray | Sequence[Any]) -> np.ndarray:
+        """Converts `value` to the input's dtype where that is lossless in kind, and checks its shape."""
+        arg = self._inputs[name]
+        expected_dtype = _ORT_DTYPES.get(arg.type)
+        array = _to_array(name, value, expected_dtype)
+        expected = list(arg.shape)
+        if array.ndim != len(expected):
+            raise ValueError(
+                f"{name} expects {format_shape(expected)} (rank {len(expected)}), got {format_shape(array.shape)} "
+                f"(rank {array.ndim})"
+            )
+        if array.ndim > 0 and array.shape[0] == 0:
+            raise ValueError(f"{name} got an empty batch: shape {format_shape(array.shape)}")
+        for want, got in zip(expected, array.shape):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"{name} expects {format_shape(expected)}, got {format_shape(array.shape)}")
+        return array
+
+    def benchmark(
+        self, inputs: np.ndarray | Mapping[str, np.ndarray], warmup: int = 5, repeats: int = 50
+    ) -> dict[str, float]:
+        """Latency of one call on `inputs`, measured with `time.perf_counter`.
+
+        Args:
+            inputs: one array (single-input models) or a dict of named inputs.
+            warmup: untimed calls first (allocations, kernel selection).
+            repeats: timed calls.
+
+        Returns:
+            `median_ms`, `p90_ms`, `mean_ms`, `min_ms`, `throughput` (samples per second at the median latency,
+            counting the first dimension as the batch), `batch_size` and `repeats`.
+        """
+        if repeats < 1 or warmup < 0:
+            raise ValueError(f"benchmark needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+        named = inputs if isinstance(inputs, Mapping) else {self.input_name: inputs}
+        feed = {name: self._validate(name, value) for name, value in named.items()}
+        for _ in range(warmup):
+            self.session.run(self.output_names, feed)
+        times = np.empty(repeats)
+        for i in range(repeats):
+            start = time.perf_counter()
+            self.session.run(self.output_names, feed)
+            times[i] = time.perf_counter() - start
+        batch_size = int(next(iter(feed.values())).shape[0]) if feed else 1
+        median = float(np.median(times))
+        stats = {
+            "median_ms": median * 1e3,
+            "p90_ms": float(np.percentile(times, 90)) * 1e3,
+            "mean_ms": float(times.mean()) * 1e3,
+            "min_ms": float(times.min()) * 1e3,
+            "throughput": batch_size / median,
+            "batch_size": float(batch_size),
+            "repeats": float(repeats),
+        }
+        logger.info("benchmark %s batch %d: median %.3f ms", self.path.name, batch_size, stats["median_ms"])
+        return stats
+
+
+def _to_array(name: str, value: np.ndarray | Sequence[Any], dtype: np.dtype | None) -> np.ndarray:
+    """`value` as an array of `dtype`: lists and other float widths are converted, other kinds are an error."""
+    if not isinstance(value, np.ndarray):
+        try:
+            array = np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} could not be converted to a {dtype} array: {error}") from error
+        logger.debug("%s: converted %s to a %s array", name, type(value).__name__, array.dtype)
+        return array
+    if dtype is None or value.dtype == dtype:
+        return value
+    if dtype.kind == "f" and value.dtype.kind == "f":
+        logger.debug("%s: casting %s to %s", name, value.dtype, dtype)
+        return value.astype(dtype)
+    raise ValueError(f"{name} expects {dtype} values, got an array of dtype {value.dtype}")

@@ -1,0 +1,305 @@
+"""The Python API: `pretrain(...)` and `finetune(...)` build the system, data and Trainer, and fit; no loop to write.
+
+```python
+result = mmsdk.pretrain(model_config, series_windows, trainer={"max_steps": 500})
+mmsdk.save_pretrained(result.model, "pretrained/")
+```
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
+
+from mmsdk.backbone import ModelConfig
+from mmsdk.config import Config, require
+from mmsdk.heads import HeadConfig
+from mmsdk.masking import MaskingConfig
+from mmsdk.training.data import DataLike, DataModule
+from mmsdk.training.optim import OptimConfig
+from mmsdk.training.systems import FinetuneSystem, PretrainSystem
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+
+
+@dataclass
+class TrainerConfig(Config):
+    """How to train: length, precision, devices, logging and checkpointing (a thin layer over Lightning)."""
+
+    max_steps: int = -1
+    """Optimizer steps to train for (-1: bounded by epochs)."""
+    max_epochs: int | None = None
+    """Epochs to train for (None: 10 when max_steps is -1, else unbounded; -1: unbounded)."""
+    accumulate_grad_batches: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    gradient_clip_val: float | None = 1.0
+    """Clip the global gradient norm to this value (None or 0 disables clipping)."""
+    precision: Precision = "auto"
+    """auto (bf16-mixed on CUDA, 32-true otherwise), 32-true, bf16-mixed or 16-mixed."""
+    accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu/cuda, mps."""
+    devices: str | int = "auto"
+    """Number of devices, or auto."""
+    strategy: str = "auto"
+    """Lightning strategy name (auto, ddp, fsdp, ...), passed through unchanged."""
+    default_root_dir: str = "runs"
+    """Where logs and checkpoints go."""
+    log_every_n_steps: int = 10
+    """Logging interval in optimizer steps."""
+    logger: Literal["csv", "tensorboard", "none"] = "csv"
+    """Metrics logger."""
+    progress_bar: bool = True
+    """Show a (rich) progress bar."""
+    checkpoint_every_n_steps: int | None = None
+    """Save a checkpoint (and `last.ckpt`) every n optimizer steps; None: one checkpoint at each epoch end."""
+    keep_all_checkpoints: bool = False
+    """Keep every periodic checkpoint instead of only the newest one."""
+    seed: int = 0
+    """Seeds the global RNGs (model initialization, dropout), the data order and the masks."""
+    deterministic: bool = False
+    """Use deterministic algorithms only (slower; exact reruns on GPU)."""
+    enable_model_summary: bool = False
+    """Print Lightning's model summary at the start."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.max_steps == -1 or self.max_steps > 0, self, "max_steps", f"must be -1 or > 0, got {self.max_steps}"
+        )
+        require(
+            self.max_epochs is None or self.max_epochs == -1 or self.max_epochs > 0,
+            self,
+            "max_epochs",
+            f"must be None, -1 or > 0, got {self.max_epochs}",
+        )
+        require(
+            self.accumulate_grad_batches >= 1,
+            self,
+            "accumulate_grad_batches",
+            f"must be >= 1, got {self.accumulate_grad_batches}",
+        )
+        require(
+            self.gradient_clip_val is None or self.gradient_clip_val >= 0,
+            self,
+            "gradient_clip_val",
+            f"must be None or >= 0, got {self.gradient_clip_val}",
+        )
+        require(self.log_every_n_steps >= 1, self, "log_every_n_steps", f"must be >= 1, got {self.log_every_n_steps}")
+        require(
+            self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
+            self,
+            "checkpoint_every_n_steps",
+            f"must be None or >= 1, got {self.checkpoint_every_n_steps}",
+        )
+
+    @property
+    def resolved_max_epochs(self) -> int:
+        """The epoch limit handed to Lightning."""
+        if self.max_epochs is not None:
+            return self.max_epochs
+        return 10 if self.max_steps == -1 else -1
+
+    def resolved_precision(self) -> str:
+        """The concrete precision: "auto" becomes bf16-mixed (or 16-mixed) on CUDA and 32-true elsewhere."""
+        if self.precision != "auto":
+            return self.precision
+        on_cuda = torch.cuda.is_available() and self.accelerator in ("auto", "gpu", "cuda")
+        if not on_cuda:
+            return "32-true"
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _logger(cfg: TrainerConfig) -> Any:
+    if cfg.logger == "csv":
+        return CSVLogger(cfg.default_root_dir, name="logs")
+    if cfg.logger == "tensorboard":
+        return TensorBoardLogger(cfg.default_root_dir, name="logs")
+    return False
+
+
+def build_trainer(cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """A Lightning Trainer from a :class:`TrainerConfig` plus extra callbacks."""
+    cfg = TrainerConfig.from_dict(cfg)
+    all_callbacks = list(callbacks)
+    user_checkpoint = any(isinstance(c, ModelCheckpoint) for c in all_callbacks)
+    if cfg.checkpoint_every_n_steps is not None and not user_checkpoint:
+        all_callbacks.append(
+            ModelCheckpoint(
+                every_n_train_steps=cfg.checkpoint_every_n_steps,
+                save_last=True,
+                save_top_k=-1 if cfg.keep_all_checkpoints else 1,
+            )
+        )
+    if cfg.progress_bar:
+        all_callbacks.append(RichProgressBar())
+    if cfg.logger != "none":
+        all_callbacks.append(LearningRateMonitor(logging_interval="step"))
+    clip = cfg.gradient_clip_val or None
+    return L.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=cfg.resolved_max_epochs,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=clip,
+        precision=cfg.resolved_precision(),
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        default_root_dir=cfg.default_root_dir,
+        log_every_n_steps=cfg.log_every_n_steps,
+        logger=_logger(cfg),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=cfg.enable_model_summary,
+        deterministic=cfg.deterministic,
+        callbacks=all_callbacks,
+    )
+
+
+@dataclass
+class TrainingResult:
+    """What a training call returns.
+
+    Attributes:
+        model: the trained model (an nn.Module; save it with `mmsdk.save_pretrained`).
+        system: the Lightning system that trained it.
+        trainer: the Lightning Trainer (checkpoints, loggers).
+        metrics: final `train/loss` and, when evaluated, `val/...` and `test/...` metrics as floats.
+    """
+
+    model: nn.Module
+    system: L.LightningModule
+    trainer: L.Trainer
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PretrainResult(TrainingResult):
+    """The result of :func:`pretrain`; `model` is the pretraining model (backbone + decoder/head)."""
+
+
+@dataclass
+class FinetuneResult(TrainingResult):
+    """The result of :func:`finetune`; `model` is the TaskModel. `load_report` says what a pretrained
+    directory contributed (None without one)."""
+
+    load_report: Any = None
+
+
+def _datamodule(
+    train_data: DataLike | L.LightningDataModule,
+    val_data: DataLike | None,
+    test_data: DataLike | None,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+) -> L.LightningDataModule:
+    if isinstance(train_data, L.LightningDataModule):
+        if val_data is not None or test_data is not None:
+            raise ValueError("pass val/test data inside the LightningDataModule, not as separate arguments")
+        return train_data
+    return DataModule(train_data, val_data, test_data, batch_size=batch_size, num_workers=num_workers, seed=seed)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, (int, float)):
+            out[name] = float(value)
+    return out
+
+
+def pretrain(
+    model: ModelConfig | dict[str, Any],
+    train_data: DataLike | L.LightningDataModule,
+    val_data: DataLike | None = None,
+    masking: MaskingConfig | dict[str, Any] | None = None,
+    optim: OptimConfig | dict[str, Any] | None = None,
+    trainer: TrainerConfig | dict[str, Any] | None = None,
+    batch_size: int = 32,
+    ckpt_path: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    num_workers: int = 0,
+) -> PretrainResult:
+    """Masked (MAE/BERT) or causal pretraining on unlabeled data.
+
+    Args:
+        model: the model config (dict or ModelConfig).
+        train_data: a Dataset, Tensor/ndarray of inputs, `(inputs, targets)` (targets ignored), or a
+            LightningDataModule (then `val_data` must be None).
+        val_data: optional validation data (logs `val/loss` with fixed masks).
+        masking: masking strategy and ratio.
+        optim: optimizer and schedule.
+        trainer: steps, precision, devices, logging, checkpoints, seed.
+        batch_size: samples per batch (per device).
+        ckpt_path: a Lightning checkpoint to resume from exactly.
+        callbacks: extra Lightning callbacks.
+        num_workers: data-loader worker processes.
+    """
+    cfg = TrainerConfig.from_dict(trainer)
+    L.seed_everything(cfg.seed, verbose=False)
+    data = _datamodule(train_data, val_data, None, batch_size, num_workers, cfg.seed)
+    system = PretrainSystem(model, masking, optim, seed=cfg.seed)
+    fit = build_trainer(cfg, callbacks)
+    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    metrics = _scalars(fit.callback_metrics)
+    logger.info("pretraining done after %d steps: %s", fit.global_step, metrics)
+    return PretrainResult(system.model, system, fit, metrics)
+
+
+def finetune(
+    model: ModelConfig | dict[str, Any],
+    head: HeadConfig | dict[str, Any],
+    train_data: DataLike | L.LightningDataModule,
+    val_data: DataLike | None = None,
+    test_data: DataLike | None = None,
+    pretrained: str | None = None,
+    mode: Literal["full", "linear_probe"] = "full",
+    optim: OptimConfig | dict[str, Any] | None = None,
+    trainer: TrainerConfig | dict[str, Any] | None = None,
+    batch_size: int = 32,
+    ckpt_path: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    num_workers: int = 0,
+) -> FinetuneResult:
+    """Fine-tunes (or linear-probes) a task model on `(inputs, targets)` data, then tests it if test data is given.
+
+    Args:
+        model: the model config; must match the pretrained one when `pretrained` is set.
+        head: the task (forecast, classification, regression) and its head.
+        train_data: `(inputs, targets)` as a tuple of arrays, a Dataset yielding pairs, or a LightningDataModule
+            (then `val_data`/`test_data` must be None and its own test loader is used when it defines one).
+        val_data: optional validation pairs (logs `val/mse`, `val/mae` or `val/acc`, `val/loss`).
+        test_data: optional test pairs, evaluated after training with the final weights.
+        pretrained: a directory written by `save_pretrained` whose backbone weights initialize the model.
+        mode: "full" or "linear_probe" (frozen backbone).
+        optim: optimizer and schedule.
+        trainer: steps, precision, devices, logging, checkpoints, seed.
+        batch_size: samples per batch (per device).
+        ckpt_path: a Lightning checkpoint to resume from exactly.
+        callbacks: extra Lightning callbacks.
+        num_workers: data-loader worker processes.
+    """
+    cfg = TrainerConfig.from_dict(trainer)
+    L.seed_everything(cfg.seed, verbose=False)
+    data = _datamodule(train_data, val_data, test_data, batch_size, num_workers, cfg.seed)
+    system = FinetuneSystem(model, head, optim, pretrained=pretrained, mode=mode, seed=cfg.seed)
+    fit = build_trainer(cfg, callbacks)
+    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    metrics = _scalars(fit.callback_metrics)
+    has_test = test_data is not None or (
+        not isinstance(data, DataModule) and type(data).test_dataloader is not L.LightningDataModule.test_dataloader
+    )
+    if has_test:
+        for result in fit.test(system, datamodule=data, verbose=False):
+            metrics.update(_scalars(result))
+    logger.info("fine-tuning done after %d steps: %s", fit.global_step, metrics)
+    return FinetuneResult(system.model, system, fit, metrics, load_report=system.load_report)

@@ -1,0 +1,232 @@
+"""Data plumbing for the training systems: datasets from arrays, and a data module whose order resumes exactly.
+
+The training order is a pure function of (seed, epoch): :class:`ResumableSampler` shuffles with a generator seeded
+from both, and :class:`ResumableDataLoader` records how many batches of the current epoch were consumed. Lightning
+stores that position in its checkpoints (the loader implements `state_dict`/`load_state_dict`), so a run resumed
+from a mid-epoch checkpoint sees exactly the batches the uninterrupted run would have seen.
+
+Batches are either a Tensor (inputs) or a tuple/list `(inputs, targets)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sized
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+logger = logging.getLogger(__name__)
+
+DataLike = Dataset | Tensor | np.ndarray | tuple | list
+
+
+def _to_tensor(value: Any, role: str) -> Tensor:
+    """A tensor from an array-like; float64 becomes float32 (the models' dtype)."""
+    if not isinstance(value, (Tensor, np.ndarray)):
+        raise ValueError(f"as_dataset: {role} must be a Tensor or numpy array, got {type(value).__name__}")
+    tensor = torch.as_tensor(value)
+    if tensor.dtype == torch.float64:
+        tensor = tensor.float()
+    if tensor.dim() == 0:
+        raise ValueError(f"as_dataset: {role} must have a leading sample dimension, got a scalar")
+    return tensor
+
+
+def as_dataset(data: DataLike) -> Dataset:
+    """Turns inputs, or an `(inputs, targets)` pair, into a Dataset; Datasets pass through.
+
+    Args:
+        data: a Dataset; a Tensor/ndarray of inputs (first axis = samples); or a tuple/list `(inputs, targets)`.
+
+    Raises:
+        ValueError: for empty data, inputs and targets of different lengths, or unsupported types.
+    """
+    if isinstance(data, Dataset):
+        if isinstance(data, Sized) and len(data) == 0:
+            raise ValueError(f"as_dataset: the {type(data).__name__} is empty (0 samples)")
+        return data
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(f"as_dataset: expected (inputs, targets), got a {type(data).__name__} of {len(data)}")
+        inputs, targets = _to_tensor(data[0], "inputs"), _to_tensor(data[1], "targets")
+        if len(inputs) != len(targets):
+            raise ValueError(f"as_dataset: {len(inputs)} inputs but {len(targets)} targets; they must match")
+        tensors = (inputs, targets)
+    else:
+        tensors = (_to_tensor(data, "inputs"),)
+    if len(tensors[0]) == 0:
+        raise ValueError(f"as_dataset: the data is empty (inputs of shape {tuple(tensors[0].shape)})")
+    return TensorDataset(*tensors)
+
+
+class ResumableSampler(DistributedSampler):
+    """Seeded, epoch-aware sampler (order = f(seed, epoch)) that can start an epoch part-way through.
+
+    It is a :class:`~torch.utils.data.DistributedSampler` (one replica by default), so Lightning keeps it in
+    distributed runs instead of wrapping it, and every rank draws its own shard of the same permutation.
+    """
+
+    def __init__(
+        self, dataset: Dataset, shuffle: bool = True, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch (and so the order); a pending mid-epoch start only applies to its own epoch."""
+        if epoch != self.epoch:
+            self._skip = 0
+        super().set_epoch(epoch)
+
+    def resume(self, epoch: int, skip: int) -> None:
+        """Makes the next iteration produce epoch `epoch`'s order without its first `skip` indices."""
+        super().set_epoch(epoch)
+        self._skip = skip
+
+    @property
+    def pending_skip(self) -> int:
+        """Indices the next iteration skips."""
+        return self._skip
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        skip, self._skip = self._skip, 0
+        return iter(indices[skip:])
+
+
+class _CountingIterator:
+    """Wraps a DataLoader iterator and counts the batches it hands out (in the main process)."""
+
+    def __init__(self, iterator: Iterator, loader: ResumableDataLoader) -> None:
+        self._iterator, self._loader = iterator, loader
+
+    def __iter__(self) -> _CountingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        batch = next(self._iterator)
+        self._loader._consumed += 1
+        return batch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`ResumableSampler` that saves its position inside the epoch.
+
+    `state_dict()` gives `{"epoch", "batches"}` (batches consumed so far in that epoch); `load_state_dict`
+    makes the next iteration continue from there. Lightning calls both for its training loaders.
+    """
+
+    sampler: ResumableSampler
+
+    def __init__(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self) -> _CountingIterator:
+        self._consumed = self.sampler.pending_skip // (self.batch_size or 1)
+        return _CountingIterator(super().__iter__(), self)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": self._consumed, "length": len(self)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if state.get("length", len(self)) != len(self):
+            logger.warning(
+                "the checkpoint's epoch had %s batches but the loader now has %d; the data order will not resume "
+                "exactly",
+                state.get("length"),
+                len(self),
+            )
+        if batches >= len(self):  # saved at the end of an epoch: the next one starts from its beginning
+            self.sampler.resume(epoch + 1, 0)
+        else:
+            self.sampler.resume(epoch, batches * (self.batch_size or 1))
+        self._consumed = batches if batches < len(self) else 0
+
+
+class DataModule(L.LightningDataModule):
+    """Train/val/test datasets → data loaders, with an exactly resumable training order.
+
+    Args:
+        train: the training data (anything :func:`as_dataset` accepts), or None for evaluation only.
+        val: validation data, or None.
+        test: test data, or None.
+        batch_size: samples per batch (per device).
+        num_workers: loader worker processes (0 = load in the main process).
+        seed: seeds the shuffling order (together with the epoch) and the loaders' worker seeds.
+    """
+
+    def __init__(
+        self,
+        train: DataLike | None = None,
+        val: DataLike | None = None,
+        test: DataLike | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"DataModule.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"DataModule.num_workers must be >= 0, got {num_workers}")
+        self.train = None if train is None else as_dataset(train)
+        self.val = None if val is None else as_dataset(val)
+        self.test = None if test is None else as_dataset(test)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        # Lightning runs a stage only when its loader hook is overridden: hide the hooks of absent splits
+        for split in ("val", "test"):
+            if getattr(self, split) is None:
+                setattr(self, f"{split}_dataloader", None)
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+            # a private generator: creating loader iterators never consumes the global RNG (exact resume)
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+
+    def _replicas(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        if self.train is None:
+            raise ValueError("DataModule has no training data; pass train=...")
+        world, rank = self._replicas()
+        sampler = ResumableSampler(self.train, shuffle=True, seed=self.seed, num_replicas=world, rank=rank)
+        drop_last = len(sampler) > self.batch_size  # never drop the only batch of a tiny dataset
+        return ResumableDataLoader(self.train, self.batch_size, sampler, drop_last=drop_last, **self._loader_kwargs())
+
+    def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader:
+        if dataset is None:
+            raise ValueError(f"DataModule has no {split} data; pass {split}=...")
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val, "val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test, "test")
+
+
+def split_batch(batch: Tensor | tuple | list) -> tuple[Tensor, Tensor | None]:
+    """`(inputs, targets)` of a batch; targets are None for an inputs-only batch."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) >= 1:
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    raise ValueError(f"a batch must be a Tensor or an (inputs, targets) tuple/list, got {type(batch).__name__}")

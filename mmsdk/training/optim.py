@@ -1,0 +1,168 @@
+"""AdamW with decoupled weight decay on matrices only, and a linear-warmup + cosine learning-rate schedule.
+
+The schedule is a multiplier of the base learning rate evaluated per *optimizer* step (not per micro-batch), so
+it is unaffected by gradient accumulation and resumes exactly from a checkpoint (the scheduler's step counter is
+part of Lightning's checkpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from mmsdk.config import Config, require
+from mmsdk.positions import LearnedPositions
+
+logger = logging.getLogger(__name__)
+
+# Parameters of these modules are scales/shifts or lookup tables: decaying them towards 0 only hurts.
+_NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm,
+    nn.RMSNorm,
+    nn.GroupNorm,
+    nn.modules.batchnorm._BatchNorm,
+    nn.Embedding,
+    LearnedPositions,
+)
+_NO_DECAY_NAMES = ("mask_token", "cls_token", "pos_embed")
+
+
+@dataclass
+class OptimConfig(Config):
+    """AdamW and its learning-rate schedule (linear warmup, then cosine decay to `min_lr_ratio * lr`)."""
+
+    lr: float = 1e-3
+    """Peak learning rate, reached at the end of warmup."""
+    weight_decay: float = 0.05
+    """Decoupled weight decay on weight matrices (never on biases, norms, position tables or mask tokens)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's moment coefficients (beta1, beta2)."""
+    eps: float = 1e-8
+    """AdamW's denominator epsilon."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warmup (use this or `warmup_ratio`)."""
+    warmup_ratio: float = 0.0
+    """Warmup as a fraction of the total optimizer steps (use this or `warmup_steps`)."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the cosine decay, as a fraction of `lr`."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.betas = tuple(self.betas)  # YAML/JSON give lists
+        require(self.lr > 0, self, "lr", f"must be positive, got {self.lr}")
+        require(self.weight_decay >= 0, self, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            self,
+            "betas",
+            f"must be two values in [0, 1), got {self.betas}",
+        )
+        require(self.eps > 0, self, "eps", f"must be positive, got {self.eps}")
+        require(
+            isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
+            self,
+            "warmup_steps",
+            f"must be an int >= 0, got {self.warmup_steps!r}",
+        )
+        require(0.0 <= self.warmup_ratio < 1.0, self, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        require(
+            not (self.warmup_steps > 0 and self.warmup_ratio > 0),
+            self,
+            "warmup_ratio",
+            f"set warmup_steps ({self.warmup_steps}) or warmup_ratio ({self.warmup_ratio}), not both",
+        )
+        require(0.0 <= self.min_lr_ratio <= 1.0, self, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup length in optimizer steps for a run of `total_steps` steps."""
+        if self.warmup_steps > 0:
+            return self.warmup_steps
+        return round(self.warmup_ratio * total_steps)
+
+
+def _no_decay(module: nn.Module, name: str, parameter: nn.Parameter) -> bool:
+    """True for parameters that should not be weight-decayed: biases, 1-D tensors, norms, tables, mask tokens."""
+    return (
+        parameter.ndim < 2 or name.endswith("bias") or name in _NO_DECAY_NAMES or isinstance(module, _NO_DECAY_MODULES)
+    )
+
+
+def _owned_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, nn.Parameter]]:
+    """(qualified name, owning module, parameter) for every distinct parameter (shared ones once)."""
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if id(parameter) in seen:
+                continue
+            seen.add(id(parameter))
+            yield (f"{module_name}.{name}" if module_name else name), module, parameter
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Splits the trainable parameters of `model` into a decayed and a non-decayed AdamW group.
+
+    Frozen parameters (`requires_grad=False`, e.g. a linear probe's backbone) are left out entirely, so the
+    optimizer never touches them (not even through weight decay).
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, module, parameter in _owned_parameters(model):
+        if not parameter.requires_grad:
+            continue
+        (no_decay if _no_decay(module, name.rsplit(".", 1)[-1], parameter) else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig | dict | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of `model` (fused kernel when every parameter is on CUDA).
+
+    Raises:
+        ValueError: if the model has no trainable parameter.
+    """
+    config = OptimConfig.from_dict(config)
+    groups = parameter_groups(model, config.weight_decay)
+    params = [p for group in groups for p in group["params"]]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
+    fused = all(p.is_cuda and p.is_floating_point() for p in params)
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, **kwargs)
+
+
+def warmup_cosine(step: int, total: int | float, warmup: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based).
+
+    Linear warmup from `1/warmup` to 1 over the first `warmup` steps, then a cosine from 1 down to `min_ratio` at
+    step `total`. A non-finite or non-positive `total` (unbounded run) keeps the multiplier at 1 after warmup.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if not math.isfinite(total) or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / (total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int | float) -> LambdaLR:
+    """A LambdaLR following :func:`warmup_cosine`; step it once per optimizer step."""
+    if math.isfinite(total_steps):
+        total_steps = int(total_steps)
+        warmup = config.warmup_for(total_steps)
+    else:
+        logger.warning("the number of training steps is unbounded: the learning rate stays constant after warmup")
+        warmup = config.warmup_steps
+    if math.isfinite(total_steps) and warmup >= total_steps > 0:
+        logger.warning("warmup (%d steps) covers the whole run (%d steps)", warmup, total_steps)
+    schedule = functools.partial(warmup_cosine, total=total_steps, warmup=warmup, min_ratio=config.min_lr_ratio)
+    return LambdaLR(optimizer, schedule)
