@@ -161,12 +161,16 @@ def main(args: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    auto_cli(
-        {"pretrain": pretrain, "finetune": finetune, "export": export, "demo": demo},
-        args=args,
-        as_positional=False,
-        fail_untyped=True,
-    )
+    try:
+        auto_cli(
+            {"pretrain": pretrain, "finetune": finetune, "export": export, "demo": demo},
+            args=args,
+            as_positional=False,
+            fail_untyped=True,
+        )
+    except (ValueError, FileNotFoundError) as error:  # bad recipes, data or checkpoints: a message, not a trace
+        logger.error("%s", error)
+        raise SystemExit(2) from error
 
 
 if __name__ == "__main__":

@@ -371,7 +371,7 @@ def test_flex_backward_on_cpu_raises_a_clear_error() -> None:
 
 
 def test_flex_with_attention_dropout_is_a_config_error() -> None:
-    with pytest.raises(ValueError, match="TransformerConfig.attention"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.attention"):
         TransformerConfig(dim=16, heads=2, attention="flex", attention_dropout=0.1)
 
 

@@ -1,0 +1,134 @@
+"""The `mmsdk` CLI and the shipped recipes and examples, smoke-run with tiny overrides."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsdk.cli import main
+from mmsdk.export.runtime import OnnxModel
+from mmsdk.hub import from_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "examples" / "recipes"
+TINY = [
+    "--model.adapter_config.context_length=96",
+    "--model.encoder.dim=16",
+    "--model.encoder.depth=1",
+    "--model.encoder.heads=2",
+    "--data.batch_size=16",
+    "--data.stride=64",
+    "--trainer.max_steps=2",
+    "--trainer.logger=none",
+    "--trainer.progress_bar=false",
+]
+
+
+def test_every_recipe_parses() -> None:
+    recipes = sorted(RECIPES.rglob("*.yaml"))
+    assert recipes, "no recipes shipped"
+    for recipe in recipes:
+        command = "finetune" if "head:" in recipe.read_text() else "pretrain"
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--config", str(recipe), "--print_config"])
+        assert exit_info.value.code == 0, recipe
+
+
+def test_pretrain_finetune_export_from_recipes(tmp_path: Path) -> None:
+    pre_dir, ft_dir = tmp_path / "pre", tmp_path / "ft"
+    main(
+        [
+            "pretrain",
+            "--config",
+            str(RECIPES / "timeseries/patchtst_pretrain.yaml"),
+            *TINY,
+            f"--output_dir={pre_dir}",
+            f"--trainer.default_root_dir={pre_dir}",
+        ]
+    )
+    assert (pre_dir / "model" / "model.safetensors").is_file()
+    main(
+        [
+            "finetune",
+            "--config",
+            str(RECIPES / "timeseries/patchtst_finetune.yaml"),
+            *TINY,
+            f"--pretrained={pre_dir / 'model'}",
+            f"--output_dir={ft_dir}",
+            f"--trainer.default_root_dir={ft_dir}",
+            "--head.num_outputs=96",
+        ]
+    )
+    metrics = json.loads((ft_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/mse"])
+    onnx_path = tmp_path / "forecaster.onnx"
+    main(["export", f"--model_dir={ft_dir / 'model'}", f"--output={onnx_path}"])
+    runtime = OnnxModel(onnx_path)
+    x = np.random.default_rng(0).standard_normal((2, 96, 7)).astype(np.float32)
+    model = from_pretrained(ft_dir / "model")
+    import torch
+
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(runtime(x), expected, atol=1e-4)
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--config", str(RECIPES / "timeseries/patchtst_pretrain.yaml"), "--trainer.max_stepz=3"])
+    assert exit_info.value.code != 0
+    assert "max_stepz" in capsys.readouterr().err
+
+
+def test_bad_field_value_names_the_field(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--config", str(RECIPES / "timeseries/patchtst_pretrain.yaml"), "--masking.ratio=1.5"])
+    assert exit_info.value.code == 2
+    assert "MaskingConfig.ratio: must be in (0, 1), got 1.5" in caplog.text
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(RECIPES / "timeseries/patchtst_pretrain.yaml"),
+                *TINY,
+                f"--data.path={tmp_path / 'nope.csv'}",
+                f"--output_dir={tmp_path}",
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "nope.csv" in caplog.text
+
+
+@pytest.mark.slow
+def test_python_api_example_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "python_api.py"), "--steps", "3", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ONNX verified" in result.stdout
+    assert (tmp_path / "forecaster.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    summary = main(
+        ["demo", f"--output_dir={tmp_path}", "--pretrain_steps=2", "--finetune_steps=2", "--progress_bar=false"]
+    )
+    assert summary is None or isinstance(summary, dict)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert set(written["test_metrics"]) == {"mmsdk_patchtst", "naive_last_value", "seasonal_naive_24h"}
+    assert written["onnx"]["demo_batch_max_abs_error"] < 1e-4
+    for png in ("forecast.png", "reconstruction.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
