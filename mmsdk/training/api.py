@@ -64,6 +64,11 @@ class TrainerConfig(Config):
     """Save a checkpoint (and `last.ckpt`) every n optimizer steps; None: one checkpoint at each epoch end."""
     keep_all_checkpoints: bool = False
     """Keep every periodic checkpoint instead of only the newest one."""
+    select_best: str | None = None
+    """Return the weights with the best value of this validation metric (e.g. val/mse) instead of the last ones:
+    early-stopping-style model selection. Needs validation data."""
+    select_mode: Literal["min", "max"] = "min"
+    """Whether lower (min) or higher (max) values of `select_best` are better."""
     seed: int = 0
     """Seeds the global RNGs (model initialization, dropout), the data order and the masks."""
     deterministic: bool = False
@@ -127,10 +132,50 @@ def _logger(cfg: TrainerConfig) -> Any:
     return False
 
 
+class BestWeights(Callback):
+    """Keeps an in-memory copy of the model weights at the best value of a validation metric."""
+
+    def __init__(self, monitor: str, mode: Literal["min", "max"] = "min") -> None:
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"TrainerConfig.select_best={self.monitor!r} was not logged; logged: {sorted(trainer.callback_metrics)}"
+            )
+        value = float(value)
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best, self.epoch = value, trainer.current_epoch
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def restore(self, pl_module: L.LightningModule) -> None:
+        """Loads the best weights back (no-op when validation never ran)."""
+        if self.state is None:
+            logger.warning("select_best=%s: no validation ran, keeping the last weights", self.monitor)
+            return
+        pl_module.load_state_dict(self.state)
+        logger.info("restored the weights with the best %s = %.5f (epoch %s)", self.monitor, self.best, self.epoch)
+
+
+def _restore_best(fit: L.Trainer, system: L.LightningModule) -> None:
+    for callback in fit.callbacks:
+        if isinstance(callback, BestWeights):
+            callback.restore(system)
+
+
 def build_trainer(cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> L.Trainer:
     """A Lightning Trainer from a :class:`TrainerConfig` plus extra callbacks."""
     cfg = TrainerConfig.from_dict(cfg)
     all_callbacks = list(callbacks)
+    if cfg.select_best is not None:
+        all_callbacks.append(BestWeights(cfg.select_best, cfg.select_mode))
     user_checkpoint = any(isinstance(c, ModelCheckpoint) for c in all_callbacks)
     if cfg.checkpoint_every_n_steps is not None and not user_checkpoint:
         all_callbacks.append(
@@ -250,6 +295,7 @@ def pretrain(
     system = PretrainSystem(model, masking, optim, seed=cfg.seed)
     fit = build_trainer(cfg, callbacks)
     fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    _restore_best(fit, system)
     metrics = _scalars(fit.callback_metrics)
     logger.info("pretraining done after %d steps: %s", fit.global_step, metrics)
     return PretrainResult(system.model, system, fit, metrics)
@@ -278,7 +324,8 @@ def finetune(
         train_data: `(inputs, targets)` as a tuple of arrays, a Dataset yielding pairs, or a LightningDataModule
             (then `val_data`/`test_data` must be None and its own test loader is used when it defines one).
         val_data: optional validation pairs (logs `val/mse`, `val/mae` or `val/acc`, `val/loss`).
-        test_data: optional test pairs, evaluated after training with the final weights.
+        test_data: optional test pairs, evaluated after training with the final weights (the best ones with
+            `TrainerConfig.select_best`).
         pretrained: a directory written by `save_pretrained` whose backbone weights initialize the model.
         mode: "full" or "linear_probe" (frozen backbone).
         optim: optimizer and schedule.
@@ -294,6 +341,7 @@ def finetune(
     system = FinetuneSystem(model, head, optim, pretrained=pretrained, mode=mode, seed=cfg.seed)
     fit = build_trainer(cfg, callbacks)
     fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    _restore_best(fit, system)
     metrics = _scalars(fit.callback_metrics)
     has_test = test_data is not None or (
         not isinstance(data, DataModule) and type(data).test_dataloader is not L.LightningDataModule.test_dataloader

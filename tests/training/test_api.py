@@ -188,3 +188,32 @@ def test_lightning_datamodule_is_accepted(tmp_path: Path) -> None:
     assert result.trainer.global_step == 2 and isinstance(result.system, L.LightningModule)
     with pytest.raises(ValueError, match="inside the LightningDataModule"):
         pretrain(MODEL, DataModule(x), val_data=x, trainer=quiet(tmp_path, max_steps=1))
+
+
+def test_select_best_returns_the_best_validation_weights(tmp_path) -> None:
+    from mmsdk.training.api import BestWeights
+
+    x, y = windows(64)
+    trainer = {
+        "max_epochs": 4,
+        "logger": "none",
+        "progress_bar": False,
+        "default_root_dir": str(tmp_path),
+        "select_best": "val/mse",
+    }
+    result = finetune(
+        MODEL,
+        {"task": "forecast", "num_outputs": HORIZON},
+        (x, y),
+        val_data=(x, y),
+        optim={"lr": 3e-2},
+        trainer=trainer,
+    )
+    best = next(c for c in result.trainer.callbacks if isinstance(c, BestWeights))
+    assert best.state is not None and best.epoch is not None
+    # validating the returned model reproduces the best validation score seen during training
+    check = build_trainer({"logger": "none", "progress_bar": False, "default_root_dir": str(tmp_path)})
+    (scores,) = check.validate(result.system, dataloaders=DataModule(x, (x, y), batch_size=32).val_dataloader())
+    assert scores["val/mse"] == pytest.approx(best.best, rel=1e-5)
+    with pytest.raises(ValueError, match="select_mode"):
+        mmsdk.TrainerConfig(select_best="val/mse", select_mode="lowest")
