@@ -132,3 +132,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert written["onnx"]["demo_batch_max_abs_error"] < 1e-4
     for png in ("forecast.png", "reconstruction.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_finetune_own_csv_example_runs(tmp_path: Path) -> None:
+    script = ROOT / "examples" / "finetune_own_csv.py"
+    args = ["--steps", "3", "--context", "48", "--horizon", "12", "--output", str(tmp_path)]
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert all(np.isfinite(m["mse"]) for m in metrics.values()), metrics
+    assert (tmp_path / "forecaster.onnx").is_file() and (tmp_path / "forecast.png").is_file()

@@ -12,16 +12,26 @@ from torch.utils.data import DataLoader, Dataset
 from mmsdk.masking import Mask
 
 
+def forward_fill(x: Tensor) -> Tensor:
+    """Replaces NaN in x (B, L, C) by the last observed value before it (0 where nothing was observed yet)."""
+    observed = ~torch.isnan(x)
+    index = torch.arange(x.shape[1], device=x.device).view(1, -1, 1).expand_as(x)
+    last = torch.cummax(torch.where(observed, index, torch.zeros_like(index)), dim=1).values  # (B, L, C)
+    filled = torch.gather(torch.nan_to_num(x), 1, last)
+    seen = torch.cummax(observed.long(), dim=1).values.bool()
+    return torch.where(seen, filled, torch.zeros_like(filled))
+
+
 def naive_forecast(x: Tensor, horizon: int) -> Tensor:
     """Repeats the last observed value: x (B, L, C) → (B, H, C)."""
-    return x[:, -1:, :].expand(-1, horizon, -1)
+    return forward_fill(x)[:, -1:, :].expand(-1, horizon, -1)
 
 
 def seasonal_naive_forecast(x: Tensor, horizon: int, period: int) -> Tensor:
     """Repeats the last full season: x (B, L, C) → (B, H, C). Needs L >= period."""
     if x.shape[1] < period:
         raise ValueError(f"seasonal naive with period {period} needs at least {period} steps, got {x.shape[1]}")
-    season = x[:, -period:, :]
+    season = forward_fill(x)[:, -period:, :]
     reps = -(-horizon // period)
     return season.repeat(1, reps, 1)[:, :horizon]
 

@@ -112,3 +112,12 @@ def test_recipe_data_builder_and_plot(tmp_path) -> None:
     x, y = pre.test[0]
     png = plot_forecasts(x.numpy(), y.numpy(), {"naive": y.numpy() * 0}, pre.info["columns"], tmp_path / "f.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baselines_forward_fill_missing_history() -> None:
+    from mmsdk.adapters.timeseries.evaluation import forward_fill
+
+    x = torch.tensor([[float("nan"), 1.0, float("nan"), 3.0, float("nan")]]).view(1, 5, 1)
+    assert forward_fill(x).view(-1).tolist() == [0.0, 1.0, 1.0, 3.0, 3.0]
+    assert naive_forecast(x, 2).view(-1).tolist() == [3.0, 3.0]
+    assert torch.isfinite(seasonal_naive_forecast(x, 4, period=2)).all()
