@@ -24,6 +24,7 @@ _ADAPTERS: dict[str, type[Adapter]] = {}
 # Built-in adapter families, imported on first use so `import mmsdk` stays light.
 _BUILTIN_MODULES: dict[str, str] = {
     "patchtst": "mmsdk.adapters.timeseries",
+    "timerxl": "mmsdk.adapters.timeseries.timerxl",
 }
 
 
@@ -75,6 +76,18 @@ class Adapter(nn.Module, ABC):
         Called once for the encoder width and once for a decoder width, so MAE decoders get positions too.
         """
         return None
+
+    def mask_embedding(self) -> Tensor | None:
+        """The (D,) embedding that replaces hidden tokens under the bert objective; None = a learned mask token.
+
+        Override to define masking in the adapter's input space, e.g. the embedding of an all-zero patch (PatchTST's
+        mask_value=0). The returned tensor may depend on parameters, so it is fetched on every forward.
+        """
+        return None
+
+    def embedding_dropout(self) -> float:
+        """Dropout rate on the embedded tokens (content + absolute positions) before the encoder; 0 = none."""
+        return 0.0
 
     @abstractmethod
     def build_head(self, head: HeadConfig, dim: int) -> nn.Module:

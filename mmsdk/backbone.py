@@ -54,6 +54,7 @@ class Backbone(nn.Module):
         self.config = config
         self.adapter: Adapter = build_adapter(config.adapter, config.adapter_config, config.encoder.dim)
         self.positions = self.adapter.build_positions(config.encoder.dim)
+        self.embed_dropout = nn.Dropout(self.adapter.embedding_dropout())
         self.encoder = Transformer(config.encoder)
 
     def tokenize(self, inputs: Tensor) -> TokenBatch:
@@ -61,11 +62,11 @@ class Backbone(nn.Module):
         return self.adapter.tokenize(inputs).validate()
 
     def embed(self, batch: TokenBatch) -> Tensor:
-        """Content embeddings plus absolute positions: (B, N, D)."""
+        """Content embeddings plus absolute positions, then the adapter's embedding dropout: (B, N, D)."""
         x = batch.tokens
         if self.positions is not None and batch.positions is not None:
             x = x + self.positions(batch.positions)
-        return x
+        return self.embed_dropout(x)
 
     def encode(self, x: Tensor, batch: TokenBatch, causal: bool = False) -> Tensor:
         """Runs the encoder over embedded tokens x (B, N, D) with the masks and ids of `batch`."""

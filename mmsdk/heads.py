@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,6 +54,24 @@ def pool_tokens(hidden: Tensor, pooling: Pooling, padding_mask: Tensor | None = 
     if pooling == "max":
         return peak
     return torch.cat([mean, peak], dim=-1)
+
+
+Encode = Callable[[Tensor], tuple[Tensor, TokenBatch]]
+"""Raw inputs → (hidden (B, N, D), token batch): tokenize and run the backbone exactly as the task model does."""
+
+
+class RolloutHead(nn.Module, ABC):
+    """Base of heads that feed their own outputs back through the backbone (autoregressive generation).
+
+    :class:`~mmsdk.models.TaskModel` calls ordinary heads as `head(hidden, batch)` and rollout heads as
+    `head(hidden, batch, encode)`, where `encode` (see :data:`Encode`) re-runs tokenization and the encoder on new
+    raw inputs (e.g. the context extended by a predicted patch). The backbone stays owned by the task model, so
+    its weights are neither duplicated in the head nor hidden from checkpoints and `freeze_backbone`.
+    """
+
+    @abstractmethod
+    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
+        """Task output from the features (B, N, D) of `batch`, calling `encode` for every further step."""
 
 
 class PooledHead(nn.Module):

@@ -28,8 +28,10 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "mmsdk"
 FORMAT_VERSION = 1
-# encoder fields that change parameter shapes or names; others (dropout, attention backend, ...) may differ
+# encoder fields that change parameter shapes or names, or what the weights compute (norm placement); others
+# (dropout, attention backend, ...) may differ
 _ENCODER_SHAPE_FIELDS = ("dim", "depth", "heads", "mlp_ratio", "norm", "mlp", "qk_norm", "variate_bias")
+_ENCODER_SHAPE_FIELDS += ("norm_position", "final_norm")
 
 
 def _kind(model: nn.Module) -> str:

@@ -8,14 +8,16 @@ from torch import Tensor, nn
 
 from mmsdk.adapter import get_adapter_class
 from mmsdk.backbone import Backbone, ModelConfig
-from mmsdk.heads import HeadConfig
+from mmsdk.heads import HeadConfig, RolloutHead
 from mmsdk.objectives import OBJECTIVES, PretrainModel
+from mmsdk.tokens import TokenBatch
 
 
 class TaskModel(nn.Module):
     """Backbone + task head: raw inputs in, task outputs out (the model users fine-tune and export).
 
-    The encoder runs causally when the model was pretrained with the causal objective.
+    The encoder runs causally when the model was pretrained with the causal objective. A
+    :class:`~mmsdk.heads.RolloutHead` also gets :meth:`encode`, so it can run the backbone again on its own outputs.
     """
 
     def __init__(self, config: ModelConfig, head: HeadConfig) -> None:
@@ -36,8 +38,18 @@ class TaskModel(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Raw inputs → task output (forecast (B, H, C), logits (B, classes), or regression targets)."""
+        return self.predict(self.backbone.tokenize(inputs))
+
+    def encode(self, inputs: Tensor) -> tuple[Tensor, TokenBatch]:
+        """Raw inputs → (hidden (B, N, D), token batch), causal when the model was pretrained causally."""
         batch = self.backbone.tokenize(inputs)
+        return self.backbone(batch, causal=self.config.objective == "causal"), batch
+
+    def predict(self, batch: TokenBatch) -> Tensor:
+        """Task output of an already tokenized batch (what `forward` and the fine-tuning system compute)."""
         hidden = self.backbone(batch, causal=self.config.objective == "causal")  # (B, N, D)
+        if isinstance(self.head, RolloutHead):
+            return self.head(hidden, batch, self.encode)
         return self.head(hidden, batch)
 
     def freeze_backbone(self, frozen: bool = True) -> None:

@@ -1,8 +1,8 @@
 """Pretraining models, one per objective. They return predictions; losses belong to the training system.
 
 - :class:`MaskedAutoencoder` (MAE): the encoder sees only visible tokens; a light decoder fills mask tokens in.
-- :class:`MaskedTokenModel` (BERT/PatchTST/SSAST): hidden tokens are replaced by a learned mask token inside the
-  encoder.
+- :class:`MaskedTokenModel` (BERT/PatchTST/SSAST): hidden tokens are replaced by a mask embedding inside the
+  encoder (a learned mask token, or one the adapter defines).
 - :class:`CausalModel` (GPT/Timer-XL): causal attention; the prediction at a token is about the next one.
 """
 
@@ -84,17 +84,33 @@ class MaskedAutoencoder(PretrainModel):
 
 
 class MaskedTokenModel(PretrainModel):
-    """BERT-style: hidden tokens become a learned mask token (plus their position) inside the encoder."""
+    """BERT-style: hidden tokens become a mask embedding (plus their position) inside the encoder.
+
+    The mask embedding is the adapter's :meth:`~mmsdk.adapter.Adapter.mask_embedding` when it defines one (then
+    the model has no `mask_token` parameter), else a learned `mask_token`.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.mask_token = nn.Parameter(torch.zeros(config.encoder.dim))
-        nn.init.normal_(self.mask_token, std=0.02)
+        if self.adapter.mask_embedding() is None:
+            self.mask_token = nn.Parameter(torch.zeros(config.encoder.dim))
+            nn.init.normal_(self.mask_token, std=0.02)
+        else:
+            self.register_parameter("mask_token", None)
         self.head = nn.Linear(config.encoder.dim, self.adapter.target_dim)
         self.head.apply(init_weights)
 
+    def mask_embedding(self) -> Tensor:
+        """(D,) embedding placed at hidden tokens."""
+        if self.mask_token is not None:
+            return self.mask_token
+        fill = self.adapter.mask_embedding()
+        assert fill is not None  # the adapter defined one when the model was built
+        return fill
+
     def forward(self, batch: TokenBatch, mask: Mask) -> Prediction:
-        tokens = torch.where(mask.mask.unsqueeze(-1), self.mask_token.to(batch.tokens.dtype), batch.tokens)
+        fill = self.mask_embedding().to(batch.tokens.dtype)  # (D,)
+        tokens = torch.where(mask.mask.unsqueeze(-1), fill, batch.tokens)
         h = self.backbone(batch.replace(tokens=tokens))  # (B, N, D)
         return Prediction(self.head(h), mask.mask)
 

@@ -123,6 +123,22 @@ class ContinuousPositions(nn.Module):
         return self.mlp(positions.to(self.mlp[0].weight.dtype))
 
 
+class FixedPositions(nn.Module):
+    """A fixed (not trained, not saved) 1-D table looked up by integer positions (B, N, 1) -> (B, N, D).
+
+    Args:
+        table: (length, D) embedding of each position.
+    """
+
+    def __init__(self, table: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table.clone(), persistent=False)  # (length, D)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        index = positions[..., 0].long().clamp(0, self.table.shape[0] - 1)  # (B, N)
+        return self.table[index]  # (B, N, D)
+
+
 def build_positions(kind: PositionKind, dim: int, ndim: int = 1, grid: tuple[int, ...] = ()) -> nn.Module | None:
     """Builds an absolute position module by name; returns None for "none"."""
     if kind == "none":
@@ -183,3 +199,13 @@ def sincos_table(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * div)
     table[:, 1::2] = torch.cos(position * div)
     return table
+
+
+def normalized_sincos_table(length: int, dim: int) -> Tensor:
+    """The interleaved sin-cos table shifted to zero mean and scaled to std 0.1 over the whole table.
+
+    This is Hugging Face PatchTST's "sincos" positional encoding: small next to unit-variance patch embeddings.
+    """
+    table = sincos_table(length, dim)
+    table = table - table.mean()
+    return table / (table.std() * 10)

@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 from mmsdk.attention import Backend, PreparedMask
 from mmsdk.attention_mask import AttentionMask
-from mmsdk.blocks import Block, MlpKind, NormKind, build_norm, init_weights, memory_mask
+from mmsdk.blocks import Block, MlpKind, NormKind, NormPosition, build_norm, init_weights, memory_mask
 from mmsdk.config import Config, require
 from mmsdk.positions import Rotary
 
 
 @dataclass
 class TransformerConfig(Config):
-    """A stack of pre-norm transformer blocks (used for encoders and decoders)."""
+    """A stack of transformer blocks (used for encoders and decoders); pre-norm with a final norm by default."""
 
     dim: int = 128
     """Model width D."""
@@ -28,7 +28,13 @@ class TransformerConfig(Config):
     mlp_ratio: float = 4.0
     """MLP hidden width as a multiple of dim."""
     norm: NormKind = "layernorm"
-    """Normalization: layernorm or rmsnorm."""
+    """Normalization: layernorm, rmsnorm, or batchnorm (BatchNorm1d over the features of all B·N tokens, as in
+    PatchTST; for fixed-length inputs, since padding tokens enter the batch statistics)."""
+    norm_position: NormPosition = "pre"
+    """pre: x + f(norm(x)) (stable for deep stacks); post: norm(x + f(x)) (original Transformer/BERT, PatchTST's
+    pre_norm=False)."""
+    final_norm: bool = True
+    """Normalize the stack's output (standard for pre-norm; PatchTST has no final norm)."""
     mlp: MlpKind = "gelu"
     """Feed-forward: gelu (Linear-GELU-Linear) or swiglu."""
     qk_norm: bool = False
@@ -40,7 +46,10 @@ class TransformerConfig(Config):
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block (linearly increasing from 0)."""
     dropout: float = 0.0
-    """Dropout on MLP activations and on each attention branch's output (PatchTST's dropout)."""
+    """Dropout on each attention and MLP branch's output, and on MLP activations unless `mlp_dropout` is set
+    (PatchTST's dropout)."""
+    mlp_dropout: float | None = None
+    """Dropout on the MLP's hidden activations; None = `dropout` (HF PatchTST's ff_dropout)."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities; > 0 moves SDPA off its fused CPU kernels (about 3x slower there)."""
     attention: Backend = "auto"
@@ -60,6 +69,12 @@ class TransformerConfig(Config):
         require(0.0 <= self.drop_path < 1.0, self, "drop_path", f"must be in [0, 1), got {self.drop_path}")
         require(0.0 <= self.dropout < 1.0, self, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(
+            self.mlp_dropout is None or 0.0 <= self.mlp_dropout < 1.0,
+            self,
+            "mlp_dropout",
+            f"must be None or in [0, 1), got {self.mlp_dropout}",
+        )
+        require(
             0.0 <= self.attention_dropout < 1.0,
             self,
             "attention_dropout",
@@ -75,7 +90,7 @@ class TransformerConfig(Config):
 
 
 class Transformer(nn.Module):
-    """Embedded tokens in, contextual tokens out: blocks + final norm.
+    """Embedded tokens in, contextual tokens out: blocks + final norm (unless `final_norm=False`).
 
     The attention mask is resolved once per forward (dense matrix or FlexAttention block mask) and shared by
     all blocks.
@@ -105,10 +120,12 @@ class Transformer(nn.Module):
                 config.cross_attention,
                 config.norm_eps,
                 attention_dropout=config.attention_dropout,
+                norm_position=config.norm_position,
+                mlp_dropout=config.mlp_dropout,
             )
             for rate in rates
         )
-        self.norm = build_norm(config.norm, config.dim, config.norm_eps)
+        self.norm = build_norm(config.norm, config.dim, config.norm_eps) if config.final_norm else nn.Identity()
         self.apply(init_weights)
 
     def forward(
@@ -131,7 +148,7 @@ class Transformer(nn.Module):
             memory_padding: (B, M) bool, True for real memory tokens.
 
         Returns:
-            (B, N, D) after the final norm.
+            (B, N, D), after the final norm when the config has one.
         """
         b, n, d = x.shape
         if d != self.config.dim:

@@ -16,7 +16,9 @@ from mmsdk.adapters.timeseries.frames import (
     ett_split,
     ratio_split,
 )
+from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf, load_hf_patchtst
 from mmsdk.adapters.timeseries.patchtst import PatchTSTAdapter, PatchTSTConfig
+from mmsdk.adapters.timeseries.timerxl import TimerXLAdapter, TimerXLConfig
 
 __all__ = [
     "ForecastDataConfig",
@@ -26,11 +28,15 @@ __all__ = [
     "PatchTSTConfig",
     "StandardScaler",
     "TimeSeriesFrame",
+    "TimerXLAdapter",
+    "TimerXLConfig",
     "WindowDataset",
     "bundled_path",
     "check_compatible",
+    "config_from_hf",
     "ett_split",
     "forecast_datasets",
     "load_csv",
+    "load_hf_patchtst",
     "ratio_split",
 ]

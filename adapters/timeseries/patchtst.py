@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.config import Config, require
 from mmsdk.heads import HeadConfig, pool_tokens
-from mmsdk.positions import build_positions
+from mmsdk.positions import FixedPositions, build_positions, normalized_sincos_table
 from mmsdk.tokens import TokenBatch
 
 
@@ -33,19 +33,34 @@ class PatchTSTConfig(Config):
     stride: int = 8
     """Step between patch starts (stride < patch_len gives overlapping patches)."""
     padding_patch: Literal["none", "end"] = "end"
-    """"end" repeats the last value `stride` times so one more patch covers the series end (PatchTST/42)."""
+    """"end" repeats the last value `stride` times so one more patch covers the series end (PatchTST/42). "none"
+    aligns the patches to the end of the context: when (context_length - patch_len) % stride != 0 the oldest steps
+    are dropped, never the most recent ones (as in Hugging Face PatchTST)."""
     revin: bool = True
     """Instance normalization: subtract each series' mean and divide by its std, undone on forecasts."""
     affine: bool = False
     """Learn a per-channel scale and shift after instance normalization (RevIN's affine option)."""
-    positions: Literal["learned", "sincos"] = "sincos"
-    """Patch position embedding: fixed sin-cos, or a learned table (initialized from sin-cos)."""
+    positions: Literal["learned", "sincos", "sincos_normalized"] = "sincos"
+    """Patch position embedding: fixed sin-cos, a learned table (initialized from sin-cos), or fixed
+    "sincos_normalized": the interleaved sin-cos table at zero mean and std 0.1 (Hugging Face PatchTST's
+    positional_encoding_type="sincos")."""
+    positional_dropout: float = 0.0
+    """Dropout on patch embeddings + positions before the encoder (PatchTST's positional dropout)."""
+    mask_value: Literal["token", "zero_patch"] = "token"
+    """What hidden patches become under the bert objective: a learned mask token, or the embedding of an all-zero
+    (normalized) patch, i.e. the value embedding's bias (PatchTST's mask_value=0)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.num_channels >= 1, self, "num_channels", f"must be >= 1, got {self.num_channels}")
         require(self.patch_len >= 1, self, "patch_len", f"must be >= 1, got {self.patch_len}")
         require(self.stride >= 1, self, "stride", f"must be >= 1, got {self.stride}")
+        require(
+            0.0 <= self.positional_dropout < 1.0,
+            self,
+            "positional_dropout",
+            f"must be in [0, 1), got {self.positional_dropout}",
+        )
         require(
             self.context_length >= self.patch_len,
             self,
@@ -89,9 +104,13 @@ class InstanceNorm(nn.Module):
         return z * scale + loc
 
 
-def patch_indices(length: int, patch_len: int, stride: int) -> Tensor:
-    """(N, P) time indices of every patch; gather with these instead of `Tensor.unfold` (exports to ONNX)."""
-    starts = torch.arange(0, length - patch_len + 1, stride)  # (N,)
+def patch_indices(length: int, patch_len: int, stride: int, align: Literal["start", "end"] = "start") -> Tensor:
+    """(N, P) time indices of every patch; gather with these instead of `Tensor.unfold` (exports to ONNX).
+
+    `align="end"` makes the last patch end at the last step, skipping (length - patch_len) % stride leading steps.
+    """
+    offset = (length - patch_len) % stride if align == "end" else 0
+    starts = torch.arange(offset, length - patch_len + 1, stride)  # (N,)
     return starts.unsqueeze(1) + torch.arange(patch_len).unsqueeze(0)
 
 
@@ -112,8 +131,11 @@ class PatchTSTAdapter(Adapter):
         super().__init__(config, dim)
         self.norm = InstanceNorm(config.num_channels, config.affine) if config.revin else None
         self.value_embedding = nn.Linear(config.patch_len, dim)
-        padded = config.context_length + (config.stride if config.padding_patch == "end" else 0)
-        self.register_buffer("index", patch_indices(padded, config.patch_len, config.stride), persistent=False)
+        if config.padding_patch == "end":
+            index = patch_indices(config.context_length + config.stride, config.patch_len, config.stride)
+        else:
+            index = patch_indices(config.context_length, config.patch_len, config.stride, align="end")
+        self.register_buffer("index", index, persistent=False)  # (N, P)
 
     @property
     def target_dim(self) -> int:
@@ -177,9 +199,19 @@ class PatchTSTAdapter(Adapter):
             context={"loc": loc, "scale": scale},
         )
 
+    def mask_embedding(self) -> Tensor | None:
+        if self.config.mask_value == "zero_patch":
+            return self.value_embedding.bias  # value_embedding(zeros(P)) = bias, (D,)
+        return None
+
+    def embedding_dropout(self) -> float:
+        return self.config.positional_dropout
+
     def build_positions(self, dim: int) -> nn.Module | None:
         if self.config.positions == "sincos":
             return build_positions("sincos", dim, ndim=1)
+        if self.config.positions == "sincos_normalized":
+            return FixedPositions(normalized_sincos_table(self.config.num_patches, dim))
         return build_positions("learned", dim, grid=(self.config.num_patches,))
 
     def build_head(self, head: HeadConfig, dim: int) -> nn.Module:

@@ -220,8 +220,7 @@ class FinetuneSystem(_System):
         """(outputs, targets in the head's space) for a batch; same computation as `TaskModel.forward`."""
         model = self.model
         tokens = model.backbone.tokenize(inputs)
-        hidden = model.backbone(tokens, causal=self.model_config.objective == "causal")  # (B, N, D)
-        outputs = model.head(hidden, tokens)
+        outputs = model.predict(tokens)
         return outputs, model.adapter.task_target(self.head_config, targets, tokens)
 
     def _targets(self, batch: Any) -> tuple[Tensor, Tensor]:

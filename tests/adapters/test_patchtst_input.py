@@ -9,7 +9,7 @@ import torch
 
 from mmsdk.adapters.timeseries import PatchTSTAdapter, PatchTSTConfig
 from mmsdk.backbone import ModelConfig
-from mmsdk.masking import random_mask
+from mmsdk.masking import mask_from_noise, random_mask
 from mmsdk.models import build_model
 from mmsdk.transformer import TransformerConfig
 
@@ -119,3 +119,63 @@ def test_all_nan_channel_produces_finite_tokens() -> None:
     assert not bool(batch.target_mask[2].any())  # sample 0, channel 2: nothing observed
     assert bool(batch.target_mask[3:].all())
     assert torch.isfinite(batch.context["loc"]).all() and torch.isfinite(batch.context["scale"]).all()
+
+
+@pytest.mark.parametrize(("length", "stride", "offset"), [(30, 8, 6), (32, 8, 0), (31, 4, 3)])
+def test_unpadded_patches_align_to_the_context_end(length: int, stride: int, offset: int) -> None:
+    adapter = _adapter(context_length=length, stride=stride, padding_patch="none", revin=False)
+    x = torch.arange(length, dtype=torch.float32).view(1, length, 1).expand(1, length, C).contiguous()
+    batch = adapter.tokenize(x)
+    assert batch.targets is not None and batch.num_tokens == adapter.config.num_patches
+    assert float(batch.targets[0, 0, 0]) == offset  # the oldest `offset` steps are dropped
+    torch.testing.assert_close(batch.targets[0, -1], x[0, -P:, 0])  # the last patch ends at the last step
+
+
+def test_normalized_sincos_positions_are_fixed_and_small() -> None:
+    adapter = _adapter(positions="sincos_normalized")
+    positions = adapter.build_positions(16)
+    assert positions is not None and not list(positions.parameters()) and not positions.state_dict()
+    table = positions(torch.arange(adapter.config.num_patches).view(1, -1, 1))[0]  # (N, D)
+    assert abs(float(table.mean())) < 1e-6 and float(table.std()) == pytest.approx(0.1, rel=1e-4)
+    assert not torch.allclose(table[0], table[1])
+
+
+def test_positional_dropout_acts_in_training_only() -> None:
+    config = ModelConfig(
+        adapter="patchtst",
+        adapter_config={**CONFIG, "positional_dropout": 0.5},
+        encoder=TransformerConfig(dim=16, depth=1, heads=2),
+        objective="bert",
+    )
+    model = build_model(config)
+    assert model.backbone.embed_dropout.p == 0.5
+    batch = model.tokenize(model.adapter.example_input(2))
+    model.eval()
+    assert model.backbone.positions is not None and batch.positions is not None
+    expected = batch.tokens + model.backbone.positions(batch.positions)
+    torch.testing.assert_close(model.backbone.embed(batch), expected)
+    model.train()
+    assert bool((model.backbone.embed(batch) == 0).any())
+    with pytest.raises(ValueError, match="positional_dropout"):
+        PatchTSTConfig(**CONFIG, positional_dropout=1.0)
+
+
+def test_zero_patch_masking_embeds_masked_patches_as_zeros() -> None:
+    config = ModelConfig(
+        adapter="patchtst",
+        adapter_config={**CONFIG, "mask_value": "zero_patch", "padding_patch": "none"},
+        encoder=TransformerConfig(dim=16, depth=1, heads=2),
+        objective="bert",
+    )
+    model = build_model(config).eval()
+    assert model.mask_token is None and "mask_token" not in model.state_dict()
+    batch = model.tokenize(model.adapter.example_input(2))
+    n = batch.num_tokens
+    mask = random_mask(batch.batch_size, n, 0.5, generator=torch.Generator().manual_seed(0))
+    assert batch.targets is not None
+    zeroed = batch.targets.masked_fill(mask.mask.unsqueeze(-1), 0.0)  # masked patches set to 0 in patch space
+    nothing = mask_from_noise(torch.zeros(batch.batch_size, n), n)  # every token visible
+    expected = model(batch.replace(tokens=model.adapter.value_embedding(zeroed)), nothing).pred
+    torch.testing.assert_close(model(batch, mask).pred, expected)
+    model(batch, mask).pred.sum().backward()
+    assert model.adapter.value_embedding.bias.grad is not None

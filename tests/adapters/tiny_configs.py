@@ -11,8 +11,9 @@ from typing import Any
 
 TINY: dict[str, dict[str, Any]] = {
     "patchtst": {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8},
+    "timerxl": {"context_length": 32, "num_channels": 2, "patch_len": 8},
 }
 
 TINY_ENCODER: dict[str, Any] = {"dim": 16, "depth": 1, "heads": 2}
 
-ENCODER_OVERRIDES: dict[str, dict[str, Any]] = {}
+ENCODER_OVERRIDES: dict[str, dict[str, Any]] = {"timerxl": {"rope": "1d", "variate_bias": True}}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mmsdk.attention import PreparedMask
-from mmsdk.blocks import Block, DropPath, GeluMlp, SwiGluMlp, build_mlp, build_norm
+from mmsdk.blocks import BatchNorm, Block, DropPath, GeluMlp, SwiGluMlp, build_mlp, build_norm
 from mmsdk.transformer import Transformer, TransformerConfig
 
 B, N, M, D = 3, 6, 5, 16
@@ -70,9 +70,72 @@ def test_norm_kinds(kind: str, cls: type[nn.Module]) -> None:
         torch.testing.assert_close(out.pow(2).mean(-1), torch.ones(B, N), atol=1e-3, rtol=0)
 
 
+def test_batchnorm_normalizes_features_over_batch_and_tokens() -> None:
+    norm = build_norm("batchnorm", D, eps=1e-5)
+    assert isinstance(norm, BatchNorm) and norm.batchnorm.eps == 1e-5
+    x = torch.randn(B, N, D) * 3 + 1
+    reference = nn.BatchNorm1d(D, eps=1e-5)
+    reference.load_state_dict(norm.batchnorm.state_dict())
+    out = norm.train()(x)  # (B, N, D)
+    torch.testing.assert_close(out, reference.train()(x.transpose(1, 2)).transpose(1, 2))
+    torch.testing.assert_close(out.mean(dim=(0, 1)), torch.zeros(D), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.batchnorm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.eval()(x), reference.eval()(x.transpose(1, 2)).transpose(1, 2))
+
+
+def test_mlp_hidden_dropout_is_separate() -> None:
+    mlp = build_mlp("gelu", D, 2 * D, dropout=0.1, hidden_dropout=0.3)
+    assert mlp.dropout.p == 0.1 and mlp.hidden_dropout.p == 0.3
+    assert build_mlp("swiglu", D, 2 * D, dropout=0.2).hidden_dropout.p == 0.2  # None follows `dropout`
+    block = Transformer(TransformerConfig(dim=D, depth=1, heads=2, dropout=0.1, mlp_dropout=0.0)).blocks[0]
+    assert block.mlp.dropout.p == 0.1 and block.mlp.hidden_dropout.p == 0.0
+    with pytest.raises(ValueError, match="mlp_dropout"):
+        TransformerConfig(mlp_dropout=1.5)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "batchnorm"])
+def test_post_norm_block_normalizes_the_residual_sum(norm: str) -> None:
+    block = Block(D, 2, norm=norm, norm_position="post").eval()  # type: ignore[arg-type]
+    for module in block.modules():
+        if isinstance(module, nn.BatchNorm1d):  # running statistics away from the identity
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(B, N, D)
+    mask = PreparedMask("sdpa")
+    h = block.norm1(x + block.attn(x, mask))
+    expected = block.norm2(h + block.mlp(h))
+    torch.testing.assert_close(block(x, mask), expected)
+    pre = Block(D, 2, norm=norm).eval()  # type: ignore[arg-type]
+    pre.load_state_dict(block.state_dict())  # same weights, other placement
+    assert not torch.allclose(pre(x, mask), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="norm_position"):
+        Block(D, 2, norm_position="middle")  # type: ignore[arg-type]
+
+
+def test_post_norm_cross_attention_block() -> None:
+    block = Block(D, 2, cross=True, norm_position="post").eval()
+    x, memory = torch.randn(B, N, D), torch.randn(B, M, D)
+    mask = PreparedMask("sdpa")
+    h = block.norm1(x + block.attn(x, mask))
+    h = block.cross_norm(h + block.cross_attn(h, mask, memory=memory))
+    torch.testing.assert_close(block(x, mask, memory=memory), block.norm2(h + block.mlp(h)))
+
+
+def test_final_norm_option_and_defaults() -> None:
+    default = TransformerConfig()
+    assert default.norm_position == "pre" and default.final_norm is True and default.mlp_dropout is None
+    model = Transformer(TransformerConfig(dim=D, depth=2, heads=2, final_norm=False)).eval()
+    assert isinstance(model.norm, nn.Identity) and not any(k.startswith("norm.") for k in model.state_dict())
+    x = torch.randn(B, N, D)
+    mask = PreparedMask("sdpa")
+    torch.testing.assert_close(model(x), model.blocks[1](model.blocks[0](x, mask), mask))
+    with pytest.raises(ValueError, match="norm_position"):
+        TransformerConfig(norm_position="middle")  # type: ignore[arg-type]
+
+
 def test_unknown_kinds_raise() -> None:
     with pytest.raises(ValueError, match="unknown norm"):
-        build_norm("batchnorm", D)  # type: ignore[arg-type]
+        build_norm("groupnorm", D)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown mlp"):
         build_mlp("relu", D, D)  # type: ignore[arg-type]
 

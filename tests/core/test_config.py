@@ -56,7 +56,7 @@ def test_bad_literal_raises_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"TransformerConfig\.attention"):
         TransformerConfig(attention="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"TransformerConfig\.norm"):
-        TransformerConfig.from_dict({"norm": "batchnorm"})
+        TransformerConfig.from_dict({"norm": "groupnorm"})
     with pytest.raises(ValueError, match=r"_Inner\.kind"):
         _Outer.from_dict({"inner": {"kind": "c"}})
 

@@ -1,0 +1,260 @@
+"""Timer-XL adapter: decoder-only next-patch prediction over flattened multivariate patch tokens.
+
+A series (B, L, C) is cut into N = L / P non-overlapping patches per variate, and all C·N patches form ONE token
+sequence (unlike PatchTST's channel independence). Token (c, n) carries `variate_ids` = c and `time_ids` = n, so
+with the causal objective the core's attention mask compares time ids: token (c, n) sees every variate's patches
+0..n — the multivariate causal mask kron(ones(C, C), tril(N, N)) of Timer-XL. Use `encoder.rope="1d"` (rotary
+embedding over the time ids) and `encoder.variate_bias=True` (Timer-XL's learned same/other-variate bias).
+
+Normalization is causal-safe: each variate is normalized with the mean and std of its observed values in the
+first `norm_patches` patches only. A prediction at patch n >= norm_patches - 1 therefore depends on patches 0..n
+alone; predictions at earlier patches are excluded from the next-token loss. Full-context statistics would leak
+the future into every token through the normalization. The same statistics de-normalize forecasts.
+
+Forecasting (`num_outputs` = H) rolls out autoregressively: predict the next patch of every variate from the last
+token of each variate, append it to the raw context, drop the oldest patch (fixed length L), and run the backbone
+again — ceil(H / P) static steps, so the model exports to ONNX as an unrolled graph.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmsdk.adapter import Adapter, ExportSpec, register_adapter
+from mmsdk.adapters.timeseries.data import build_forecast_data
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, patch_indices
+from mmsdk.config import Config, require
+from mmsdk.data import register_data
+from mmsdk.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.losses import masked_mse
+from mmsdk.positions import build_positions
+from mmsdk.tokens import TokenBatch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TimerXLConfig(Config):
+    """Timer-XL tokenization of a (B, L, C) series into C·N patch tokens."""
+
+    context_length: int = 672
+    """Input length L in time steps; a multiple of `patch_len`."""
+    num_channels: int = 7
+    """Number of variables C."""
+    patch_len: int = 96
+    """Time steps per patch P (patches do not overlap: stride = P). Forecasts advance P steps per rollout step."""
+    revin: bool = True
+    """Instance normalization with causal-safe statistics (see `norm_patches`), undone on forecasts."""
+    norm_patches: int = 1
+    """How many leading patches give each variate's normalization statistics. Predictions at tokens before the
+    last of them are not trained (they would see statistics of their future); num_patches gives full-context
+    statistics, which suits forecasting only (causal pretraining then has no token to learn from)."""
+    positions: Literal["none", "sincos"] = "none"
+    """Absolute time embedding added to tokens: none (use the encoder's rope="1d", as Timer-XL) or sincos of the
+    patch index (for encoders without rope)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_channels >= 1, self, "num_channels", f"must be >= 1, got {self.num_channels}")
+        require(self.patch_len >= 1, self, "patch_len", f"must be >= 1, got {self.patch_len}")
+        require(
+            self.context_length >= self.patch_len and self.context_length % self.patch_len == 0,
+            self,
+            "context_length",
+            f"must be a positive multiple of patch_len={self.patch_len}, got {self.context_length}",
+        )
+        require(
+            1 <= self.norm_patches <= self.num_patches,
+            self,
+            "norm_patches",
+            f"must be in [1, num_patches={self.num_patches}], got {self.norm_patches}",
+        )
+
+    @property
+    def num_patches(self) -> int:
+        """N: patches per variate."""
+        return self.context_length // self.patch_len
+
+
+@register_adapter
+class TimerXLAdapter(Adapter):
+    """Flattened multivariate patch tokens (B, C·N, D) for causal next-patch prediction.
+
+    Token c·N + n embeds patch n of variate c with a linear layer shared by all variates. Targets: the normalized
+    patches (B, C·N, P). Context: `loc` and `scale` (B, 1, C) to undo the normalization, and the raw `inputs`
+    (B, L, C) that the forecast rollout extends.
+    """
+
+    name = "timerxl"
+    config_class = TimerXLConfig
+    tasks = ("forecast",)
+    config: TimerXLConfig
+
+    def __init__(self, config: TimerXLConfig, dim: int) -> None:
+        super().__init__(config, dim)
+        c, n = config.num_channels, config.num_patches
+        self.norm = InstanceNorm(c, affine=False) if config.revin else None
+        self.value_embedding = nn.Linear(config.patch_len, dim)
+        self.register_buffer("index", patch_indices(config.context_length, config.patch_len, config.patch_len), False)
+        self.register_buffer("time_ids", torch.arange(n).repeat(c), persistent=False)  # (C·N,) patch n
+        self.register_buffer("variate_ids", torch.arange(c).repeat_interleave(n), persistent=False)  # (C·N,) c
+
+    @property
+    def target_dim(self) -> int:
+        return self.config.patch_len
+
+    def check_input(self, x: Tensor) -> None:
+        """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
+        cfg = self.config
+        if x.dim() != 3:
+            raise ValueError(f"TimerXL expects series of shape (batch, time, channels), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("TimerXL got an empty batch (batch size 0)")
+        if x.shape[1] != cfg.context_length:
+            raise ValueError(
+                f"TimerXL expects context_length={cfg.context_length} time steps, got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)}); pad or crop the series, or change context_length"
+            )
+        if x.shape[2] != cfg.num_channels:
+            raise ValueError(
+                f"TimerXL was built for num_channels={cfg.num_channels}, got {x.shape[2]} channels "
+                f"(input shape {tuple(x.shape)})"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"TimerXL expects a floating-point series, got dtype {x.dtype}")
+        if torch.isinf(x).any():
+            raise ValueError("TimerXL input contains Inf values; use NaN for missing values")
+
+    def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
+
+        loc and scale (B, 1, C) come from the observed values of the first `norm_patches` patches; a variate with
+        none observed there keeps its values (loc 0, scale 1) rather than being divided by ~0.
+        """
+        observed = ~torch.isnan(x)
+        filled = torch.where(observed, x, torch.zeros_like(x))
+        if self.norm is None:
+            ones = torch.ones_like(x[:, :1])
+            return filled, observed, ones * 0, ones
+        warmup = self.config.norm_patches * self.config.patch_len
+        _, loc, scale = self.norm(x[:, :warmup], observed[:, :warmup])  # (B, 1, C) each
+        seen = observed[:, :warmup].any(dim=1, keepdim=True)  # (B, 1, C)
+        scale = torch.where(seen, scale, torch.ones_like(scale))
+        z = (filled - loc) / scale * observed.to(x.dtype)
+        return z, observed, loc, scale
+
+    def patchify(self, z: Tensor) -> Tensor:
+        """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
+        b = z.shape[0]
+        patches = z.transpose(1, 2)[..., self.index]  # (B, C, N, P)
+        return patches.reshape(b, -1, self.config.patch_len)
+
+    def tokenize(self, inputs: Tensor) -> TokenBatch:
+        if not torch.compiler.is_compiling():
+            self.check_input(inputs)
+        z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
+        patches = self.patchify(z)  # (B, C·N, P)
+        b, cn = patches.shape[:2]
+        time_ids = self.time_ids.unsqueeze(0).expand(b, cn)  # (B, C·N)
+        return TokenBatch(
+            tokens=self.value_embedding(patches),  # (B, C·N, D)
+            positions=time_ids.unsqueeze(-1),  # (B, C·N, 1)
+            variate_ids=self.variate_ids.unsqueeze(0).expand(b, cn),
+            time_ids=time_ids,
+            targets=patches,
+            target_mask=self.patchify(observed.to(z.dtype)) > 0.5,  # (B, C·N, P)
+            context={"loc": loc, "scale": scale, "inputs": inputs},
+        )
+
+    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """MSE of the prediction at token (c, n) against patch n + 1 of the same variate c.
+
+        Pairs with n = N - 1 (no next patch), n < norm_patches - 1 (their input depends on the normalization
+        statistics of later patches) and unobserved target values are excluded.
+
+        Raises:
+            ValueError: without targets, or when no (n, n + 1) pair is left to train on.
+        """
+        if batch.targets is None:
+            raise ValueError("TimerXLAdapter.next_token_loss needs batch.targets (from TimerXLAdapter.tokenize)")
+        cfg = self.config
+        c, n, p = cfg.num_channels, cfg.num_patches, cfg.patch_len
+        first = cfg.norm_patches - 1 if cfg.revin else 0
+        if n - 1 - first < 1:
+            raise ValueError(
+                f"TimerXL next-patch pretraining needs num_patches > norm_patches (context_length / patch_len = {n}, "
+                f"norm_patches = {cfg.norm_patches}); lengthen the context or shorten patch_len"
+            )
+        b = pred.shape[0]
+        source = pred.reshape(b, c, n, p)[:, :, first:-1].reshape(b, -1, p)  # (B, C·(N-1-first), P)
+        target = batch.targets.reshape(b, c, n, p)[:, :, first + 1 :].reshape(b, -1, p)
+        value_mask = None
+        if batch.target_mask is not None:
+            value_mask = batch.target_mask.reshape(b, c, n, p)[:, :, first + 1 :].reshape(b, -1, p)
+        valid = torch.ones(source.shape[:2], dtype=torch.bool, device=pred.device)
+        return masked_mse(source, target, valid, value_mask)
+
+    def build_positions(self, dim: int) -> nn.Module | None:
+        return build_positions(self.config.positions, dim, ndim=1)
+
+    def build_head(self, head: HeadConfig, dim: int) -> nn.Module:
+        if head.task != "forecast":
+            raise ValueError(f"TimerXL supports the forecast task only, got {head.task!r}")
+        return TimerXLForecastHead(self, head, dim)
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        cfg = self.config
+        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
+        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
+        period = 8.0 + 16.0 * torch.rand(batch_size, 1, cfg.num_channels, generator=generator)
+        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
+        return torch.sin(2 * math.pi * t / period + phase) + noise
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
+
+
+class TimerXLForecastHead(RolloutHead):
+    """Next-patch head with autoregressive rollout: (B, C·N, D) features → (B, H, C) forecasts in data units.
+
+    Each step maps the last token of every variate to its next patch (B, C, P), de-normalizes it with the
+    statistics of the current window, and appends it to the raw window, whose oldest patch drops out; the task
+    model's `encode` then re-runs tokenization and the backbone. ceil(H / P) steps; the result is cropped to H.
+    """
+
+    def __init__(self, adapter: TimerXLAdapter, head: HeadConfig, dim: int) -> None:
+        super().__init__()
+        cfg = adapter.config
+        self.channels, self.patch_len, self.num_patches = cfg.num_channels, cfg.patch_len, cfg.num_patches
+        self.horizon = head.num_outputs
+        self.steps = math.ceil(head.num_outputs / cfg.patch_len)
+        self.dropout = nn.Dropout(head.dropout)
+        self.linear = nn.Linear(dim, cfg.patch_len)
+
+    def next_patch(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
+        """The next patch of every variate in data units: (B, P, C)."""
+        b = hidden.shape[0]
+        last = hidden.reshape(b, self.channels, self.num_patches, -1)[:, :, -1]  # (B, C, D)
+        z = self.linear(self.dropout(last)).transpose(1, 2)  # (B, P, C)
+        return z * batch.context["scale"] + batch.context["loc"]
+
+    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
+        window = batch.context["inputs"]  # (B, L, C) raw, NaN = missing
+        patches = []
+        for step in range(self.steps):  # static: unrolled when exported
+            if step > 0:
+                hidden, batch = encode(window)  # (B, C·N, D)
+            patch = self.next_patch(hidden, batch)  # (B, P, C)
+            patches.append(patch)
+            if step + 1 < self.steps:
+                window = torch.cat([window[:, self.patch_len :], patch.to(window.dtype)], dim=1)  # (B, L, C)
+        return torch.cat(patches, dim=1)[:, : self.horizon]  # (B, H, C)
+
+
+register_data("timerxl")(build_forecast_data)
