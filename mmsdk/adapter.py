@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -123,6 +124,13 @@ class Adapter(nn.Module, ABC):
     def task_target(self, head: HeadConfig, target: Tensor, batch: TokenBatch) -> Tensor:
         """Maps a dataset's task target into the space the head predicts in (identity by default)."""
         return target
+
+    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, hidden: Tensor, path: Path) -> Path | None:
+        """Draws masked-token predictions of the first sequence of `batch` next to its targets (a PNG at `path`).
+
+        Used by the pretraining plot callback; returns None when the adapter has no picture to draw.
+        """
+        return None
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:

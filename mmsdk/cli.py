@@ -29,6 +29,7 @@ def pretrain(
     trainer: TrainerConfig | None = None,
     output_dir: str = "runs/pretrain",
     resume: str | None = None,
+    plot_every_n_steps: int | None = None,
 ) -> Path:
     """Masked (or causal) pretraining from a recipe; writes a pretrained model directory.
 
@@ -40,14 +41,32 @@ def pretrain(
         trainer: steps, precision, devices, strategy, logging.
         output_dir: the pretrained model is saved to `output_dir/model`.
         resume: a Lightning checkpoint to resume from exactly.
+        plot_every_n_steps: plot masked-token reconstructions of one validation (or training) sample every n steps
+            into `output_dir/plots` (None: no plots).
     """
     from mmsdk.data import build_data
     from mmsdk.hub import save_pretrained
     from mmsdk.training.api import pretrain as run
+    from mmsdk.training.callbacks import ReconstructionPlotter
 
     splits = build_data(model.adapter, data, model, "pretrain")
     trainer = trainer or TrainerConfig(default_root_dir=output_dir)
-    result = run(model, splits.train, splits.val, masking, optim, trainer, splits.batch_size, ckpt_path=resume)
+    callbacks = []
+    if plot_every_n_steps is not None:
+        sample = (splits.val if splits.val is not None else splits.train)[0]
+        sample = sample[0] if isinstance(sample, (tuple, list)) else sample
+        callbacks.append(ReconstructionPlotter(sample.unsqueeze(0), Path(output_dir) / "plots", plot_every_n_steps))
+    result = run(
+        model,
+        splits.train,
+        splits.val,
+        masking,
+        optim,
+        trainer,
+        splits.batch_size,
+        ckpt_path=resume,
+        callbacks=callbacks,
+    )
     target = Path(output_dir) / "model"
     save_pretrained(result.model, target)
     logger.info("pretrained model saved to %s; metrics %s", target, result.metrics)

@@ -48,10 +48,15 @@ def test_pretrain_finetune_export_from_recipes(tmp_path: Path) -> None:
             str(RECIPES / "timeseries/patchtst_pretrain.yaml"),
             *TINY,
             f"--output_dir={pre_dir}",
+            "--plot_every_n_steps=1",
             f"--trainer.default_root_dir={pre_dir}",
         ]
     )
     assert (pre_dir / "model" / "model.safetensors").is_file()
+    assert sorted(p.name for p in (pre_dir / "plots").iterdir()) == [
+        "reconstruction_step000001.png",
+        "reconstruction_step000002.png",
+    ]
     main(
         [
             "finetune",

@@ -8,6 +8,7 @@ from losses, and replaced by 0 after normalization so nothing NaN reaches the ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -231,6 +232,21 @@ class PatchTSTAdapter(Adapter):
 
     def task_target(self, head: HeadConfig, target: Tensor, batch: TokenBatch) -> Tensor:
         return target
+
+    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, hidden: Tensor, path: Path) -> Path | None:
+        from mmsdk.adapters.timeseries.evaluation import plot_reconstruction
+
+        if batch.targets is None:
+            return None
+        channel = min(self.config.num_channels, batch.batch_size) - 1  # sequence of the first sample's last channel
+        return plot_reconstruction(
+            batch.targets[channel].detach().cpu().numpy(),
+            pred[channel].detach().float().cpu().numpy(),
+            hidden[channel].cpu().numpy(),
+            self.config.stride,
+            path,
+            title=f"masked-patch reconstruction (channel {channel}, normalized)",
+        )
 
 
 class ForecastHead(nn.Module):
