@@ -25,8 +25,9 @@ class HeadConfig(Config):
     """forecast (future values), classification (class logits) or regression (real-valued targets)."""
     num_outputs: int = 2
     """Forecast horizon, number of classes, or number of regression targets."""
-    pooling: Pooling = "mean"
-    """How token features become one vector: mean, max, mean_max, first (class token) or flatten."""
+    pooling: Pooling | None = None
+    """How token features become one vector: mean, max, mean_max, first (class token) or flatten; None = the
+    adapter's default for the task (e.g. PatchTST flattens for forecasts and averages otherwise)."""
     dropout: float = 0.0
     """Dropout before the head's linear layer."""
 
@@ -79,8 +80,8 @@ class PooledHead(nn.Module):
 
     def __init__(self, config: HeadConfig, dim: int, num_tokens: int | None = None) -> None:
         super().__init__()
-        self.pooling = config.pooling
-        width = {"mean_max": 2 * dim, "flatten": dim * (num_tokens or 0)}.get(config.pooling, dim)
+        self.pooling: Pooling = config.pooling or "mean"
+        width = {"mean_max": 2 * dim, "flatten": dim * (num_tokens or 0)}.get(self.pooling, dim)
         if width == 0:
             raise ValueError("HeadConfig.pooling='flatten' needs a fixed number of tokens")
         self.dropout = nn.Dropout(config.dropout)

@@ -76,8 +76,8 @@ def _check_supported(hf_config: Any, kind: HFKind) -> None:
             ("share_projection", _get(hf_config, "share_projection", True), "the forecast head is shared by channels"),
             (
                 "pooling_type",
-                _get(hf_config, "pooling_type", "mean") is None,
-                "the forecast head flattens all patches (pooling_type=None); mean/max pooling is not implemented",
+                _get(hf_config, "pooling_type", "mean") in (None, "mean", "max"),
+                "the forecast head flattens all patches (None) or pools them (mean, max)",
             ),
         ]
     for option, ok, reason in checks:
@@ -153,7 +153,7 @@ def config_from_hf(hf_config: Any, kind: HFKind | None = None) -> tuple[dict[str
         head = HeadConfig(
             task="forecast",
             num_outputs=int(hf_config.prediction_length),
-            pooling="flatten",
+            pooling={None: "flatten", "mean": "mean", "max": "max"}[_get(hf_config, "pooling_type", "mean")],
             dropout=float(hf_config.head_dropout),
         ).to_dict()
     return model.to_dict(), head

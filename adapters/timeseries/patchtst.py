@@ -250,19 +250,24 @@ class PatchTSTAdapter(Adapter):
 
 
 class ForecastHead(nn.Module):
-    """PatchTST's flatten head: (B·C, N, D) → (B, horizon, C), de-normalized to the input's scale."""
+    """PatchTST's forecast head: (B·C, N, D) → pool per channel (flatten by default, or mean/max over patches as
+    in HF's pooling_type) → linear → (B, horizon, C), de-normalized to the input's scale."""
 
     def __init__(self, adapter: PatchTSTAdapter, head: HeadConfig, dim: int) -> None:
         super().__init__()
         self.channels = adapter.config.num_channels
         self.horizon = head.num_outputs
+        self.pooling = head.pooling or "flatten"
+        if self.pooling not in ("flatten", "mean", "max"):
+            raise ValueError(f"HeadConfig.pooling={self.pooling!r}: PatchTST forecasts use flatten, mean or max")
         self.dropout = nn.Dropout(head.dropout)
-        self.linear = nn.Linear(adapter.config.num_patches * dim, head.num_outputs)
+        width = adapter.config.num_patches * dim if self.pooling == "flatten" else dim
+        self.linear = nn.Linear(width, head.num_outputs)
         self.norm = adapter.norm  # shared with the adapter (same parameters), for the inverse
 
     def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
         bc = hidden.shape[0]
-        z = self.linear(self.dropout(hidden.flatten(1)))  # (B·C, H)
+        z = self.linear(self.dropout(pool_tokens(hidden, self.pooling)))  # (B·C, H)
         z = z.view(bc // self.channels, self.channels, self.horizon).transpose(1, 2)  # (B, H, C)
         if self.norm is None:
             return z
@@ -274,8 +279,8 @@ class ChannelPooledHead(nn.Module):
 
     def __init__(self, config: PatchTSTConfig, head: HeadConfig, dim: int) -> None:
         super().__init__()
-        self.channels, self.pooling = config.num_channels, head.pooling
-        width = {"mean_max": 2 * dim, "flatten": dim * config.num_patches}.get(head.pooling, dim)
+        self.channels, self.pooling = config.num_channels, head.pooling or "mean"
+        width = {"mean_max": 2 * dim, "flatten": dim * config.num_patches}.get(self.pooling, dim)
         self.dropout = nn.Dropout(head.dropout)
         self.linear = nn.Linear(width * config.num_channels, head.num_outputs)
 

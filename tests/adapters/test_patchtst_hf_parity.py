@@ -212,10 +212,24 @@ def test_config_mapping() -> None:
         ("mask_value", 1, "pretraining"),
         ("loss", "nll", "prediction"),
         ("share_projection", False, "prediction"),
-        ("pooling_type", "mean", "prediction"),
+        ("pooling_type", "median", "prediction"),
     ],
 )
 def test_unsupported_options_raise_naming_the_option(option: str, value: Any, kind: str) -> None:
     config = _hf_config("pre_bn_sincos", **{option: value})
     with pytest.raises(ValueError, match=option):
         config_from_hf(config, kind)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pooling_type", ["mean", "max"])
+def test_pooled_prediction_heads_match_reference(pooling_type: str) -> None:
+    # HF's default pooling_type is "mean", so most real forecasting checkpoints use a pooled head
+    torch.manual_seed(0)
+    hf = _randomize(transformers.PatchTSTForPrediction(_hf_config("pre_bn_sincos", pooling_type=pooling_type)), 1)
+    model = load_hf_patchtst(hf)
+    assert model.head_config.pooling == pooling_type
+    x = _series(hf.config.context_length)
+    with torch.no_grad():
+        expected = hf(past_values=x).prediction_outputs
+        got = model(x)
+    assert float((got - expected).abs().max()) <= ATOL
