@@ -26,6 +26,7 @@ _ADAPTERS: dict[str, type[Adapter]] = {}
 _BUILTIN_MODULES: dict[str, str] = {
     "patchtst": "mmsdk.adapters.timeseries",
     "timerxl": "mmsdk.adapters.timeseries.timerxl",
+    "moirai": "mmsdk.adapters.timeseries.moirai",
 }
 
 
@@ -101,6 +102,16 @@ class Adapter(nn.Module, ABC):
     def export_spec(self) -> ExportSpec:
         """Input name and dynamic axes for ONNX export."""
         return ExportSpec()
+
+    def build_pretrain_head(self, dim: int) -> nn.Module | None:
+        """The pretraining models' output head on features of width `dim`; None = `nn.Linear(dim, target_dim)`.
+
+        Override when predictions are not target values, e.g. the parameters of a predictive distribution that
+        :meth:`reconstruction_loss` and :meth:`next_token_loss` turn into a likelihood. `Prediction.pred` then has
+        the head's output width instead of `target_dim`. Called once per pretraining model (with the decoder width
+        for MAE); a returned head is used as is, without the core's weight initialization.
+        """
+        return None
 
     def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, hidden: Tensor) -> Tensor:
         """Loss of masked-token predictions (B, N, P) against `batch.targets` on hidden tokens (B, N) only."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mmsdk.adapter import Adapter
 from mmsdk.attention_mask import AttentionMask
 from mmsdk.backbone import Backbone, ModelConfig
 from mmsdk.blocks import init_weights
@@ -26,12 +27,22 @@ class Prediction:
     """What a pretraining model returns.
 
     Attributes:
-        pred: (B, N, P) predicted targets for every token position.
+        pred: (B, N, P) predicted targets for every token position ((B, N, K) outputs of the adapter's own
+            pretraining head when it defines one, see :meth:`~mmsdk.adapter.Adapter.build_pretrain_head`).
         hidden: (B, N) bool, True for tokens the loss is about (masked tokens; all tokens for causal).
     """
 
     pred: Tensor
     hidden: Tensor
+
+
+def build_pretrain_head(adapter: Adapter, dim: int) -> nn.Module:
+    """The adapter's pretraining head for width `dim`, else a freshly initialized `nn.Linear(dim, target_dim)`."""
+    head = adapter.build_pretrain_head(dim)
+    if head is None:
+        head = nn.Linear(dim, adapter.target_dim)
+        head.apply(init_weights)
+    return head
 
 
 class PretrainModel(nn.Module):
@@ -67,9 +78,11 @@ class MaskedAutoencoder(PretrainModel):
         self.mask_token = nn.Parameter(torch.zeros(dec.dim))
         self.decoder_positions = self.adapter.build_positions(dec.dim)
         self.decoder = Transformer(dec)
-        self.head = nn.Linear(dec.dim, self.adapter.target_dim)
-        for module in (self.decoder_embed, self.head):
-            module.apply(init_weights)
+        own_head = self.adapter.build_pretrain_head(dec.dim)
+        self.head = nn.Linear(dec.dim, self.adapter.target_dim) if own_head is None else own_head
+        self.decoder_embed.apply(init_weights)
+        if own_head is None:
+            self.head.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, batch: TokenBatch, mask: Mask) -> Prediction:
@@ -97,8 +110,7 @@ class MaskedTokenModel(PretrainModel):
             nn.init.normal_(self.mask_token, std=0.02)
         else:
             self.register_parameter("mask_token", None)
-        self.head = nn.Linear(config.encoder.dim, self.adapter.target_dim)
-        self.head.apply(init_weights)
+        self.head = build_pretrain_head(self.adapter, config.encoder.dim)
 
     def mask_embedding(self) -> Tensor:
         """(D,) embedding placed at hidden tokens."""
@@ -120,8 +132,7 @@ class CausalModel(PretrainModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.head = nn.Linear(config.encoder.dim, self.adapter.target_dim)
-        self.head.apply(init_weights)
+        self.head = build_pretrain_head(self.adapter, config.encoder.dim)
 
     def forward(self, batch: TokenBatch, mask: Mask | None = None) -> Prediction:
         h = self.backbone(batch, causal=True)  # (B, N, D)

@@ -8,6 +8,7 @@ from mmsdk.adapters.timeseries.data import (
     forecast_datasets,
     load_csv,
 )
+from mmsdk.adapters.timeseries.distributions import Mixture, MixtureConfig, MixtureHead
 from mmsdk.adapters.timeseries.frames import (
     ForecastWindows,
     FrameSplit,
@@ -17,6 +18,7 @@ from mmsdk.adapters.timeseries.frames import (
     ratio_split,
 )
 from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf, load_hf_patchtst
+from mmsdk.adapters.timeseries.moirai import MoiraiAdapter, MoiraiConfig, patch_size_for_freq
 from mmsdk.adapters.timeseries.patchtst import PatchTSTAdapter, PatchTSTConfig
 from mmsdk.adapters.timeseries.timerxl import TimerXLAdapter, TimerXLConfig
 
@@ -24,6 +26,11 @@ __all__ = [
     "ForecastDataConfig",
     "ForecastWindows",
     "FrameSplit",
+    "Mixture",
+    "MixtureConfig",
+    "MixtureHead",
+    "MoiraiAdapter",
+    "MoiraiConfig",
     "PatchTSTAdapter",
     "PatchTSTConfig",
     "StandardScaler",
@@ -38,5 +45,6 @@ __all__ = [
     "forecast_datasets",
     "load_csv",
     "load_hf_patchtst",
+    "patch_size_for_freq",
     "ratio_split",
 ]

@@ -12,8 +12,12 @@ from typing import Any
 TINY: dict[str, dict[str, Any]] = {
     "patchtst": {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8},
     "timerxl": {"context_length": 32, "num_channels": 2, "patch_len": 8},
+    "moirai": {"context_length": 32, "num_channels": 2, "patch_sizes": [4, 8], "patch_size": 8, "max_variates": 4},
 }
 
 TINY_ENCODER: dict[str, Any] = {"dim": 16, "depth": 1, "heads": 2}
 
-ENCODER_OVERRIDES: dict[str, dict[str, Any]] = {"timerxl": {"rope": "1d", "variate_bias": True}}
+ENCODER_OVERRIDES: dict[str, dict[str, Any]] = {
+    "timerxl": {"rope": "1d", "variate_bias": True},
+    "moirai": {"rope": "1d", "variate_bias": True},
+}

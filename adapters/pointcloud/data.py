@@ -1,0 +1,673 @@
+"""Point-cloud data: reading scans and meshes, Point-MAE transforms, a bundled synthetic dataset, folder datasets.
+
+open3d is imported lazily, only by the functions that read files or build meshes, so this module (and the
+transforms) import on machines without it (the export runtime, GPU training images).
+
+Conventions: a cloud is a (N, C) array (or (B, N, C) batch) whose first three columns are xyz; further columns
+(colours, normals) are carried along by subsampling and dropout but not changed by the geometric transforms.
+Every random choice is drawn from a `numpy.random.Generator` passed by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mmsdk.config import Config, require
+
+logger = logging.getLogger(__name__)
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Channel = Literal["xyz", "rgb", "normal"]
+
+POINT_EXTENSIONS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
+MESH_EXTENSIONS = (".obj", ".off", ".stl", ".ply")  # a .ply is a mesh when its header declares faces
+ARRAY_EXTENSIONS = (".npy", ".npz")
+SUPPORTED_EXTENSIONS = tuple(dict.fromkeys(POINT_EXTENSIONS + MESH_EXTENSIONS + ARRAY_EXTENSIONS))
+SHAPE_CLASSES = ("box", "sphere", "cylinder", "cone", "torus", "arrow")
+SHAPE_CLASSES += ("tetrahedron", "octahedron", "icosahedron", "mobius")  # the 10 classes of `make_shapes`
+
+
+@dataclass
+class PointCloud:
+    """A cloud read from a file.
+
+    Attributes:
+        points: (N, 3) float32 xyz, all finite.
+        colors: (N, 3) float32 RGB in [0, 1], or None.
+        normals: (N, 3) float32, or None.
+    """
+
+    points: np.ndarray
+    colors: np.ndarray | None = None
+    normals: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("points", "colors", "normals"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.ndim != 2 or value.shape[1] != 3 or value.shape[0] != self.points.shape[0]:
+                raise ValueError(f"PointCloud.{name} must be (N, 3) with N = {self.points.shape[0]}, got {value.shape}")
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    def features(self, channels: Sequence[Channel] = ("xyz",)) -> np.ndarray:
+        """Concatenates attributes into a (N, C) float32 array, C = 3 * len(channels), in the order given.
+
+        Raises:
+            ValueError: for an unknown channel, or one the cloud lacks (e.g. "rgb" for a file without colours).
+        """
+        if not channels:
+            raise ValueError("PointCloud.features needs at least one channel")
+        parts = []
+        for channel in channels:
+            value = {"xyz": self.points, "rgb": self.colors, "normal": self.normals}.get(channel, ...)
+            if value is ...:
+                raise ValueError(f"unknown point channel {channel!r}; choose from 'xyz', 'rgb', 'normal'")
+            if value is None:
+                raise ValueError(f"channel {channel!r} requested but the cloud has no {channel} data")
+            parts.append(value)
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------------------- reading
+
+
+def _import_open3d() -> Any:
+    try:
+        import open3d as o3d
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("reading point clouds and meshes needs open3d: pip install 'mmsdk[pointcloud]'") from error
+    return o3d
+
+
+def _ply_has_faces(path: Path) -> bool:
+    """True when a PLY header declares a non-empty `face` element (the header is ASCII even in binary files)."""
+    with path.open("rb") as file:
+        for _ in range(200):
+            line = file.readline()
+            if not line or line.strip() == b"end_header":
+                break
+            words = line.split()
+            if len(words) == 3 and words[0] == b"element" and words[1] == b"face":
+                return int(words[2]) > 0
+    return False
+
+
+def _pts_has_count_line(path: Path) -> bool:
+    """True when a .pts starts with its point-count line (open3d's PTS reader needs it and otherwise misreads
+    the first point as the count)."""
+    with path.open("r", errors="replace") as file:
+        first = next((line.split() for line in file if line.strip()), [])
+    return len(first) == 1
+
+
+def _text_columns(path: Path) -> int | None:
+    """Number of numeric columns on the first data line of a text cloud (a lone count line is skipped)."""
+    with path.open("r", errors="replace") as file:
+        for _, line in zip(range(20), file):
+            words = line.replace(",", " ").split()
+            try:
+                [float(w) for w in words]
+            except ValueError:
+                return None
+            if len(words) >= 2:
+                return len(words)
+    return None
+
+
+def _unusable(path: Path) -> ValueError:
+    return ValueError(f"{path}: the file could not be read as a point cloud (no points found)")
+
+
+def _check_xyz(path: Path, array: np.ndarray, what: str) -> np.ndarray:
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path}: {what} must be a numeric (N, 3+) array, got {array.dtype} {array.shape}")
+    if array.shape[1] < 3:
+        raise ValueError(
+            f"{path}: {what} has {array.shape[1]}-D points {array.shape}; 3-D coordinates (N, 3) are needed"
+        )
+    return array
+
+
+def _attribute(path: Path, value: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    value = np.asarray(value)
+    if value.shape != (n, 3):
+        raise ValueError(f"{path}: {name} must be ({n}, 3) like the points, got {value.shape}")
+    if name == "colors" and (np.issubdtype(value.dtype, np.integer) or value.max(initial=0) > 1.0):
+        value = value / 255.0  # 8-bit colours
+    return value.astype(np.float32)
+
+
+def _read_array(path: Path) -> PointCloud:
+    """.npy: (N, 3+) with xyz first (other columns ignored); .npz: points|xyz, optional colors / normals."""
+    if path.suffix.lower() == ".npy":
+        array = _check_xyz(path, np.load(path, allow_pickle=False), "the array")
+        return PointCloud(array[:, :3].astype(np.float32))
+    with np.load(path, allow_pickle=False) as archive:
+        key = next((k for k in ("points", "xyz") if k in archive), None)
+        if key is None:
+            raise ValueError(f"{path}: the .npz has no 'points' or 'xyz' array (keys: {sorted(archive.files)})")
+        points = _check_xyz(path, archive[key], f"'{key}'")[:, :3].astype(np.float32)
+        colors, normals = (archive[k] if k in archive.files else None for k in ("colors", "normals"))
+    n = points.shape[0]
+    return PointCloud(points, _attribute(path, colors, n, "colors"), _attribute(path, normals, n, "normals"))
+
+
+def _from_open3d(cloud: Any) -> PointCloud:
+    points = np.asarray(cloud.points, dtype=np.float32)
+    colors = np.asarray(cloud.colors, dtype=np.float32) if cloud.has_colors() else None
+    normals = np.asarray(cloud.normals, dtype=np.float32) if cloud.has_normals() else None
+    return PointCloud(points, colors, normals)
+
+
+def _read_mesh(o3d: Any, path: Path, num_samples: int, seed: int) -> PointCloud:
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    if len(mesh.triangles) == 0:
+        if len(mesh.vertices) == 0:
+            raise _unusable(path)
+        logger.warning("%s: mesh file without faces; using its %d vertices as points", path, len(mesh.vertices))
+        cloud = o3d.geometry.PointCloud(mesh.vertices)
+        if mesh.has_vertex_colors():
+            cloud.colors = mesh.vertex_colors
+        if mesh.has_vertex_normals():
+            cloud.normals = mesh.vertex_normals
+        return _from_open3d(cloud)
+    area = mesh.get_surface_area()
+    if not math.isfinite(area) or area <= 0:
+        raise ValueError(f"{path}: the mesh has zero or non-finite surface area ({area}); cannot sample its surface")
+    mesh.compute_triangle_normals()
+    o3d.utility.random.seed(seed)
+    # Area-weighted uniform sampling; normals interpolate vertex normals, or are face normals when there are none.
+    return _from_open3d(mesh.sample_points_uniformly(num_samples, use_triangle_normal=not mesh.has_vertex_normals()))
+
+
+def read_points(path: str | Path, num_mesh_samples: int = 8192, seed: int = 0) -> PointCloud:
+    """Reads a point cloud or a mesh file; meshes are sampled uniformly over their surface.
+
+    Formats: point clouds .ply/.pcd/.xyz/.xyzn/.xyzrgb/.pts (open3d; a .pts without its leading count line is
+    read as plain "x y z ..." columns), meshes .obj/.off/.stl and .ply files with faces (`num_mesh_samples`
+    points, seeded), arrays .npy ((N, 3+), xyz first) and .npz (`points` or `xyz`, optional `colors`,
+    `normals`). Points with a NaN or infinite coordinate (e.g. the holes of organized Kinect scans) are dropped
+    along with their colours and normals, and the count is logged.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file: empty file, unknown extension (supported ones listed), a file open3d reads no
+            points from, 2-D points, or no finite point at all.
+    """
+    path = Path(path)
+    require(num_mesh_samples >= 1, "read_points", "num_mesh_samples", f"must be >= 1, got {num_mesh_samples}")
+    if not path.is_file():
+        raise FileNotFoundError(f"point cloud file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise ValueError(f"{path}: unsupported extension {suffix!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty")
+    if suffix in ARRAY_EXTENSIONS:
+        cloud = _read_array(path)
+    else:
+        o3d = _import_open3d()
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):  # we raise our own errors
+            if suffix in (".obj", ".off", ".stl") or (suffix == ".ply" and _ply_has_faces(path)):
+                cloud = _read_mesh(o3d, path, num_mesh_samples, seed)
+            else:
+                headerless_pts = suffix == ".pts" and not _pts_has_count_line(path)
+                raw = o3d.io.read_point_cloud(str(path), format="xyz" if headerless_pts else "auto")
+                cloud = _from_open3d(raw)
+        if len(cloud) == 0:
+            if suffix in (".xyz", ".xyzn", ".xyzrgb", ".pts") and _text_columns(path) == 2:
+                raise ValueError(f"{path}: the file has 2-D points (x y); 3-D coordinates (x y z) are needed")
+            raise _unusable(path)
+    if len(cloud) == 0:
+        raise ValueError(f"{path}: the file holds no points")
+    finite = np.isfinite(cloud.points).all(axis=1)  # (N,)
+    dropped = int((~finite).sum())
+    if dropped == len(cloud):
+        raise ValueError(f"{path}: all {dropped} points have NaN or infinite coordinates")
+    if dropped:
+        logger.info("%s: dropped %d of %d points with NaN/infinite coordinates", path, dropped, len(cloud))
+        cloud = PointCloud(
+            cloud.points[finite],
+            None if cloud.colors is None else cloud.colors[finite],
+            None if cloud.normals is None else cloud.normals[finite],
+        )
+    return cloud
+
+
+# ------------------------------------------------------------------------------------------------------- transforms
+
+
+def _check_cloud(fn: str, points: Array) -> None:
+    if not isinstance(points, (np.ndarray, torch.Tensor)) or points.ndim < 2 or points.shape[-1] < 3:
+        shape = getattr(points, "shape", type(points).__name__)
+        raise ValueError(f"{fn}: expected a (..., N, 3+) numpy array or torch tensor, got {shape}")
+
+
+def _like(values: np.ndarray, ref: Array) -> Array:
+    """Casts numpy `values` to the array type, dtype and device of `ref`."""
+    if isinstance(ref, torch.Tensor):
+        return torch.as_tensor(values, dtype=ref.dtype, device=ref.device)
+    return values.astype(ref.dtype, copy=False)
+
+
+def _copy(points: Array) -> Array:
+    return points.clone() if isinstance(points, torch.Tensor) else points.copy()
+
+
+def normalize_unit_sphere(points: Array, eps: float = 1e-12) -> Array:
+    """Centres xyz at the centroid and scales the farthest point to norm 1 (per cloud; other columns unchanged).
+
+    A cloud whose points all coincide (or a single point) is only centred, i.e. becomes zeros, never NaN.
+
+    Args:
+        points: (..., N, 3+) array or tensor.
+        eps: clouds with a max centred norm at or below this are not scaled.
+    """
+    _check_cloud("normalize_unit_sphere", points)
+    out = _copy(points)
+    xyz = points[..., :3]
+    if isinstance(points, torch.Tensor):
+        centered = xyz - xyz.mean(dim=-2, keepdim=True)
+        radius = centered.norm(dim=-1, keepdim=True).amax(dim=-2, keepdim=True)  # (..., 1, 1)
+        out[..., :3] = centered / torch.where(radius > eps, radius, torch.ones_like(radius))
+    else:
+        centered = xyz - xyz.mean(axis=-2, keepdims=True)
+        radius = np.linalg.norm(centered, axis=-1, keepdims=True).max(axis=-2, keepdims=True)  # (..., 1, 1)
+        out[..., :3] = centered / np.where(radius > eps, radius, 1.0)
+    return out
+
+
+def subsample(points: Array, n: int, method: Literal["random", "fps"], rng: np.random.Generator) -> Array:
+    """Picks `n` points of each cloud (all columns kept).
+
+    "random" draws without replacement; "fps" is farthest point sampling from the first point, as Point-MAE's
+    pointnet2_ops does (deterministic; `rng` unused). A cloud with fewer than `n` points keeps every point (in a
+    random order) and fills the remaining `n - N` slots with points drawn with replacement, for either method.
+
+    Args:
+        points: (N, C) or (B, N, C), C >= 3 with xyz first.
+        n: points to keep.
+        method: "random" or "fps".
+        rng: randomness for "random" and for padding.
+
+    Returns:
+        (n, C) or (B, n, C), same type, dtype and device as `points`.
+    """
+    _check_cloud("subsample", points)
+    require(n >= 1, "subsample", "n", f"must be >= 1, got {n}")
+    require(method in ("random", "fps"), "subsample", "method", f"must be 'random' or 'fps', got {method!r}")
+    if points.ndim > 3:
+        raise ValueError(f"subsample: expected (N, C) or (B, N, C), got {tuple(points.shape)}")
+    batch = points if points.ndim == 3 else points[None]  # (B, N, C)
+    B, N = batch.shape[0], batch.shape[1]
+    require(N >= 1, "subsample", "points", "the cloud has no points")
+    if n > N:
+        idx = np.stack([np.concatenate([rng.permutation(N), rng.integers(0, N, n - N)]) for _ in range(B)])
+    elif method == "random":
+        idx = np.stack([rng.choice(N, n, replace=False) for _ in range(B)])  # (B, n)
+    else:
+        from mmsdk.adapters.pointcloud.ops import farthest_point_sample
+
+        xyz = torch.as_tensor(batch[..., :3]).float()  # (B, N, 3), on the device of a tensor input
+        idx = farthest_point_sample(xyz, n).cpu().numpy()  # (B, n)
+    rows = np.arange(B)[:, None]  # (B, 1)
+    if isinstance(batch, torch.Tensor):
+        out = batch[torch.as_tensor(rows, device=batch.device), torch.as_tensor(idx, device=batch.device)]
+    else:
+        out = batch[rows, idx]
+    return out if points.ndim == 3 else out[0]
+
+
+def scale_translate(
+    points: Array, rng: np.random.Generator, scale: tuple[float, float] = (2 / 3, 3 / 2), shift: float = 0.2
+) -> Array:
+    """Point-MAE's `PointcloudScaleAndTranslate`: xyz * U(scale) + U(-shift, shift), drawn per axis and per cloud.
+
+    Args:
+        points: (..., N, 3+); columns past xyz are unchanged.
+    """
+    _check_cloud("scale_translate", points)
+    size = (*points.shape[:-2], 1, 3)
+    factors = rng.uniform(scale[0], scale[1], size=size)
+    offsets = rng.uniform(-shift, shift, size=size)
+    out = _copy(points)
+    out[..., :3] = points[..., :3] * _like(factors, points) + _like(offsets, points)
+    return out
+
+
+def rotate(
+    points: Array, rng: np.random.Generator, axis: Literal["x", "y", "z"] = "z", max_angle: float = math.pi
+) -> Array:
+    """Rotates xyz about a coordinate axis by an angle drawn from U(-max_angle, max_angle) radians, per cloud.
+
+    Use "y" for ModelNet/ShapeNet (y is up there) and "z" for scans with z up. Normal columns are not rotated.
+    """
+    _check_cloud("rotate", points)
+    require(axis in ("x", "y", "z"), "rotate", "axis", f"must be 'x', 'y' or 'z', got {axis!r}")
+    angle = rng.uniform(-max_angle, max_angle, size=points.shape[:-2])
+    c, s, zero, one = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    rows = {
+        "x": [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+        "y": [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+        "z": [[c, -s, zero], [s, c, zero], [zero, zero, one]],
+    }[axis]
+    matrix = np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)  # (..., 3, 3)
+    out = _copy(points)
+    out[..., :3] = points[..., :3] @ _like(np.swapaxes(matrix, -1, -2), points)  # row vectors: p @ R^T
+    return out
+
+
+def jitter(points: Array, rng: np.random.Generator, sigma: float = 0.01, clip: float = 0.05) -> Array:
+    """Adds Gaussian noise N(0, sigma^2) clipped to [-clip, clip] to every coordinate (PointNet's jitter)."""
+    _check_cloud("jitter", points)
+    noise = np.clip(sigma * rng.standard_normal((*points.shape[:-1], 3)), -clip, clip)
+    out = _copy(points)
+    out[..., :3] = points[..., :3] + _like(noise, points)
+    return out
+
+
+def point_dropout(points: Array, rng: np.random.Generator, max_ratio: float = 0.875) -> Array:
+    """PointNet++'s random point dropout: per cloud, a ratio r ~ U(0, max_ratio) of points (each dropped with
+    probability r) is replaced by the cloud's first point, so N is unchanged (all columns are replaced)."""
+    _check_cloud("point_dropout", points)
+    out = _copy(points)
+    flat = out.reshape(-1, *points.shape[-2:])  # (B, N, C) view of the copy
+    for cloud in flat:
+        drop = rng.random(cloud.shape[0]) <= rng.random() * max_ratio  # (N,)
+        if drop.any():
+            mask = torch.as_tensor(drop, device=cloud.device) if isinstance(cloud, torch.Tensor) else drop
+            cloud[mask] = cloud[0].copy() if isinstance(cloud, np.ndarray) else cloud[0].clone()
+    return out
+
+
+@dataclass
+class AugmentConfig(Config):
+    """Training augmentations, applied in the order dropout, rotate, scale/translate, jitter.
+
+    The default is Point-MAE's: only scale-and-translate.
+    """
+
+    scale_translate: bool = True
+    """Anisotropic scale and translation (Point-MAE's `PointcloudScaleAndTranslate`)."""
+    scale: tuple[float, float] = (2 / 3, 3 / 2)
+    """Range of the per-axis scale factors."""
+    shift: float = 0.2
+    """Per-axis translations are drawn from [-shift, shift]."""
+    rotate_axis: Literal["none", "x", "y", "z"] = "none"
+    """Axis of the random rotation, or none."""
+    max_angle_deg: float = 180.0
+    """Rotations are drawn from [-max_angle_deg, max_angle_deg] degrees."""
+    jitter_sigma: float = 0.0
+    """Standard deviation of the clipped Gaussian jitter (0 = off; PointNet uses 0.01)."""
+    jitter_clip: float = 0.05
+    """Jitter is clipped to [-jitter_clip, jitter_clip]."""
+    dropout_max_ratio: float = 0.0
+    """Largest ratio of points dropped (0 = off; PointNet++ uses 0.875)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 < self.scale[0] <= self.scale[1], self, "scale", f"must be 0 < low <= high, got {self.scale}")
+        require(self.shift >= 0, self, "shift", f"must be >= 0, got {self.shift}")
+        require(self.max_angle_deg >= 0, self, "max_angle_deg", f"must be >= 0, got {self.max_angle_deg}")
+        require(self.jitter_sigma >= 0, self, "jitter_sigma", f"must be >= 0, got {self.jitter_sigma}")
+        require(self.jitter_clip >= 0, self, "jitter_clip", f"must be >= 0, got {self.jitter_clip}")
+        require(
+            0 <= self.dropout_max_ratio < 1,
+            self,
+            "dropout_max_ratio",
+            f"must be in [0, 1), got {self.dropout_max_ratio}",
+        )
+
+
+class Augment:
+    """Applies the augmentations an `AugmentConfig` enables: `Augment(config)(points, rng)`.
+
+    Args:
+        config: an AugmentConfig, a mapping of its fields, or None for the defaults.
+    """
+
+    def __init__(self, config: AugmentConfig | Mapping[str, Any] | None = None) -> None:
+        self.config = AugmentConfig.from_dict(config)
+        c = self.config
+        steps: list[Callable[[Any, np.random.Generator], Any]] = []
+        if c.dropout_max_ratio > 0:
+            steps.append(lambda p, rng: point_dropout(p, rng, c.dropout_max_ratio))
+        if c.rotate_axis != "none" and c.max_angle_deg > 0:
+            steps.append(lambda p, rng: rotate(p, rng, c.rotate_axis, math.radians(c.max_angle_deg)))  # type: ignore[arg-type]
+        if c.scale_translate:
+            steps.append(lambda p, rng: scale_translate(p, rng, c.scale, c.shift))
+        if c.jitter_sigma > 0:
+            steps.append(lambda p, rng: jitter(p, rng, c.jitter_sigma, c.jitter_clip))
+        self.steps = steps
+
+    def __call__(self, points: Array, rng: np.random.Generator) -> Array:
+        """Augments a (..., N, 3+) cloud; returns the same type and shape."""
+        for step in self.steps:
+            points = step(points, rng)
+        return points
+
+
+def _item_rng(seed: int | None, index: int) -> np.random.Generator:
+    """Fixed per (seed, index) when seeded; else drawn from torch's RNG, which DataLoader seeds per worker/epoch."""
+    if seed is not None:
+        return np.random.default_rng([seed, index])
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+
+# ------------------------------------------------------------------------------------------------- synthetic shapes
+
+
+def _primitive(o3d: Any, name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) and triangles (T, 3) of an open3d primitive, with class-specific random proportions."""
+    make = o3d.geometry.TriangleMesh
+    u = rng.uniform
+    mesh = {
+        "box": lambda: make.create_box(1.0, u(0.8, 1.2), u(0.8, 1.2)),
+        "sphere": lambda: make.create_sphere(1.0, resolution=20),
+        "cylinder": lambda: make.create_cylinder(0.5, u(1.5, 2.5), resolution=32, split=1),
+        "cone": lambda: make.create_cone(0.6, u(1.2, 2.0), resolution=32),
+        "torus": lambda: make.create_torus(1.0, u(0.2, 0.4), radial_resolution=32, tubular_resolution=16),
+        "arrow": lambda: make.create_arrow(0.1, 0.2, u(1.2, 1.8), 0.5, resolution=20, cylinder_split=1),
+        "tetrahedron": lambda: make.create_tetrahedron(1.0),
+        "octahedron": lambda: make.create_octahedron(1.0),
+        "icosahedron": lambda: make.create_icosahedron(1.0),
+        "mobius": lambda: make.create_mobius(70, 15, 1, 1.0, 1.0, u(0.4, 0.8), 1.0),
+    }[name]()
+    return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix, signs fixed, det forced to +1)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def sample_surface(vertices: np.ndarray, triangles: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform surface sampling (area-weighted triangle choice, uniform barycentric point), as open3d's
+    `sample_points_uniformly`, but driven by a numpy Generator.
+
+    Args:
+        vertices: (V, 3); triangles: (T, 3) vertex indices.
+
+    Returns:
+        (n, 3) points.
+    """
+    corners = vertices[triangles]  # (T, 3, 3)
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    chosen = corners[rng.choice(len(triangles), size=n, p=areas / areas.sum())]  # (n, 3, 3)
+    r1, r2 = np.sqrt(rng.random((n, 1))), rng.random((n, 1))
+    return (1 - r1) * chosen[:, 0] + r1 * (1 - r2) * chosen[:, 1] + r1 * r2 * chosen[:, 2]
+
+
+def make_shapes(
+    num_per_class: int, num_points: int = 1024, seed: int = 0, noise: float = 0.01
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Synthetic 10-class point clouds from open3d mesh primitives (no download), deterministic for a seed.
+
+    Each shape gets random class-specific proportions, a mild anisotropic scale (0.85-1.15 per axis), a uniformly
+    random 3-D rotation, `num_points` uniform surface samples, Gaussian noise of std `noise` (in unit-sphere
+    units) and is normalized to the unit sphere.
+
+    Returns:
+        points (M, num_points, 3) float32 with M = 10 * num_per_class (class-major order), labels (M,) int64
+        indexing `class_names` (= SHAPE_CLASSES).
+    """
+    require(num_per_class >= 1, "make_shapes", "num_per_class", f"must be >= 1, got {num_per_class}")
+    require(num_points >= 1, "make_shapes", "num_points", f"must be >= 1, got {num_points}")
+    require(noise >= 0, "make_shapes", "noise", f"must be >= 0, got {noise}")
+    o3d = _import_open3d()
+    rng = np.random.default_rng(seed)
+    clouds = np.empty((len(SHAPE_CLASSES) * num_per_class, num_points, 3), dtype=np.float32)
+    for label, name in enumerate(SHAPE_CLASSES):
+        for i in range(num_per_class):
+            vertices, triangles = _primitive(o3d, name, rng)
+            vertices = (vertices * rng.uniform(0.85, 1.15, size=3)) @ _random_rotation(rng).T
+            points = normalize_unit_sphere(sample_surface(vertices, triangles, num_points, rng))
+            points = points + noise * rng.standard_normal(points.shape)
+            clouds[label * num_per_class + i] = normalize_unit_sphere(points)
+    labels = np.repeat(np.arange(len(SHAPE_CLASSES), dtype=np.int64), num_per_class)
+    return clouds, labels, list(SHAPE_CLASSES)
+
+
+class ShapesDataset(Dataset):
+    """The `make_shapes` demo set split into train/test: items are (points (N, 3) float32 tensor, label int).
+
+    The split is stratified: per class, a seeded `test_fraction` of the shapes is held out. Train and test
+    datasets built with the same arguments never share a shape.
+
+    Args:
+        split: "train" or "test".
+        num_per_class: shapes per class before the split.
+        num_points, seed, noise: as for `make_shapes`.
+        test_fraction: share of each class held out for test.
+        augment: applied per item (typically only for train).
+        augment_seed: fixes each item's augmentation (reproducible epochs); None = drawn from torch's RNG.
+    """
+
+    def __init__(
+        self,
+        split: Literal["train", "test"] = "train",
+        num_per_class: int = 50,
+        num_points: int = 1024,
+        seed: int = 0,
+        noise: float = 0.01,
+        test_fraction: float = 0.2,
+        augment: Augment | None = None,
+        augment_seed: int | None = None,
+    ) -> None:
+        require(split in ("train", "test"), self, "split", f"must be 'train' or 'test', got {split!r}")
+        require(0 < test_fraction < 1, self, "test_fraction", f"must be in (0, 1), got {test_fraction}")
+        points, labels, self.class_names = make_shapes(num_per_class, num_points, seed, noise)
+        num_test = max(1, round(test_fraction * num_per_class))
+        order = np.random.default_rng([seed, 1]).permuted(
+            np.tile(np.arange(num_per_class), (len(SHAPE_CLASSES), 1)), axis=1
+        )
+        chosen = order[:, :num_test] if split == "test" else order[:, num_test:]  # (classes, k) within-class ids
+        index = (chosen + num_per_class * np.arange(len(SHAPE_CLASSES))[:, None]).ravel()
+        self.points = torch.from_numpy(points[np.sort(index)])  # (M, N, 3)
+        self.labels = torch.from_numpy(labels[np.sort(index)])  # (M,)
+        self.augment, self.augment_seed = augment, augment_seed
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        points = self.points[index]
+        if self.augment is not None:
+            points = self.augment(points, _item_rng(self.augment_seed, index))
+        return points, int(self.labels[index])
+
+
+class PointCloudFolder(Dataset):
+    """A user's files laid out as `root/<class_name>/*.{ply,pcd,obj,...}`; items are (points (n, C), label int).
+
+    Each item is read with `read_points`, subsampled to `num_points`, normalized to the unit sphere and
+    optionally augmented. Class ids follow the sorted folder names (or `class_names`, to share one mapping
+    between a train and a test root). Files are searched recursively inside each class folder.
+
+    Args:
+        root: the folder of class folders.
+        num_points: points per item.
+        method: "random" or "fps" subsampling.
+        channels: features per point, e.g. ("xyz",) or ("xyz", "rgb"); xyz should come first.
+        augment: optional augmentation (geometric transforms do not rotate normal channels).
+        class_names: the classes to use, in label order; None = every sub-folder of `root`.
+        num_mesh_samples: surface samples drawn from mesh files.
+        seed: fixes each item's subsampling/augmentation and mesh sampling; None = random per access.
+        cache: keep every file's features in memory after the first read.
+
+    Raises:
+        FileNotFoundError: `root` or a listed class folder is missing.
+        ValueError: no class folders or no supported files.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_points: int = 1024,
+        method: Literal["random", "fps"] = "random",
+        channels: Sequence[Channel] = ("xyz",),
+        augment: Augment | None = None,
+        class_names: Sequence[str] | None = None,
+        num_mesh_samples: int = 8192,
+        seed: int | None = None,
+        cache: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"point cloud folder not found: {self.root}")
+        if class_names is None:
+            class_names = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_names:
+            raise ValueError(f"{self.root}: no class folders (expected root/<class_name>/<files>)")
+        self.class_names = list(class_names)
+        self.files: list[tuple[Path, int]] = []
+        for label, name in enumerate(self.class_names):
+            folder = self.root / name
+            if not folder.is_dir():
+                raise FileNotFoundError(f"class folder not found: {folder}")
+            found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
+            if not found:
+                logger.warning("%s: class folder has no point cloud files", folder)
+            self.files += [(p, label) for p in found]
+        if not self.files:
+            raise ValueError(f"{self.root}: no files with a supported extension ({', '.join(SUPPORTED_EXTENSIONS)})")
+        if augment is not None and "normal" in channels and augment.config.rotate_axis != "none":
+            logger.warning("PointCloudFolder: rotation augmentation does not rotate the normal channels")
+        self.num_points, self.method, self.channels = num_points, method, tuple(channels)
+        self.augment, self.num_mesh_samples, self.seed = augment, num_mesh_samples, seed
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _features(self, index: int) -> np.ndarray:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        path = self.files[index][0]
+        features = read_points(path, self.num_mesh_samples, seed=self.seed or 0).features(self.channels)  # (N, C)
+        if self._cache is not None:
+            self._cache[index] = features
+        return features
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = _item_rng(self.seed, index)
+        points = normalize_unit_sphere(subsample(self._features(index), self.num_points, self.method, rng))
+        if self.augment is not None:
+            points = self.augment(points, rng)
+        return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), self.files[index][1]

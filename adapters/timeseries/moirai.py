@@ -1,0 +1,484 @@
+"""Moirai adapter: a universal masked-encoder forecaster over flattened multivariate patch tokens.
+
+A series (B, L, C) with NaN at missing points is cut into N = L / P patches per variate and all C·N patches form ONE
+token sequence: token c·N + n is patch n of variate c, with `time_ids` = n and `variate_ids` = c (the layout of
+Timer-XL). There is no variate embedding: with `encoder.rope="1d"` (rotary over time ids) and
+`encoder.variate_bias=True` (a learned same/other-variate attention bias) attention is equivariant to the order of
+the variates, and C is read from the input shape, so one model serves any 1 <= C <= `max_variates`.
+
+Patch sizes. Every size in `patch_sizes` has its own input projection Linear(P, D) and its own output
+:class:`~mmsdk.adapters.timeseries.distributions.MixtureHead` (D → P values), so one checkpoint holds all of them.
+A raw tensor carries no frequency, so a model instance tokenizes with its configured `patch_size`; pick it for a
+dataset with :func:`patch_size_for_freq` (Moirai's rule: low frequencies get small patches, high ones large).
+
+Normalization and leakage. Each variate is normalized with the mean and std of its observed values in the first
+S = max(1, floor(N · stat_ratio)) patches only. Tokenization runs before the pretraining mask is drawn, so
+full-window statistics would leak the hidden tail into every visible token; with tail masking of ratio r the
+statistics are leak-free whenever round(N · r) <= N - S (always for r <= 1 - stat_ratio, e.g. Moirai's r <= 0.5
+with the default stat_ratio = 0.5). Moirai draws r ~ U(0.15, 0.5) per batch; the core offers a fixed ratio, so use
+`masking: {strategy: tail, ratio: r}` with r in that range. Patches without any observed value are embedded as
+the mask token (they carry no content), which is also how forecast slots are represented.
+
+Pretraining (objective "bert"): :meth:`MoiraiAdapter.build_pretrain_head` makes the pretraining model's head
+predict the raw mixture parameters of every token, and :meth:`MoiraiAdapter.reconstruction_loss` is the mixture
+negative log-likelihood of the hidden, observed values. The mixture heads and the mask token are adapter
+parameters, so they live under `backbone.` and a pretrained checkpoint's `load_backbone` carries everything a
+zero-shot forecaster needs.
+
+Forecasting (task "forecast", H = `num_outputs`): the context is extended by ceil(H / P) all-NaN patches per
+variate, i.e. a masked tail, the backbone runs once over the extended window and the mixture of every tail token
+gives the forecast; the task model returns the de-normalized mixture mean (B, H, C), and
+:meth:`MoiraiAdapter.forecast_distribution` returns samples and quantiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmsdk.adapter import Adapter, ExportSpec, register_adapter
+from mmsdk.adapters.timeseries.data import build_forecast_data
+from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm
+from mmsdk.config import Config, require
+from mmsdk.data import register_data
+from mmsdk.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.tokens import TokenBatch
+
+logger = logging.getLogger(__name__)
+
+FREQ_PATCH_SIZES: dict[str, int] = {
+    "Y": 8,
+    "A": 8,
+    "Q": 8,
+    "M": 8,
+    "W": 16,
+    "D": 16,
+    "B": 16,
+    "H": 32,
+    "T": 64,
+    "MIN": 64,
+    "S": 64,
+}
+"""Preferred patch size per frequency unit (pandas aliases; Moirai's mapping, coarsened): yearly/quarterly/monthly
+8, weekly/daily/business-daily 16, hourly 32, minutely and secondly 64."""
+
+
+def patch_size_for_freq(freq: str, patch_sizes: Sequence[int] = (8, 16, 32)) -> int:
+    """The patch size for a series of frequency `freq`: the largest of `patch_sizes` <= its preferred size.
+
+    Args:
+        freq: a pandas-style frequency string such as "H", "15min", "D", "W-SUN", "MS", "QE".
+        patch_sizes: the sizes a model has projections for.
+
+    Returns:
+        The chosen size; the smallest of `patch_sizes` when none is small enough.
+
+    Raises:
+        ValueError: for an unrecognized frequency or no patch sizes.
+    """
+    if not patch_sizes:
+        raise ValueError("patch_size_for_freq needs at least one patch size")
+    match = re.fullmatch(r"\s*\d*\s*([A-Za-z]+)(?:-\w+)?\s*", freq)
+    raw = match.group(1) if match else ""
+    unit = "S" if raw in ("ms", "us", "ns", "L", "U", "N") else raw.upper()  # sub-second; "MS" is month start
+    preferred = FREQ_PATCH_SIZES.get(unit) or FREQ_PATCH_SIZES.get(unit[:3]) or FREQ_PATCH_SIZES.get(unit[:1])
+    if preferred is None:
+        raise ValueError(f"unknown frequency {freq!r}; expected a pandas alias such as {sorted(FREQ_PATCH_SIZES)}")
+    fitting = [p for p in patch_sizes if p <= preferred]
+    return max(fitting) if fitting else min(patch_sizes)
+
+
+@dataclass
+class MoiraiConfig(Config):
+    """Moirai tokenization of a (B, L, C) series with any number of variates C."""
+
+    context_length: int = 512
+    """Length of `example_input` (tracing, export, contract tests). Inputs may have any length that is a positive
+    multiple of `patch_size`."""
+    num_channels: int = 1
+    """Variates of `example_input` only; the model accepts 1..max_variates variates."""
+    max_variates: int = 128
+    """Largest number of variates C accepted (C·N tokens per sequence)."""
+    patch_sizes: tuple[int, ...] = (8, 16, 32)
+    """Patch sizes with an input projection and a distribution head each (one checkpoint serves all)."""
+    patch_size: int = 16
+    """The patch size this instance tokenizes with (one of `patch_sizes`; see `patch_size_for_freq`)."""
+    stat_ratio: float = 0.5
+    """Normalization statistics come from the first max(1, floor(N · stat_ratio)) patches; leak-free under tail
+    masking of ratio r <= 1 - stat_ratio (see the module docstring)."""
+    components: tuple[ComponentName, ...] = ("student_t", "normal", "negative_binomial", "log_normal")
+    """Mixture component families of the output distribution (Moirai's four by default)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.patch_sizes = tuple(int(p) for p in self.patch_sizes)
+        self.components = MixtureConfig(components=tuple(self.components)).components
+        require(len(self.patch_sizes) > 0, self, "patch_sizes", "needs at least one size")
+        require(all(p >= 1 for p in self.patch_sizes), self, "patch_sizes", f"must be >= 1, got {self.patch_sizes}")
+        require(
+            self.patch_size in self.patch_sizes,
+            self,
+            "patch_size",
+            f"must be one of patch_sizes={self.patch_sizes}, got {self.patch_size}",
+        )
+        require(self.max_variates >= 1, self, "max_variates", f"must be >= 1, got {self.max_variates}")
+        require(
+            1 <= self.num_channels <= self.max_variates,
+            self,
+            "num_channels",
+            f"must be in [1, max_variates={self.max_variates}], got {self.num_channels}",
+        )
+        require(0.0 < self.stat_ratio <= 1.0, self, "stat_ratio", f"must be in (0, 1], got {self.stat_ratio}")
+        require(
+            self.context_length >= self.patch_size and self.context_length % self.patch_size == 0,
+            self,
+            "context_length",
+            f"must be a positive multiple of patch_size={self.patch_size}, got {self.context_length}",
+        )
+
+
+def mixture_parameters(head: MixtureHead, features: Tensor) -> Tensor:
+    """The raw outputs of a mixture head, concatenated: (..., D) → (..., K) with K = P · (sum of params + comps).
+
+    Layout: every component's projection output (P · n_params, in the head's order), then the logits (P · comps).
+    """
+    return torch.cat([projection(features) for projection in head.projections] + [head.logits(features)], dim=-1)
+
+
+def mixture_from_parameters(raw: Tensor, components: Sequence[str], out_dim: int) -> Mixture:
+    """Inverse of :func:`mixture_parameters`: raw (..., K) → the :class:`Mixture` a MixtureHead would return."""
+    widths = [out_dim * len(FAMILIES[name].params) for name in components] + [out_dim * len(components)]
+    if raw.shape[-1] != sum(widths):
+        raise ValueError(f"expected {sum(widths)} raw mixture parameters per token, got {raw.shape[-1]}")
+    chunks = raw.split(widths, dim=-1)
+    lead = raw.shape[:-1]
+    params = [
+        FAMILIES[name].constrain(chunk.reshape(*lead, out_dim, len(FAMILIES[name].params)))
+        for name, chunk in zip(components, chunks)
+    ]
+    return Mixture(components, params, chunks[-1].reshape(*lead, out_dim, len(components)))
+
+
+class MixtureParameterHead(nn.Module):
+    """Pretraining head: features (B, N, D) → raw mixture parameters (B, N, K) of a (possibly shared) MixtureHead."""
+
+    def __init__(self, mixture: MixtureHead) -> None:
+        super().__init__()
+        self.mixture = mixture
+
+    def forward(self, features: Tensor) -> Tensor:
+        return mixture_parameters(self.mixture, features)
+
+
+@dataclass
+class PackedSpan:
+    """Where one series lies in a packed batch: tokens `start:stop` of row `row`, and its normalization."""
+
+    row: int
+    start: int
+    stop: int
+    num_variates: int
+    loc: Tensor
+    scale: Tensor
+
+
+@dataclass
+class PackedSeries:
+    """Several series packed into rows of `max_tokens` tokens, kept apart by `batch.sample_ids`."""
+
+    batch: TokenBatch
+    spans: list[PackedSpan]
+
+
+@dataclass
+class ForecastDistribution:
+    """Probabilistic forecast in data units: mean (B, H, C), samples (S, B, H, C), quantiles (Q, B, H, C)."""
+
+    mean: Tensor
+    samples: Tensor
+    quantiles: Tensor
+    levels: tuple[float, ...]
+
+
+@register_adapter
+class MoiraiAdapter(Adapter):
+    """Variate-order-invariant flattened patch tokens (B, C·N, D) for masked-encoder probabilistic forecasting.
+
+    Targets: the normalized patches (B, C·N, P); target_mask: their observed values. Context: `loc` and `scale`
+    (B, 1, C) to undo the normalization, and the raw `inputs` (B, L, C) that the forecast head extends.
+    """
+
+    name = "moirai"
+    config_class = MoiraiConfig
+    tasks = ("forecast",)
+    config: MoiraiConfig
+
+    def __init__(self, config: MoiraiConfig, dim: int) -> None:
+        super().__init__(config, dim)
+        self.norm = InstanceNorm(1, affine=False)
+        mixture = MixtureConfig(components=config.components)
+        self.input_projections = nn.ModuleDict({str(p): nn.Linear(p, dim) for p in config.patch_sizes})
+        self.distribution_heads = nn.ModuleDict({str(p): MixtureHead(dim, p, mixture) for p in config.patch_sizes})
+        self.mask_token = nn.Parameter(torch.randn(dim) * 0.02)
+
+    @property
+    def target_dim(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def distribution_head(self) -> MixtureHead:
+        """The mixture head of the configured patch size (shared by pretraining and forecasting)."""
+        return self.distribution_heads[str(self.config.patch_size)]  # type: ignore[return-value]
+
+    def check_input(self, x: Tensor) -> None:
+        """Raises ValueError for inputs that are not (B, k·patch_size, 1..max_variates) finite-or-NaN floats."""
+        cfg = self.config
+        if x.dim() != 3:
+            raise ValueError(f"Moirai expects series of shape (batch, time, variates), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("Moirai got an empty batch (batch size 0)")
+        if x.shape[1] < cfg.patch_size or x.shape[1] % cfg.patch_size != 0:
+            raise ValueError(
+                f"Moirai expects a length that is a positive multiple of patch_size={cfg.patch_size}, got "
+                f"{x.shape[1]} (input shape {tuple(x.shape)}); left-pad the series with NaN"
+            )
+        if not 1 <= x.shape[2] <= cfg.max_variates:
+            raise ValueError(f"Moirai accepts 1..max_variates={cfg.max_variates} variates, got {x.shape[2]}")
+        if not x.is_floating_point():
+            raise ValueError(f"Moirai expects a floating-point series, got dtype {x.dtype}")
+        if torch.isinf(x).any():
+            raise ValueError("Moirai input contains Inf values; use NaN for missing values")
+
+    def stat_patches(self, num_patches: int) -> int:
+        """S: how many leading patches give the normalization statistics of an N-patch window."""
+        return max(1, math.floor(num_patches * self.config.stat_ratio))
+
+    def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
+
+        loc and scale (B, 1, C) come from the observed values of the first S patches only; a variate with none
+        observed there keeps its values (loc 0, scale 1).
+        """
+        observed = ~torch.isnan(x)
+        filled = torch.where(observed, x, torch.zeros_like(x))
+        head = self.stat_patches(x.shape[1] // self.config.patch_size) * self.config.patch_size
+        _, loc, scale = self.norm(x[:, :head], observed[:, :head])  # (B, 1, C) each
+        seen = observed[:, :head].any(dim=1, keepdim=True)  # (B, 1, C)
+        scale = torch.where(seen, scale, torch.ones_like(scale))
+        z = (filled - loc) / scale * observed.to(x.dtype)
+        return z, observed, loc, scale
+
+    def patchify(self, z: Tensor) -> Tensor:
+        """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
+        b = z.shape[0]
+        return z.transpose(1, 2).reshape(b, -1, self.config.patch_size)
+
+    def tokenize(self, inputs: Tensor) -> TokenBatch:
+        if not torch.compiler.is_compiling():
+            self.check_input(inputs)
+        b, length, c = inputs.shape
+        n = length // self.config.patch_size
+        z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
+        patches = self.patchify(z)  # (B, C·N, P)
+        target_mask = self.patchify(observed.to(z.dtype)) > 0.5  # (B, C·N, P)
+        tokens = self.input_projections[str(self.config.patch_size)](patches)  # (B, C·N, D)
+        empty = ~target_mask.any(dim=-1, keepdim=True)  # (B, C·N, 1): no content, e.g. a forecast slot
+        tokens = torch.where(empty, self.mask_token.to(tokens.dtype), tokens)
+        time_ids = torch.arange(n, device=inputs.device).repeat(c).unsqueeze(0).expand(b, -1)  # (B, C·N)
+        variate_ids = torch.arange(c, device=inputs.device).repeat_interleave(n).unsqueeze(0).expand(b, -1)
+        return TokenBatch(
+            tokens=tokens,
+            positions=time_ids.unsqueeze(-1),  # (B, C·N, 1)
+            variate_ids=variate_ids,
+            time_ids=time_ids,
+            targets=patches,
+            target_mask=target_mask,
+            context={"loc": loc, "scale": scale, "inputs": inputs},
+        )
+
+    def mask_embedding(self) -> Tensor | None:
+        return self.mask_token
+
+    def build_pretrain_head(self, dim: int) -> nn.Module | None:
+        """Raw mixture parameters per token. At the encoder width the head shares the adapter's distribution head
+        (so pretraining trains what zero-shot forecasting uses); an MAE decoder width gets a head of its own."""
+        if dim == self.dim:
+            return MixtureParameterHead(self.distribution_head)
+        return MixtureParameterHead(MixtureHead(dim, self.config.patch_size, MixtureConfig(self.config.components)))
+
+    def mixture(self, raw: Tensor) -> Mixture:
+        """The mixture over the P values of every token from raw parameters (..., K)."""
+        return mixture_from_parameters(raw, self.config.components, self.config.patch_size)
+
+    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, hidden: Tensor) -> Tensor:
+        """Mixture NLL of the observed values of hidden (and real) tokens; pred holds raw parameters (B, N, K)."""
+        if batch.targets is None:
+            raise ValueError("MoiraiAdapter.reconstruction_loss needs batch.targets (from MoiraiAdapter.tokenize)")
+        if batch.padding_mask is not None:
+            hidden = hidden & batch.padding_mask
+        observed = hidden.unsqueeze(-1)  # (B, N, 1)
+        if batch.target_mask is not None:
+            observed = observed & batch.target_mask  # (B, N, P)
+        return self.mixture(pred).nll(batch.targets, observed)
+
+    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """Mixture NLL of patch n + 1 of a variate from the prediction at its patch n (causal objective).
+
+        Pairs whose source patch precedes the last statistics patch (its input depends on statistics of its
+        future), pairs crossing a variate or packed sample, and unobserved values are excluded.
+        """
+        if batch.targets is None or batch.time_ids is None or batch.variate_ids is None:
+            raise ValueError("MoiraiAdapter.next_token_loss needs targets, time_ids and variate_ids from tokenize")
+        t, v = batch.time_ids, batch.variate_ids
+        last = int(t.max()) + 1
+        valid = (v[:, 1:] == v[:, :-1]) & (t[:, 1:] == t[:, :-1] + 1) & (t[:, :-1] >= self.stat_patches(last) - 1)
+        if batch.sample_ids is not None:
+            valid = valid & (batch.sample_ids[:, 1:] == batch.sample_ids[:, :-1])
+        if batch.padding_mask is not None:
+            valid = valid & batch.padding_mask[:, 1:] & batch.padding_mask[:, :-1]
+        observed = valid.unsqueeze(-1)
+        if batch.target_mask is not None:
+            observed = observed & batch.target_mask[:, 1:]
+        return self.mixture(pred[:, :-1]).nll(batch.targets[:, 1:], observed)
+
+    def pack(self, series: Sequence[Tensor], max_tokens: int) -> PackedSeries:
+        """Packs series of different lengths and variate counts into rows of `max_tokens` tokens (first fit).
+
+        Each series (L_i, C_i) is tokenized on its own (own statistics, time ids from 0) and its C_i·N_i tokens are
+        placed contiguously; `sample_ids` keep series apart in attention and padding fills the rows.
+
+        Raises:
+            ValueError: for an empty list, or a series with more than `max_tokens` tokens.
+        """
+        if not series:
+            raise ValueError("Moirai.pack needs at least one series")
+        parts = [self.tokenize(s.unsqueeze(0)) for s in series]
+        rows: list[list[int]] = []
+        used: list[int] = []
+        for i, part in enumerate(parts):
+            if part.num_tokens > max_tokens:
+                raise ValueError(f"series {i} has {part.num_tokens} tokens, more than max_tokens={max_tokens}")
+            row = next((r for r, u in enumerate(used) if u + part.num_tokens <= max_tokens), len(rows))
+            if row == len(rows):
+                rows.append([])
+                used.append(0)
+            rows[row].append(i)
+            used[row] += part.num_tokens
+        fields = ("tokens", "targets", "target_mask", "time_ids", "variate_ids")
+        out: dict[str, list[Tensor]] = {name: [] for name in (*fields, "sample_ids", "padding_mask")}
+        spans: dict[int, PackedSpan] = {}
+        for r, members in enumerate(rows):
+            start = 0
+            row_fields: dict[str, list[Tensor]] = {name: [] for name in out}
+            for k, i in enumerate(members):
+                part, n = parts[i], parts[i].num_tokens
+                for name in fields:
+                    row_fields[name].append(getattr(part, name)[0])
+                row_fields["sample_ids"].append(torch.full((n,), k, dtype=torch.long, device=part.tokens.device))
+                row_fields["padding_mask"].append(torch.ones(n, dtype=torch.bool, device=part.tokens.device))
+                spans[i] = PackedSpan(
+                    r, start, start + n, series[i].shape[-1], part.context["loc"], part.context["scale"]
+                )
+                start += n
+            for name, values in row_fields.items():
+                value = torch.cat(values)
+                pad = value.new_zeros((max_tokens - start, *value.shape[1:]))
+                if name == "sample_ids":
+                    pad = pad + len(members)
+                out[name].append(torch.cat([value, pad]))
+        batch = TokenBatch(**{name: torch.stack(values) for name, values in out.items()})
+        batch.positions = batch.time_ids.unsqueeze(-1)  # (R, max_tokens, 1)
+        return PackedSeries(batch.validate(), [spans[i] for i in range(len(parts))])
+
+    def build_head(self, head: HeadConfig, dim: int) -> nn.Module:
+        if head.task != "forecast":
+            raise ValueError(f"Moirai supports the forecast task only, got {head.task!r}")
+        return MoiraiForecastHead(self, head, dim)
+
+    @torch.no_grad()
+    def forecast_distribution(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        num_samples: int = 100,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        generator: torch.Generator | None = None,
+    ) -> ForecastDistribution:
+        """Probabilistic forecast of a Moirai forecast :class:`~mmsdk.models.TaskModel` for raw inputs x (B, L, C).
+
+        Quantiles are empirical quantiles of the returned samples, so they are non-decreasing in the level.
+        """
+        head = getattr(model, "head", None)
+        if not isinstance(head, MoiraiForecastHead):
+            raise ValueError(f"forecast_distribution needs a Moirai forecast TaskModel, got head {type(head).__name__}")
+        hidden, batch = model.encode(head.extend(x))  # type: ignore[operator]
+        mixture = head.distribution(hidden, batch)  # batch shape (B, C, steps, P)
+        samples = head.denormalize(mixture.sample(num_samples, generator), batch)  # (S, B, H, C)
+        levels = torch.tensor(list(quantiles), dtype=samples.dtype, device=samples.device)
+        return ForecastDistribution(
+            mean=head.denormalize(mixture.mean, batch),
+            samples=samples,
+            quantiles=torch.quantile(samples, levels, dim=0),  # (Q, B, H, C)
+            levels=tuple(float(q) for q in quantiles),
+        )
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        cfg = self.config
+        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
+        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
+        period = 8.0 + 16.0 * torch.rand(batch_size, 1, cfg.num_channels, generator=generator)
+        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
+        return torch.sin(2 * math.pi * t / period + phase) + noise
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
+
+
+class MoiraiForecastHead(RolloutHead):
+    """Masked-tail forecasting: (B, L, C) → the de-normalized mixture mean (B, H, C).
+
+    The raw context is extended by ceil(H / P) NaN patches per variate (embedded as the mask token), the task
+    model's `encode` runs the backbone over the extended window, and the adapter's mixture head (shared, so
+    pretrained weights forecast zero-shot) maps the tail tokens' features to distributions over their values.
+    The features of the plain context that the task model computes first are not used.
+    """
+
+    def __init__(self, adapter: MoiraiAdapter, head: HeadConfig, dim: int) -> None:
+        super().__init__()
+        if dim != adapter.dim:
+            raise ValueError(f"Moirai forecast head needs the encoder width {adapter.dim}, got {dim}")
+        self.patch_size = adapter.config.patch_size
+        self.horizon = head.num_outputs
+        self.steps = math.ceil(head.num_outputs / self.patch_size)
+        self.dropout = nn.Dropout(head.dropout)
+        self.mixture = adapter.distribution_head  # shared with the adapter (loaded with the backbone)
+
+    def extend(self, x: Tensor) -> Tensor:
+        """(B, L, C) → (B, L + steps·P, C): the context followed by NaN forecast slots."""
+        future = torch.full_like(x[:, :1], float("nan")).expand(-1, self.steps * self.patch_size, -1)
+        return torch.cat([x, future], dim=1)
+
+    def distribution(self, hidden: Tensor, batch: TokenBatch) -> Mixture:
+        """The mixture over the forecast slots of an extended window's features: batch shape (B, C, steps, P)."""
+        b, c = hidden.shape[0], batch.context["loc"].shape[-1]
+        tail = hidden.reshape(b, c, -1, hidden.shape[-1])[:, :, -self.steps :]  # (B, C, steps, D)
+        return self.mixture(self.dropout(tail))
+
+    def denormalize(self, z: Tensor, batch: TokenBatch) -> Tensor:
+        """Normalized slot values (..., B, C, steps, P) → data units (..., B, H, C)."""
+        z = z.flatten(-2)[..., : self.horizon].transpose(-1, -2)  # (..., B, H, C)
+        return z * batch.context["scale"] + batch.context["loc"]
+
+    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
+        hidden, batch = encode(self.extend(batch.context["inputs"]))  # (B, C·(N + steps), D)
+        return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
+
+
+register_data("moirai")(build_forecast_data)
