@@ -157,6 +157,8 @@ def main() -> None:
         "quick": args.quick,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu: {platform.processor()}",
         "threads": torch.get_num_threads(),
+        "epochs": args.epochs,
+        "pretrain_epochs": args.pretrain_epochs if "self_supervised" in args.mode else None,
         "results": rows,
     }
     name = "patchtst_etth1_quick" if args.quick else "patchtst_etth1"
