@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.adapters.timeseries.data import build_forecast_data
 from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series
 from mmsdk.config import Config, require
 from mmsdk.data import register_data
 from mmsdk.heads import Encode, HeadConfig, RolloutHead
@@ -240,10 +240,7 @@ class MoiraiAdapter(Adapter):
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, k·patch_size, 1..max_variates) finite-or-NaN floats."""
         cfg = self.config
-        if x.dim() != 3:
-            raise ValueError(f"Moirai expects series of shape (batch, time, variates), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError("Moirai got an empty batch (batch size 0)")
+        check_series(x, "Moirai")
         if x.shape[1] < cfg.patch_size or x.shape[1] % cfg.patch_size != 0:
             raise ValueError(
                 f"Moirai expects a length that is a positive multiple of patch_size={cfg.patch_size}, got "
@@ -251,10 +248,6 @@ class MoiraiAdapter(Adapter):
             )
         if not 1 <= x.shape[2] <= cfg.max_variates:
             raise ValueError(f"Moirai accepts 1..max_variates={cfg.max_variates} variates, got {x.shape[2]}")
-        if not x.is_floating_point():
-            raise ValueError(f"Moirai expects a floating-point series, got dtype {x.dtype}")
-        if torch.isinf(x).any():
-            raise ValueError("Moirai input contains Inf values; use NaN for missing values")
 
     def stat_patches(self, num_patches: int) -> int:
         """S: how many leading patches give the normalization statistics of an N-patch window."""

@@ -105,6 +105,38 @@ class InstanceNorm(nn.Module):
         return z * scale + loc
 
 
+def check_series(x: Tensor, model: str, context_length: int | None = None, num_channels: int | None = None) -> None:
+    """Validates a raw (B, L, C) series batch for a time-series adapter; NaN (missing) is allowed, Inf is not.
+
+    Args:
+        x: the input.
+        model: the model name used in messages.
+        context_length: the required L, or None when any length is fine.
+        num_channels: the required C, or None when any variate count is fine.
+
+    Raises:
+        ValueError: naming the model, the expected and the actual shape or dtype.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"{model} expects series of shape (batch, time, channels), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{model} got an empty batch (batch size 0)")
+    if context_length is not None and x.shape[1] != context_length:
+        raise ValueError(
+            f"{model} expects context_length={context_length} time steps, got {x.shape[1]} "
+            f"(input shape {tuple(x.shape)}); pad or crop the series, or change context_length"
+        )
+    if num_channels is not None and x.shape[2] != num_channels:
+        raise ValueError(
+            f"{model} was built for num_channels={num_channels}, got {x.shape[2]} channels "
+            f"(input shape {tuple(x.shape)})"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{model} expects a floating-point series, got dtype {x.dtype}")
+    if torch.isinf(x).any():
+        raise ValueError(f"{model} input contains Inf values; use NaN for missing values")
+
+
 def patch_indices(length: int, patch_len: int, stride: int, align: Literal["start", "end"] = "start") -> Tensor:
     """(N, P) time indices of every patch; gather with these instead of `Tensor.unfold` (exports to ONNX).
 
@@ -144,25 +176,7 @@ class PatchTSTAdapter(Adapter):
 
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
-        cfg = self.config
-        if x.dim() != 3:
-            raise ValueError(f"PatchTST expects series of shape (batch, time, channels), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError("PatchTST got an empty batch (batch size 0)")
-        if x.shape[1] != cfg.context_length:
-            raise ValueError(
-                f"PatchTST expects context_length={cfg.context_length} time steps, got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)}); pad or crop the series, or change context_length"
-            )
-        if x.shape[2] != cfg.num_channels:
-            raise ValueError(
-                f"PatchTST was built for num_channels={cfg.num_channels}, got {x.shape[2]} channels "
-                f"(input shape {tuple(x.shape)})"
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"PatchTST expects a floating-point series, got dtype {x.dtype}")
-        if torch.isinf(x).any():
-            raise ValueError("PatchTST input contains Inf values; use NaN for missing values")
+        check_series(x, "PatchTST", self.config.context_length, self.config.num_channels)
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C)."""

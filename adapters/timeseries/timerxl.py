@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.adapters.timeseries.data import build_forecast_data
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, patch_indices
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, patch_indices
 from mmsdk.config import Config, require
 from mmsdk.data import register_data
 from mmsdk.heads import Encode, HeadConfig, RolloutHead
@@ -111,25 +111,7 @@ class TimerXLAdapter(Adapter):
 
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
-        cfg = self.config
-        if x.dim() != 3:
-            raise ValueError(f"TimerXL expects series of shape (batch, time, channels), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError("TimerXL got an empty batch (batch size 0)")
-        if x.shape[1] != cfg.context_length:
-            raise ValueError(
-                f"TimerXL expects context_length={cfg.context_length} time steps, got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)}); pad or crop the series, or change context_length"
-            )
-        if x.shape[2] != cfg.num_channels:
-            raise ValueError(
-                f"TimerXL was built for num_channels={cfg.num_channels}, got {x.shape[2]} channels "
-                f"(input shape {tuple(x.shape)})"
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"TimerXL expects a floating-point series, got dtype {x.dtype}")
-        if torch.isinf(x).any():
-            raise ValueError("TimerXL input contains Inf values; use NaN for missing values")
+        check_series(x, "TimerXL", self.config.context_length, self.config.num_channels)
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
