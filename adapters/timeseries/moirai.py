@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.adapters.timeseries.data import build_forecast_data
 from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series
 from mmsdk.config import Config, require
 from mmsdk.data import register_data
 from mmsdk.heads import Encode, HeadConfig, RolloutHead
@@ -423,12 +423,7 @@ class MoiraiAdapter(Adapter):
         )
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
-        cfg = self.config
-        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
-        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
-        period = 8.0 + 16.0 * torch.rand(batch_size, 1, cfg.num_channels, generator=generator)
-        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
-        return torch.sin(2 * math.pi * t / period + phase) + noise
+        return example_series(batch_size, self.config.context_length, self.config.num_channels, generator)
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)

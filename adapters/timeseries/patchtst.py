@@ -7,6 +7,7 @@ from losses, and replaced by 0 after normalization so nothing NaN reaches the ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -135,6 +136,15 @@ def check_series(x: Tensor, model: str, context_length: int | None = None, num_c
         raise ValueError(f"{model} expects a floating-point series, got dtype {x.dtype}")
     if torch.isinf(x).any():
         raise ValueError(f"{model} input contains Inf values; use NaN for missing values")
+
+
+def example_series(batch_size: int, length: int, channels: int, generator: torch.Generator | None = None) -> Tensor:
+    """(B, L, C) noisy sines with random phases and periods of 8-24 steps: valid input for every series adapter."""
+    t = torch.arange(length, dtype=torch.float32).view(1, -1, 1)
+    phase = torch.rand(batch_size, 1, channels, generator=generator) * 6.28
+    period = 8.0 + 16.0 * torch.rand(batch_size, 1, channels, generator=generator)
+    noise = 0.1 * torch.randn(batch_size, length, channels, generator=generator)
+    return torch.sin(2 * math.pi * t / period + phase) + noise
 
 
 def patch_indices(length: int, patch_len: int, stride: int, align: Literal["start", "end"] = "start") -> Tensor:

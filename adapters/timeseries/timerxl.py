@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.adapters.timeseries.data import build_forecast_data
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, patch_indices
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, patch_indices
 from mmsdk.config import Config, require
 from mmsdk.data import register_data
 from mmsdk.heads import Encode, HeadConfig, RolloutHead
@@ -191,12 +191,7 @@ class TimerXLAdapter(Adapter):
         return TimerXLForecastHead(self, head, dim)
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
-        cfg = self.config
-        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
-        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
-        period = 8.0 + 16.0 * torch.rand(batch_size, 1, cfg.num_channels, generator=generator)
-        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
-        return torch.sin(2 * math.pi * t / period + phase) + noise
+        return example_series(batch_size, self.config.context_length, self.config.num_channels, generator)
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
