@@ -27,6 +27,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "patchtst": "mmsdk.adapters.timeseries",
     "timerxl": "mmsdk.adapters.timeseries.timerxl",
     "moirai": "mmsdk.adapters.timeseries.moirai",
+    "pointmae": "mmsdk.adapters.pointcloud.pointmae",
 }
 
 

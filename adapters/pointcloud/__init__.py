@@ -1,1 +1,36 @@
-"""Point-cloud adapters (installed as `mmsdk.adapters.pointcloud`): Point-MAE on the shared core, no CUDA extensions."""
+"""Point-cloud adapters (installed as `mmsdk.adapters.pointcloud`): Point-MAE on the shared core, no CUDA extensions.
+
+open3d is imported only when files are read or demo shapes are made, so the ops and the adapter work without it.
+"""
+
+from mmsdk.adapters.pointcloud.data import (
+    Augment,
+    AugmentConfig,
+    PointCloud,
+    PointCloudFolder,
+    ShapesDataset,
+    make_shapes,
+    normalize_unit_sphere,
+    read_points,
+    subsample,
+)
+from mmsdk.adapters.pointcloud.ops import chamfer_distance, farthest_point_sample, group_points, knn
+from mmsdk.adapters.pointcloud.pointmae import PointMAEAdapter, PointMAEConfig
+
+__all__ = [
+    "Augment",
+    "AugmentConfig",
+    "PointCloud",
+    "PointCloudFolder",
+    "PointMAEAdapter",
+    "PointMAEConfig",
+    "ShapesDataset",
+    "chamfer_distance",
+    "farthest_point_sample",
+    "group_points",
+    "knn",
+    "make_shapes",
+    "normalize_unit_sphere",
+    "read_points",
+    "subsample",
+]

@@ -13,6 +13,15 @@ TINY: dict[str, dict[str, Any]] = {
     "patchtst": {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8},
     "timerxl": {"context_length": 32, "num_channels": 2, "patch_len": 8},
     "moirai": {"context_length": 32, "num_channels": 2, "patch_sizes": [4, 8], "patch_size": 8, "max_variates": 4},
+    "pointmae": {
+        "num_points": 64,
+        "num_groups": 8,
+        "group_size": 8,
+        "embed_hidden": 16,
+        "embed_local": 16,
+        "embed_global": 32,
+        "cls_hidden": 16,
+    },
 }
 
 TINY_ENCODER: dict[str, Any] = {"dim": 16, "depth": 1, "heads": 2}

@@ -1,0 +1,307 @@
+"""Point-MAE adapter: point clouds as FPS + kNN groups embedded by a mini-PointNet, Chamfer reconstruction.
+
+A raw cloud (B, N, C) (xyz first, optional extra channels) becomes S tokens: farthest point sampling picks S
+group centers, each center's k nearest points form a group re-centred on it, and Point-MAE's mini-PointNet
+(shared MLP → max-pool → concat global feature → shared MLP → max-pool) embeds each group to (D,). The centers are
+the tokens' continuous positions (an MLP position embedding, Point-MAE's `pos_embed`); the re-centred group xyz
+are the reconstruction targets, compared with predictions by the Chamfer distance on hidden groups only.
+
+Everything (FPS, kNN, grouping) is pure torch, so exported ONNX graphs run from raw points.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from mmsdk.adapter import Adapter, ExportSpec, register_adapter
+from mmsdk.adapters.pointcloud import ops
+from mmsdk.config import Config, require
+from mmsdk.data import DataSplits, Stage, register_data
+from mmsdk.heads import HeadConfig, Pooling, pool_tokens
+from mmsdk.positions import ContinuousPositions
+from mmsdk.tokens import TokenBatch
+
+logger = logging.getLogger(__name__)
+
+
+def _tracing() -> bool:
+    """True while exporting / compiling / jit tracing, where value-reading checks cannot run."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+@dataclass
+class PointMAEConfig(Config):
+    """Point-MAE tokenization of a (B, N, C) point cloud."""
+
+    num_points: int = 1024
+    """Points per cloud N."""
+    num_groups: int = 64
+    """Groups (tokens) S picked by farthest point sampling."""
+    group_size: int = 32
+    """Points per group k (nearest neighbours of each center, the center included)."""
+    in_channels: int = 3
+    """Channels C per point: xyz first, then extra channels (colour, normal) that are embedded but not
+    reconstructed."""
+    embed_hidden: int = 128
+    """Width of the first shared MLP's hidden layer of the mini-PointNet (Point-MAE: 128)."""
+    embed_local: int = 256
+    """Per-point feature width of the first shared MLP; the second MLP sees 2x this (local + global)."""
+    embed_global: int = 512
+    """Hidden width of the second shared MLP (Point-MAE: 512)."""
+    loss: Literal["chamfer_l2", "chamfer_l1"] = "chamfer_l2"
+    """Reconstruction loss: squared-distance Chamfer (Point-MAE's pretraining loss) or Euclidean Chamfer L1."""
+    cls_head: Literal["mlp", "linear"] = "mlp"
+    """Classification head: Point-MAE's `cls_head_finetune` MLP (2 hidden layers) or a single linear layer."""
+    cls_hidden: int = 256
+    """Hidden width of the MLP classification head."""
+    cls_norm: Literal["batch", "layer"] = "batch"
+    """Normalization in the MLP head: BatchNorm as Point-MAE (needs training batches > 1) or LayerNorm."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_points >= 1, self, "num_points", f"must be >= 1, got {self.num_points}")
+        require(
+            1 <= self.num_groups <= self.num_points,
+            self,
+            "num_groups",
+            f"must be in [1, num_points={self.num_points}], got {self.num_groups}",
+        )
+        require(
+            1 <= self.group_size <= self.num_points,
+            self,
+            "group_size",
+            f"must be in [1, num_points={self.num_points}], got {self.group_size}",
+        )
+        require(self.in_channels >= 3, self, "in_channels", f"must be >= 3 (xyz first), got {self.in_channels}")
+        for name in ("embed_hidden", "embed_local", "embed_global", "cls_hidden"):
+            value = getattr(self, name)
+            require(value >= 1, self, name, f"must be >= 1, got {value}")
+
+
+class MiniPointNet(nn.Module):
+    """Point-MAE's group `Encoder`: (B, S, k, C) re-centred groups → (B, S, D) group embeddings."""
+
+    def __init__(self, config: PointMAEConfig, dim: int) -> None:
+        super().__init__()
+        c, local = config.in_channels, config.embed_local
+        self.first_conv = nn.Sequential(
+            nn.Conv1d(c, config.embed_hidden, 1),
+            nn.BatchNorm1d(config.embed_hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(config.embed_hidden, local, 1),
+        )
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(2 * local, config.embed_global, 1),
+            nn.BatchNorm1d(config.embed_global),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(config.embed_global, dim, 1),
+        )
+
+    def forward(self, groups: Tensor) -> Tensor:
+        b, s, k, c = groups.shape
+        x = groups.reshape(b * s, k, c).transpose(1, 2)  # (B·S, C, k)
+        feature = self.first_conv(x)  # (B·S, L, k)
+        pooled = feature.amax(dim=2, keepdim=True)  # (B·S, L, 1)
+        feature = torch.cat([pooled.expand_as(feature), feature], dim=1)  # (B·S, 2L, k)
+        feature = self.second_conv(feature).amax(dim=2)  # (B·S, D)
+        return feature.reshape(b, s, -1)  # (B, S, D)
+
+
+def check_points(points: object, num_points: int, in_channels: int) -> None:
+    """Raises ValueError unless `points` is a finite float (B, num_points, in_channels) tensor."""
+    if not isinstance(points, Tensor):
+        raise ValueError(f"Point-MAE: points must be a torch.Tensor, got {type(points).__name__}")
+    shape = tuple(points.shape)
+    if not points.is_floating_point():
+        raise ValueError(f"Point-MAE: points must be floating point, got dtype {points.dtype}")
+    if points.dim() == 2:
+        raise ValueError(
+            f"Point-MAE: points must be a batch (B, N, C), got a single 2-D cloud of shape {shape}; "
+            "add a batch dimension with .unsqueeze(0)"
+        )
+    if points.dim() != 3:
+        raise ValueError(f"Point-MAE: points must be (B, N, C), got rank {points.dim()} shape {shape}")
+    if shape[2] != in_channels:
+        raise ValueError(f"Point-MAE: points have {shape[2]} channels (shape {shape}); in_channels={in_channels}")
+    if shape[1] != num_points:
+        raise ValueError(
+            f"Point-MAE: points have N={shape[1]} points per cloud (shape {shape}), but num_points={num_points}; "
+            "resample clouds to num_points (e.g. data.subsample) or change the config"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"Point-MAE: empty batch (shape {shape})")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("Point-MAE: points contain NaN or Inf; drop or repair those points before tokenizing")
+
+
+@register_adapter
+class PointMAEAdapter(Adapter):
+    """Point-MAE group tokens for point clouds (B, N, C).
+
+    Tokens: (B, S, D) mini-PointNet embeddings of S FPS/kNN groups. Positions: (B, S, 3) group centers.
+    Targets: (B, S, k·3) re-centred group xyz, flattened point-major.
+    """
+
+    name = "pointmae"
+    config_class = PointMAEConfig
+    tasks = ("classification",)
+    config: PointMAEConfig
+
+    def __init__(self, config: PointMAEConfig, dim: int) -> None:
+        super().__init__(config, dim)
+        self.embed = MiniPointNet(config, dim)
+
+    @property
+    def target_dim(self) -> int:
+        return self.config.group_size * 3
+
+    def group(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N, C) points → re-centred groups (B, S, k, C) and centers (B, S, 3) (no input checks)."""
+        cfg = self.config
+        centers_idx = ops.farthest_point_sample(points, cfg.num_groups, start="first")  # (B, S)
+        return ops.group_points(points, centers_idx, cfg.group_size)
+
+    def tokenize(self, inputs: Tensor) -> TokenBatch:
+        if not _tracing():
+            check_points(inputs, self.config.num_points, self.config.in_channels)
+        neighborhoods, centers = self.group(inputs)  # (B, S, k, C), (B, S, 3)
+        return TokenBatch(
+            tokens=self.embed(neighborhoods),  # (B, S, D)
+            positions=centers,
+            targets=neighborhoods[..., :3].flatten(2),  # (B, S, k·3)
+        )
+
+    def build_positions(self, dim: int) -> nn.Module | None:
+        return ContinuousPositions(dim, ndim=3)
+
+    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, hidden: Tensor) -> Tensor:
+        """Chamfer distance between predicted and target groups (k, 3), averaged over hidden groups only."""
+        if batch.targets is None:
+            raise ValueError("PointMAEAdapter.reconstruction_loss: the batch has no targets")
+        if batch.padding_mask is not None:
+            hidden = hidden & batch.padding_mask
+        if not bool(hidden.any()):
+            return pred.sum() * 0.0  # nothing hidden: a zero loss that still backpropagates
+        k = self.config.group_size
+        predicted = pred[hidden].reshape(-1, k, 3)  # (B·S_hidden, k, 3)
+        target = batch.targets[hidden].reshape(-1, k, 3)  # (B·S_hidden, k, 3)
+        norm: Literal["l2", "l1"] = "l2" if self.config.loss == "chamfer_l2" else "l1"
+        return ops.chamfer_distance(predicted, target, norm=norm)
+
+    def build_head(self, head: HeadConfig, dim: int) -> nn.Module:
+        if head.task != "classification":
+            raise ValueError(f"HeadConfig.task={head.task!r}: Point-MAE supports classification only")
+        return PointMAEClassifier(self.config, head, dim)
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
+        cfg = self.config
+        xyz = torch.randn(batch_size, cfg.num_points, 3, generator=generator)
+        xyz = xyz / xyz.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # on the unit sphere
+        if cfg.in_channels == 3:
+            return xyz
+        extra = torch.rand(batch_size, cfg.num_points, cfg.in_channels - 3, generator=generator)
+        return torch.cat([xyz, extra], dim=-1)
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(input_name="points", output_names=("logits",), tolerance=1e-4)
+
+
+class PointMAEClassifier(nn.Module):
+    """Point-MAE's `cls_head_finetune` on pooled token features: pool (mean_max by default) → MLP → logits.
+
+    Point-MAE concatenates its class token with the max-pooled tokens; the shared core has no class token, so the
+    default pooling concatenates the mean and the max of the group tokens (width 2D).
+    """
+
+    def __init__(self, config: PointMAEConfig, head: HeadConfig, dim: int) -> None:
+        super().__init__()
+        self.pooling: Pooling = head.pooling or "mean_max"
+        if self.pooling == "first":
+            raise ValueError("HeadConfig.pooling='first': Point-MAE tokens have no class token; use mean_max")
+        width = {"mean_max": 2 * dim, "flatten": dim * config.num_groups}.get(self.pooling, dim)
+        if config.cls_head == "linear":
+            self.mlp: nn.Module = nn.Sequential(nn.Dropout(head.dropout), nn.Linear(width, head.num_outputs))
+            return
+        hidden = config.cls_hidden
+
+        def norm() -> nn.Module:
+            return nn.BatchNorm1d(hidden) if config.cls_norm == "batch" else nn.LayerNorm(hidden)
+
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden),
+            norm(),
+            nn.ReLU(inplace=True),
+            nn.Dropout(head.dropout),
+            nn.Linear(hidden, hidden),
+            norm(),
+            nn.ReLU(inplace=True),
+            nn.Dropout(head.dropout),
+            nn.Linear(hidden, head.num_outputs),
+        )
+
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
+        return self.mlp(pool_tokens(hidden, self.pooling, batch.padding_mask))  # (B, classes)
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class ShapesDataConfig(Config):
+    """Recipe `data:` section of Point-MAE: the bundled synthetic shapes (see `data.ShapesDataset`)."""
+
+    num_per_class: int = 50
+    """Shapes per class before the train/test split."""
+    num_points: int | None = None
+    """Points per shape; None = the adapter's num_points."""
+    seed: int = 0
+    """Seed of the shapes and the split."""
+    noise: float = 0.01
+    """Gaussian surface noise (unit-sphere units)."""
+    test_fraction: float = 0.2
+    """Share of each class held out for test."""
+    batch_size: int = 32
+    """Clouds per batch."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_per_class >= 2, self, "num_per_class", f"must be >= 2, got {self.num_per_class}")
+        require(self.batch_size >= 1, self, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+class PointsOnly(Dataset):
+    """The points of a (points, label) dataset, for pretraining."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.dataset[index][0]
+
+
+@register_data("pointmae")
+def build_shapes_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> DataSplits:
+    """Point-MAE recipe data: `ShapesDataset` train/test; pretraining items are points, fine-tuning (points, label)."""
+    from mmsdk.adapters.pointcloud.data import ShapesDataset
+
+    config = ShapesDataConfig.from_dict(data)
+    adapter_points = int(dict(model_config.adapter_config or {}).get("num_points", PointMAEConfig.num_points))
+    num_points = config.num_points or adapter_points
+    kwargs = {"num_per_class": config.num_per_class, "num_points": num_points, "seed": config.seed}
+    kwargs |= {"noise": config.noise, "test_fraction": config.test_fraction}
+    train, test = ShapesDataset("train", **kwargs), ShapesDataset("test", **kwargs)
+    logger.info("shapes data: %d train / %d test clouds of %d points", len(train), len(test), num_points)
+    info = {"class_names": list(train.class_names), "num_points": num_points}
+    if stage == "pretrain":
+        return DataSplits(PointsOnly(train), PointsOnly(test), None, config.batch_size, info)
+    return DataSplits(train, None, test, config.batch_size, info)
