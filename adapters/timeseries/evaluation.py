@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +71,18 @@ def evaluate_forecaster(
     return {"mse": squared / max(count, 1), "mae": absolute / max(count, 1)}
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Writes a matplotlib figure to a PNG (creating the folder) and closes it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_forecasts(
     x: np.ndarray,
     y: np.ndarray,
@@ -101,12 +114,7 @@ def plot_forecasts(
         ax.axvline(0, color="0.7", ls="--", lw=0.8)
         ax.set_title(columns[c])
         ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_reconstruction(
@@ -142,12 +150,7 @@ def plot_reconstruction(
     ax.set_title(title)
     ax.set_xlabel("time step (normalized values)")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @torch.no_grad()

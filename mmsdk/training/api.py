@@ -262,6 +262,20 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _fit(
+    system: L.LightningModule,
+    data: L.LightningDataModule,
+    cfg: TrainerConfig,
+    callbacks: Sequence[Callback],
+    ckpt_path: str | None,
+) -> tuple[L.Trainer, dict[str, float]]:
+    """Trains `system`, restores the best weights when asked to, and returns the trainer and final metrics."""
+    fit = build_trainer(cfg, callbacks)
+    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    _restore_best(fit, system)
+    return fit, _scalars(fit.callback_metrics)
+
+
 def pretrain(
     model: ModelConfig | dict[str, Any],
     train_data: DataLike | L.LightningDataModule,
@@ -293,10 +307,7 @@ def pretrain(
     L.seed_everything(cfg.seed, verbose=False)
     data = _datamodule(train_data, val_data, None, batch_size, num_workers, cfg.seed)
     system = PretrainSystem(model, masking, optim, seed=cfg.seed)
-    fit = build_trainer(cfg, callbacks)
-    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
-    _restore_best(fit, system)
-    metrics = _scalars(fit.callback_metrics)
+    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path)
     logger.info("pretraining done after %d steps: %s", fit.global_step, metrics)
     return PretrainResult(system.model, system, fit, metrics)
 
@@ -339,10 +350,7 @@ def finetune(
     L.seed_everything(cfg.seed, verbose=False)
     data = _datamodule(train_data, val_data, test_data, batch_size, num_workers, cfg.seed)
     system = FinetuneSystem(model, head, optim, pretrained=pretrained, mode=mode, seed=cfg.seed)
-    fit = build_trainer(cfg, callbacks)
-    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
-    _restore_best(fit, system)
-    metrics = _scalars(fit.callback_metrics)
+    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path)
     has_test = test_data is not None or (
         not isinstance(data, DataModule) and type(data).test_dataloader is not L.LightningDataModule.test_dataloader
     )
