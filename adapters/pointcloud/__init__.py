@@ -14,6 +14,7 @@ from mmsdk.adapters.pointcloud.data import (
     read_points,
     subsample,
 )
+from mmsdk.adapters.pointcloud.evaluation import embed, few_shot, linear_probe, vote_predict
 from mmsdk.adapters.pointcloud.ops import chamfer_distance, farthest_point_sample, group_points, knn
 from mmsdk.adapters.pointcloud.pointmae import PointMAEAdapter, PointMAEConfig
 
@@ -26,11 +27,15 @@ __all__ = [
     "PointMAEConfig",
     "ShapesDataset",
     "chamfer_distance",
+    "embed",
     "farthest_point_sample",
+    "few_shot",
     "group_points",
     "knn",
+    "linear_probe",
     "make_shapes",
     "normalize_unit_sphere",
     "read_points",
     "subsample",
+    "vote_predict",
 ]
