@@ -159,6 +159,46 @@ def tail_mask(
     return mask_from_noise(noise, time_ids.shape[1] - num_hidden)
 
 
+def sample_tail_mask(
+    time_ids: Tensor,
+    sample_ids: Tensor,
+    ratio: float,
+    padding_mask: Tensor | None = None,
+) -> Mask:
+    """Tail masking for packed rows: every sample (series) hides the last `ratio` of *its own* time steps.
+
+    A packed row holds several series, each with time ids starting at 0, so "the last steps" must be found per
+    (row, sample) rather than per row. Sample i with T_i steps hides its last max(1, round(T_i · ratio)) steps
+    (all of them for a one-step sample). Padded tokens are always hidden; rows hiding fewer tokens than the batch
+    maximum also hide their latest visible ones, so every row keeps the same count.
+
+    Args:
+        time_ids: (B, N) long time step of each token within its sample.
+        sample_ids: (B, N) long sample of each token (values need not be contiguous).
+        ratio: fraction of each sample's time steps to hide, in (0, 1).
+        padding_mask: (B, N) bool, True for real tokens.
+    """
+    if time_ids.shape != sample_ids.shape or time_ids.dim() != 2:
+        raise ValueError(
+            f"time_ids and sample_ids must both be (B, N), got {tuple(time_ids.shape)} and {tuple(sample_ids.shape)}"
+        )
+    b, n = time_ids.shape
+    real = torch.ones_like(time_ids, dtype=torch.bool) if padding_mask is None else padding_mask
+    # dense per-row sample index so the per-sample table is at most (B, N)
+    _, dense = torch.unique(sample_ids, return_inverse=True)  # (B, N) in [0, U)
+    slots = int(dense.max()) + 1
+    masked_times = torch.where(real, time_ids, torch.full_like(time_ids, -1))
+    last = torch.full((b, slots), -1, dtype=time_ids.dtype, device=time_ids.device)
+    last = last.scatter_reduce(1, dense, masked_times, reduce="amax")  # (B, U) last real step of each sample
+    steps = (last + 1).clamp(min=1).double()
+    hide = torch.round(steps * ratio).clamp(min=1).long()  # (B, U) steps hidden per sample
+    threshold = torch.gather(last - hide, 1, dense)  # (B, N)
+    hidden = (time_ids > threshold) | ~real  # (B, N)
+    num_hidden = int(hidden.sum(dim=1).max())
+    noise = hidden.float() + torch.arange(n, device=time_ids.device) * 1e-6
+    return mask_from_noise(noise, n - num_hidden)
+
+
 @dataclass
 class MaskingConfig(Config):
     """Which tokens a pretraining system hides."""
@@ -167,13 +207,32 @@ class MaskingConfig(Config):
     """random (uniform), block (contiguous spans), group (same ratio in every variate) or tail (forecast)."""
     ratio: float = 0.4
     """Fraction of tokens hidden (for tail: fraction of time steps)."""
+    ratio_max: float | None = None
+    """When set, each batch draws its ratio uniformly from [ratio, ratio_max] (Moirai: 0.15 to 0.5)."""
     span: int = 4
     """Span length in tokens for block masking."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0.0 < self.ratio < 1.0, self, "ratio", f"must be in (0, 1), got {self.ratio}")
+        if self.ratio_max is not None:
+            require(
+                self.ratio <= self.ratio_max < 1.0,
+                self,
+                "ratio_max",
+                f"must be in [ratio={self.ratio}, 1), got {self.ratio_max}",
+            )
         require(self.span >= 1, self, "span", f"must be >= 1, got {self.span}")
+
+
+def draw_ratio(
+    config: MaskingConfig, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> float:
+    """The mask ratio of one batch: `config.ratio`, or a uniform draw from [ratio, ratio_max]."""
+    if config.ratio_max is None or config.ratio_max == config.ratio:
+        return config.ratio
+    u = float(torch.rand((), generator=generator, device=device))
+    return config.ratio + u * (config.ratio_max - config.ratio)
 
 
 def apply_strategy(
@@ -185,18 +244,28 @@ def apply_strategy(
     padding_mask: Tensor | None = None,
     group_ids: Tensor | None = None,
     time_ids: Tensor | None = None,
+    sample_ids: Tensor | None = None,
 ) -> Mask:
-    """Draws a mask for one batch according to a :class:`MaskingConfig`."""
+    """Draws a mask for one batch according to a :class:`MaskingConfig`.
+
+    With `config.ratio_max` the batch's ratio is drawn from `generator` first, so masks stay a pure function of
+    the generator's seed. With `sample_ids` (packed rows), tail masking hides the tail of every sample.
+    """
+    ratio = draw_ratio(config, device, generator)
     if config.strategy == "random":
-        return random_mask(batch_size, num_tokens, config.ratio, generator, device, padding_mask)
+        return random_mask(batch_size, num_tokens, ratio, generator, device, padding_mask)
     if config.strategy == "block":
-        return block_mask(batch_size, num_tokens, config.ratio, config.span, generator, device, padding_mask)
+        return block_mask(batch_size, num_tokens, ratio, config.span, generator, device, padding_mask)
     if config.strategy == "group":
         if group_ids is None:
             raise ValueError("MaskingConfig.strategy='group' needs variate ids in the token batch")
-        return group_mask(group_ids.to(device), config.ratio, generator, padding_mask)
+        return group_mask(group_ids.to(device), ratio, generator, padding_mask)
+    if sample_ids is not None:
+        if time_ids is None:
+            raise ValueError("tail masking of packed rows (sample_ids) needs time ids in the token batch")
+        return sample_tail_mask(time_ids, sample_ids, ratio, padding_mask)
     steps = num_tokens if time_ids is None else int(time_ids.max()) + 1
-    num_masked = max(1, round(steps * config.ratio))
+    num_masked = max(1, round(steps * ratio))
     return tail_mask(batch_size, num_tokens, num_masked, device, time_ids, padding_mask)
 
 

@@ -63,6 +63,7 @@ class ReconstructionPlotter(Callback):
                 padding_mask=None if batch.padding_mask is None else batch.padding_mask.cpu(),
                 group_ids=None if batch.variate_ids is None else batch.variate_ids.cpu(),
                 time_ids=None if batch.time_ids is None else batch.time_ids.cpu(),
+                sample_ids=None if batch.sample_ids is None else batch.sample_ids.cpu(),
             )
             mask = type(mask)(*(t.to(pl_module.device) for t in (mask.ids_keep, mask.ids_restore, mask.mask)))
             out = model(batch, mask)

@@ -133,6 +133,7 @@ class PretrainSystem(_System):
                 padding_mask=tokens.padding_mask,
                 group_ids=tokens.variate_ids,
                 time_ids=tokens.time_ids,
+                sample_ids=tokens.sample_ids,
             )
         out = model(tokens, mask)
         pred = out.pred.float()  # (B, N, P)

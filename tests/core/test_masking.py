@@ -220,3 +220,57 @@ def test_tail_mask_with_right_padding_hides_padding_and_the_last_real_steps() ->
     assert mask.mask[0].tolist() == [False] * 4 + [True] * 4
     assert mask.mask[1, 6:].all() and mask.num_keep == 4
     assert mask.mask.sum(dim=1).tolist() == [4, 4]
+
+
+def test_ratio_range_draws_within_bounds_and_is_seeded() -> None:
+    from mmsdk.masking import draw_ratio
+
+    config = MaskingConfig(strategy="random", ratio=0.15, ratio_max=0.5)
+    draws = [draw_ratio(config, "cpu", torch.Generator().manual_seed(s)) for s in range(200)]
+    assert all(0.15 <= r <= 0.5 for r in draws)
+    assert max(draws) - min(draws) > 0.25  # actually varies across batches
+    again = draw_ratio(config, "cpu", torch.Generator().manual_seed(7))
+    assert again == draws[7]
+    mask = apply_strategy(config, 4, 40, torch.device("cpu"), torch.Generator().manual_seed(3))
+    hidden = int(mask.mask[0].sum())
+    assert round(40 * 0.15) <= hidden <= round(40 * 0.5)
+
+
+def test_ratio_max_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="ratio_max"):
+        MaskingConfig(ratio=0.3, ratio_max=0.2)
+    with pytest.raises(ValueError, match="ratio_max"):
+        MaskingConfig(ratio=0.3, ratio_max=1.0)
+
+
+def test_sample_tail_mask_hides_the_tail_of_every_packed_sample() -> None:
+    from mmsdk.masking import sample_tail_mask
+
+    # row 0: sample 0 with 2 variates x 4 steps, sample 1 with 1 variate x 10 steps, 2 padding tokens
+    t0 = [0, 1, 2, 3, 0, 1, 2, 3] + list(range(10)) + [0, 0]
+    s0 = [0] * 8 + [1] * 10 + [2, 2]
+    # row 1: one sample of 20 steps
+    t1 = list(range(20))
+    s1 = [0] * 20
+    time_ids = torch.tensor([t0, t1])
+    sample_ids = torch.tensor([s0, s1])
+    padding = torch.tensor([[True] * 18 + [False] * 2, [True] * 20])
+    mask = sample_tail_mask(time_ids, sample_ids, 0.5, padding)
+    hidden = mask.mask
+    # sample 0 hides steps 2, 3 of both variates; sample 1 hides steps 5..9; padding hidden
+    expected0 = [False, False, True, True] * 2 + [False] * 5 + [True] * 5 + [True, True]
+    assert hidden[0].tolist() == expected0
+    # row 1 hides its last 10 steps, then also its latest visible steps to match row 0's count (11)
+    assert int(hidden[1].sum()) == int(hidden[0].sum()) == 11
+    assert hidden[1, 10:].all() and hidden[1, 9] and not hidden[1, :9].any()
+    # kept tokens are exactly the visible ones
+    kept = torch.zeros_like(hidden).scatter_(1, mask.ids_keep, True)
+    assert torch.equal(kept, ~hidden)
+
+
+def test_apply_strategy_tail_uses_sample_ids_when_packed() -> None:
+    time_ids = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])
+    sample_ids = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    config = MaskingConfig(strategy="tail", ratio=0.25)
+    packed = apply_strategy(config, 1, 8, torch.device("cpu"), time_ids=time_ids, sample_ids=sample_ids)
+    assert packed.mask[0].tolist() == [False, False, False, True] * 2
