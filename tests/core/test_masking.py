@@ -247,7 +247,7 @@ def test_sample_tail_mask_hides_the_tail_of_every_packed_sample() -> None:
     from mmsdk.masking import sample_tail_mask
 
     # row 0: sample 0 with 2 variates x 4 steps, sample 1 with 1 variate x 10 steps, 2 padding tokens
-    t0 = [0, 1, 2, 3, 0, 1, 2, 3] + list(range(10)) + [0, 0]
+    t0 = [0, 1, 2, 3, 0, 1, 2, 3, *range(10), 0, 0]
     s0 = [0] * 8 + [1] * 10 + [2, 2]
     # row 1: one sample of 20 steps
     t1 = list(range(20))
