@@ -7,8 +7,11 @@ and evaluated on the test split in standardized units.
 
 Modes:
     supervised        train the forecaster from scratch (paper Table 3, PatchTST/42);
-    self_supervised   masked pretraining (40 % of non-overlapping 12-step patches, look-back 512), then full
-                      fine-tuning of the forecaster (paper Table 4 protocol, here at the supervised look-back).
+    self_supervised   masked pretraining once (40 % of non-overlapping 16-step patches hidden, look-back 336, no
+                      targets), then full fine-tuning of the forecaster for every horizon from that one backbone.
+                      The paper's self-supervised runs use look-back 512 and 12-step patches; this keeps the
+                      supervised look-back so the two rows differ only in the pretraining. Its rows are compared
+                      with the supervised paper numbers (the issue's target table).
 
     python benchmarks/patchtst_etth1.py --mode supervised --horizons 96 192 336 720
     python benchmarks/patchtst_etth1.py --quick           # a 1-minute smoke run
@@ -66,31 +69,42 @@ def model_config(context_length: int, patch_len: int, stride: int, objective: st
     }
 
 
-def run_horizon(horizon: int, mode: str, epochs: int, pretrain_epochs: int, out: Path, quick: bool) -> dict:
-    """Trains and tests one horizon; returns metrics and costs."""
-    data_path = str(SHARED if SHARED.is_file() else bundled_path("ETTh1"))
-    ft_data = forecast_datasets(ForecastDataConfig(path=data_path, horizon=horizon), 336)
+def data_path() -> str:
+    return str(SHARED if SHARED.is_file() else bundled_path("ETTh1"))
+
+
+def run_pretraining(pretrain_epochs: int, out: Path, quick: bool) -> tuple[str, float]:
+    """Masked pretraining on the training split (no targets); returns (saved directory, seconds)."""
+    from mmsdk.hub import save_pretrained
+
+    start = time.perf_counter()
+    pre_data = forecast_datasets(ForecastDataConfig(path=data_path()), 336, pretraining=True)
+    trainer = {"progress_bar": not quick, "logger": "csv", "default_root_dir": str(out / "runs_pretrain")}
+    pre = pretrain(
+        model_config(336, 16, 16, "bert"),
+        pre_data.train,
+        masking={"strategy": "random", "ratio": 0.4},
+        optim={"lr": 1e-4, "weight_decay": 0.0},
+        trainer={**trainer, **({"max_steps": 20} if quick else {"max_epochs": pretrain_epochs})},
+        batch_size=128,
+    )
+    return str(save_pretrained(pre.model, out / "pretrained_patchtst_etth1")), time.perf_counter() - start
+
+
+def run_horizon(
+    horizon: int, mode: str, epochs: int, out: Path, quick: bool, pretrained: str | None = None, pre_seconds: float = 0
+) -> dict:
+    """Trains (fine-tunes `pretrained` in self-supervised mode) and tests one horizon; returns metrics and costs."""
+    ft_data = forecast_datasets(ForecastDataConfig(path=data_path(), horizon=horizon), 336)
     limit = {"max_steps": 20} if quick else {"max_epochs": epochs}
     trainer = {"progress_bar": not quick, "logger": "csv", "default_root_dir": str(out / f"runs_{mode}_{horizon}")}
-    pretrained, pre_seconds = None, 0.0
     start = time.perf_counter()
     if mode == "self_supervised":
-        pre_data = forecast_datasets(ForecastDataConfig(path=data_path, horizon=horizon), 336, pretraining=True)
-        pre_cfg = model_config(336, 16, 16, "bert")
-        pre = pretrain(
-            pre_cfg,
-            pre_data.train,
-            masking={"strategy": "random", "ratio": 0.4},
-            optim={"lr": 1e-4, "weight_decay": 0.0},
-            trainer={**trainer, **({"max_steps": 20} if quick else {"max_epochs": pretrain_epochs})},
-            batch_size=128,
-        )
-        from mmsdk.hub import save_pretrained
-
-        pretrained = str(save_pretrained(pre.model, out / f"pretrained_{horizon}"))
-        pre_seconds = time.perf_counter() - start
-        cfg = pre_cfg
+        if pretrained is None:
+            raise ValueError("self_supervised mode needs a pretrained backbone directory")
+        cfg = model_config(336, 16, 16, "bert")
     else:
+        pretrained = None
         cfg = model_config(336, 16, 8, "bert")
     result = finetune(
         cfg,
@@ -102,7 +116,7 @@ def run_horizon(horizon: int, mode: str, epochs: int, pretrain_epochs: int, out:
         trainer={**trainer, **limit, "select_best": "val/mse"},
         batch_size=128,
     )
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + pre_seconds
     test = evaluate_forecaster(result.model.eval(), ft_data.test)
     paper_mse, paper_mae = PAPER[horizon]
     return {
@@ -114,7 +128,7 @@ def run_horizon(horizon: int, mode: str, epochs: int, pretrain_epochs: int, out:
         "paper_mae": paper_mae,
         "mse_ratio": test["mse"] / paper_mse,
         "within_3pct": test["mse"] <= TARGET_RATIO * paper_mse,
-        "train_seconds": seconds,
+        "train_seconds": seconds,  # includes the shared pretraining time in self-supervised mode
         "pretrain_seconds": pre_seconds,
         "steps": int(result.trainer.global_step),
     }
@@ -142,15 +156,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100, help="fine-tuning / supervised epochs (paper: 100)")
     parser.add_argument("--pretrain-epochs", type=int, default=100, help="masked pretraining epochs (paper: 100)")
     parser.add_argument("--quick", action="store_true", help="20 steps per stage: a smoke run, not a result")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="results directory")
+    parser.add_argument("--name", default=None, help="file name stem of the results (default patchtst_etth1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(2021)  # the paper's seed
     args.output.mkdir(parents=True, exist_ok=True)
     rows = []
     for mode in args.mode:
+        pretrained, pre_seconds = None, 0.0
+        if mode == "self_supervised":
+            pretrained, pre_seconds = run_pretraining(args.pretrain_epochs, args.output, args.quick)
+            logger.info("pretrained in %.0f s: %s", pre_seconds, pretrained)
         for horizon in args.horizons:
-            rows.append(run_horizon(horizon, mode, args.epochs, args.pretrain_epochs, args.output, args.quick))
+            rows.append(run_horizon(horizon, mode, args.epochs, args.output, args.quick, pretrained, pre_seconds))
             logger.info("%s", rows[-1])
     report = {
         "benchmark": "PatchTST/42 on ETTh1 (standard split, look-back 336)",
@@ -161,7 +180,7 @@ def main() -> None:
         "pretrain_epochs": args.pretrain_epochs if "self_supervised" in args.mode else None,
         "results": rows,
     }
-    name = "patchtst_etth1_quick" if args.quick else "patchtst_etth1"
+    name = args.name or ("patchtst_etth1_quick" if args.quick else "patchtst_etth1")
     (args.output / f"{name}.json").write_text(json.dumps(report, indent=2))
     (args.output / f"{name}.md").write_text(table(rows) + "\n")
     print(table(rows))
