@@ -1,6 +1,13 @@
-"""Time-series data: CSV loading, the standard ETT split, scaling and sliding windows.
+"""Time-series data from files: the recipe `data:` builder, the bundled datasets, and the plain CSV/window API.
 
-The bundled demo dataset is ETTh1 (CC BY-ND 4.0, redistributed unmodified; see `data/ATTRIBUTION.md`).
+`forecast_datasets` (and `build_forecast_data`, the recipe `data:` builder of the patchtst, timerxl and moirai
+adapters) reads a wide or long CSV, Parquet or netCDF file into a `TimeSeriesFrame` (observed masks, several
+items, checked timestamps), splits every item by time with the same rule (ETT months or ratios), fits the scaler on
+observed training values only, and cuts context/horizon windows (NaN where unobserved, which the models accept).
+`load_csv` and `WindowDataset` are the plain single-series API.
+
+Bundled data: ETTh1 (CC BY-ND 4.0, redistributed unmodified; see `data/ATTRIBUTION.md`) and `sensors_long`, a small
+synthetic long-format CSV (3 items, missing values and rows; written by `data/make_sensors_long.py`).
 """
 
 from __future__ import annotations
@@ -15,23 +22,68 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
 from torch.utils.data import Dataset
 
+from mmsdk.adapters.timeseries.series_frame import TimeSeriesFrame
+from mmsdk.adapters.timeseries.windows import (
+    ForecastWindows,
+    FrameSplit,
+    StandardScaler,
+    ett_borders,
+    ett_split,
+    ratio_borders,
+    ratio_split,
+)
 from mmsdk.config import Config, require
 from mmsdk.data import DataSplits, Stage, register_data
 
 logger = logging.getLogger(__name__)
 
-BUNDLED = {"ETTh1": "ETTh1.csv"}
-# Informer/PatchTST convention with 30-day months: 12 / 4 / 4 months of train / val / test.
-_ETT_STEPS_PER_DAY = {"h": 24, "15min": 96}
+SplitName = Literal["train", "val", "test"]
+
+__all__ = [
+    "BUNDLED",
+    "ForecastData",
+    "ForecastDataConfig",
+    "Series",
+    "StandardScaler",
+    "WindowDataset",
+    "build_forecast_data",
+    "bundled_path",
+    "ett_borders",
+    "forecast_datasets",
+    "load_csv",
+    "ratio_borders",
+    "read_frame",
+    "resolve_path",
+]
+
+BUNDLED = {"ETTh1": "ETTh1.csv", "sensors_long": "sensors_long.csv"}
+_BUNDLED_PREFIX = "bundled:"
+_DEFAULT_TIME = "date"  # the default time column may be absent (old wide CSVs without time stamps)
+_PARQUET = (".parquet", ".pq")
+_NETCDF = (".nc", ".nc4", ".netcdf", ".cdf")
 
 
 def bundled_path(name: str = "ETTh1") -> Path:
-    """Path of a dataset shipped inside the package."""
+    """Path of a dataset shipped inside the package.
+
+    Raises:
+        ValueError: for an unknown name, listing the bundled ones.
+    """
     if name not in BUNDLED:
         raise ValueError(f"no bundled dataset {name!r}; bundled: {sorted(BUNDLED)}")
     return Path(str(resources.files("mmsdk.adapters.timeseries") / "data" / BUNDLED[name]))
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """The file of a `data.path` value: None = the bundled ETTh1, `bundled:<name>` = a bundled dataset."""
+    if path is None:
+        return bundled_path("ETTh1")
+    if isinstance(path, str) and path.startswith(_BUNDLED_PREFIX):
+        return bundled_path(path[len(_BUNDLED_PREFIX) :])
+    return Path(path).expanduser()
 
 
 @dataclass
@@ -78,54 +130,6 @@ def load_csv(path: str | Path, time_column: str | None = "date", columns: list[s
     return Series(frame.to_numpy(dtype=np.float32), [str(c) for c in frame.columns], timestamps)
 
 
-def ett_borders(length: int, context_length: int, freq: str = "h") -> list[tuple[int, int]]:
-    """Row ranges of the standard ETT train/val/test split; val/test start `context_length` rows early.
-
-    Returns:
-        [(start, end)] for train, val, test.
-    """
-    if freq not in _ETT_STEPS_PER_DAY:
-        raise ValueError(f"ETT split freq must be one of {sorted(_ETT_STEPS_PER_DAY)}, got {freq!r}")
-    month = 30 * _ETT_STEPS_PER_DAY[freq]
-    ends = [12 * month, 16 * month, 20 * month]
-    if length < ends[-1]:
-        raise ValueError(f"the ETT split needs {ends[-1]} rows, the series has {length}")
-    starts = [0, ends[0] - context_length, ends[1] - context_length]
-    return list(zip(starts, ends))
-
-
-def ratio_borders(length: int, context_length: int, ratios: tuple[float, float] = (0.7, 0.1)) -> list[tuple[int, int]]:
-    """Train/val/test row ranges by fractions of the length (the rest is test); val/test start early by the
-    context so their first windows are complete."""
-    train_end = int(length * ratios[0])
-    val_end = train_end + int(length * ratios[1])
-    return [(0, train_end), (max(0, train_end - context_length), val_end), (max(0, val_end - context_length), length)]
-
-
-class StandardScaler:
-    """Per-column standardization fitted on training rows only (NaN-aware)."""
-
-    def __init__(self) -> None:
-        self.mean: np.ndarray | None = None
-        self.std: np.ndarray | None = None
-
-    def fit(self, values: np.ndarray) -> StandardScaler:
-        self.mean = np.nanmean(values, axis=0).astype(np.float32)
-        std = np.nanstd(values, axis=0).astype(np.float32)
-        self.std = np.where(std > 1e-8, std, 1.0).astype(np.float32)  # constant columns keep their scale
-        return self
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        if self.mean is None or self.std is None:
-            raise ValueError("StandardScaler.transform called before fit")
-        return ((values - self.mean) / self.std).astype(np.float32)
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        if self.mean is None or self.std is None:
-            raise ValueError("StandardScaler.inverse called before fit")
-        return (values * self.std + self.mean).astype(np.float32)
-
-
 class WindowDataset(Dataset):
     """Sliding windows over a (T, C) series: items are `x` (L, C), or `(x, y)` with y (H, C) when horizon > 0.
 
@@ -159,18 +163,36 @@ class WindowDataset(Dataset):
 
 @dataclass
 class ForecastDataConfig(Config):
-    """Where the series comes from and how it is split into windows."""
+    """Where the series come from, how they are read, and how they are split into windows."""
 
     path: str | None = None
-    """CSV file (wide: a time column plus one column per variable); None = the bundled ETTh1."""
-    time_column: str | None = "date"
-    """Name of the time column (None when the file has none)."""
+    """Data file: CSV (also compressed, e.g. .csv.gz), Parquet (.parquet; needs pyarrow) or netCDF (.nc; read with
+    xarray, dims time / item / variable). `bundled:<name>` = data shipped with mmsdk (ETTh1, sensors_long).
+    None = the bundled ETTh1."""
+    format: Literal["auto", "wide", "long"] = "auto"
+    """Table layout. wide = one column per variable; long = one row per (item, time[, variable]) with the value in
+    `value_column`; auto = long when `variable_column` is set, else wide. Ignored for netCDF files."""
+    time_column: str | None = _DEFAULT_TIME
+    """Time column (None when the file has none: rows are equally spaced steps). The default `date` may be absent
+    (rows are then steps); any other name must exist. Timestamps are sorted per item; duplicates are errors."""
+    item_column: str | None = None
+    """Column naming the series (item) of each row, e.g. a sensor id: every item is split by time with the same
+    rule and gives windows. None = one series."""
+    variable_column: str | None = None
+    """Long format: column naming the variable of each row (None: one variable per item, `value_column`)."""
+    value_column: str = "value"
+    """Long format: column holding the values."""
     columns: list[str] | None = None
-    """Variables to use (default: every numeric column)."""
+    """Target variables, in this order: the model's channels (wide: column names; long: values of
+    `variable_column`). Default: every variable (wide: in column order; long: sorted by name)."""
     split: Literal["ett", "ratio"] = "ett"
-    """ett = the standard 12/4/4-month ETT split; ratio = 70/10/20 % of the rows."""
+    """ett = the standard 12/4/4-month ETT split; ratio = 70/10/20 % of the rows (of each item)."""
     freq: str = "h"
-    """Sampling frequency for the ETT split: h or 15min."""
+    """Sampling frequency: h or 15min for the ETT split; also the grid (any pandas alias) of `fill_gaps`."""
+    fill_gaps: bool = False
+    """Insert NaN rows for time steps missing on the `freq` grid (needs a time column)."""
+    allow_irregular: bool = False
+    """Keep irregular time steps as they are (windows then span uneven time) instead of failing."""
     horizon: int = 96
     """Forecast horizon H (targets of fine-tuning windows)."""
     stride: int = 1
@@ -183,58 +205,281 @@ class ForecastDataConfig(Config):
         require(self.horizon >= 1, self, "horizon", f"must be >= 1, got {self.horizon}")
         require(self.stride >= 1, self, "stride", f"must be >= 1, got {self.stride}")
         require(self.batch_size >= 1, self, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(
+            not (self.format == "wide" and self.variable_column is not None),
+            self,
+            "variable_column",
+            f"is for long tables; set format: long (or auto) or drop it (got {self.variable_column!r})",
+        )
+        require(bool(self.value_column), self, "value_column", "must name a column")
+        require(
+            self.columns is None or (len(self.columns) > 0 and len(set(self.columns)) == len(self.columns)),
+            self,
+            "columns",
+            f"must be None or distinct names, got {self.columns}",
+        )
+        require(
+            not (self.variable_column is not None and self.time_column is None),
+            self,
+            "time_column",
+            "long tables with a variable_column need a time column",
+        )
+        require(not (self.fill_gaps and self.time_column is None), self, "fill_gaps", "needs a time_column")
+
+    @property
+    def layout(self) -> Literal["wide", "long"]:
+        """The table layout after resolving `auto`."""
+        if self.format == "auto":
+            return "long" if self.variable_column is not None else "wide"
+        return self.format
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame (Parquet needs the optional pyarrow or fastparquet)."""
+    if path.suffix.lower() in _PARQUET:
+        try:
+            return pd.read_parquet(path)
+        except ImportError as error:
+            raise ImportError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {error}") from error
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError as error:
+        raise ValueError(f"{path}: the file is empty") from error
+
+
+def _require_column(table: pd.DataFrame, name: str, field: str, source: str) -> None:
+    if name not in table.columns:
+        raise ValueError(f"{source}: data.{field}={name!r} is not a column; the file has {list(table.columns)}")
+
+
+def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
+    """Wide or long table → frame, with the config's columns checked (errors name the file and the field)."""
+    if table.empty:
+        raise ValueError(f"{source}: the file has no rows")
+    time = config.time_column
+    if time is not None and time not in table.columns:
+        if time != _DEFAULT_TIME or config.variable_column is not None or config.fill_gaps:
+            _require_column(table, time, "time_column", source)
+        time = None  # the default `date` is optional: rows are equally spaced steps
+    item = config.item_column
+    if item is not None:
+        _require_column(table, item, "item_column", source)
+    keys = [c for c in (time, item) if c is not None]
+    variable, value = None, None
+    if config.layout == "long":
+        _require_column(table, config.value_column, "value_column", source)
+        value = config.value_column
+        if config.variable_column is not None:
+            variable = config.variable_column
+            _require_column(table, variable, "variable_column", source)
+            names = table[variable].astype(str)
+            if config.columns is not None:
+                present = set(names)
+                missing = [c for c in config.columns if c not in present]
+                if missing:
+                    raise ValueError(
+                        f"{source}: data.columns {missing} are not values of {variable!r}; "
+                        f"the file has variables {list(pd.unique(names))[:50]}"
+                    )
+                table = table[names.isin(config.columns)]
+            table = table[[*keys, variable, value]]
+        else:
+            table = table[[*keys, value]]
+    else:
+        variables = [c for c in table.columns if c not in keys]
+        if config.columns is not None:
+            missing = [c for c in config.columns if c not in variables]
+            if missing:
+                raise ValueError(f"{source}: data.columns {missing} not found; the file has {list(table.columns)}")
+            variables = list(config.columns)
+        table = table[[*keys, *variables]]
+    try:
+        frame = TimeSeriesFrame.from_pandas(
+            table,
+            time=time,
+            item=item,
+            variable=variable,
+            value=value or "value",
+            freq=config.freq if config.fill_gaps else None,
+            allow_irregular=config.allow_irregular,
+            source=source,
+            detect_time=False,
+        )
+    except ValueError as error:
+        if "irregular" in str(error):
+            hint = "recipe fields: data.fill_gaps: true with data.freq, or data.allow_irregular: true"
+            raise ValueError(f"{error} ({hint})") from error
+        raise
+    if variable is not None and config.columns is None:
+        frame = frame.select(sorted(frame.variables))  # channel order independent of the row order of the file
+    return frame
+
+
+def _frame_from_netcdf(path: Path, config: ForecastDataConfig) -> TimeSeriesFrame:
+    """A netCDF file (xarray Dataset of variables, or one DataArray with a variable dim) → frame."""
+    try:
+        with xr.open_dataset(path) as opened:
+            dataset = opened.load()
+    except (ImportError, ValueError, OSError) as error:
+        raise ValueError(
+            f"{path}: cannot read the netCDF file ({error}); netCDF4/HDF5 files need `pip install h5netcdf`"
+        ) from error
+    variable = config.variable_column or "variable"
+    data: xr.Dataset | xr.DataArray = dataset
+    arrays = list(dataset.data_vars.values())
+    if len(arrays) == 1 and variable in arrays[0].dims:
+        data = arrays[0]
+    dims = set(data.dims) | set(dataset.dims)
+    time = config.time_column if config.time_column in dims else "time"
+    try:
+        return TimeSeriesFrame.from_xarray(
+            data,
+            time=time,
+            item=config.item_column or "item",
+            variable=variable,
+            freq=config.freq if config.fill_gaps else None,
+            allow_irregular=config.allow_irregular,
+        )
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def read_frame(config: ForecastDataConfig) -> TimeSeriesFrame:
+    """Reads the file of a data config into a frame with only `config.columns` (in their order) as targets.
+
+    Raises:
+        FileNotFoundError: naming the path.
+        ImportError: for Parquet without pyarrow, naming the file.
+        ValueError: naming the file and the config field (a missing column lists the available ones).
+    """
+    path = resolve_path(config.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"time-series data file not found: {path} (data.path)")
+    if path.suffix.lower() in _NETCDF:
+        frame = _frame_from_netcdf(path, config)
+    else:
+        frame = _frame_from_table(_read_table(path), config, str(path))
+    if config.columns is not None:
+        try:
+            frame = frame.select(config.columns)
+        except ValueError as error:
+            raise ValueError(f"{path}: data.columns: {error}") from error
+    return frame
 
 
 @dataclass
 class ForecastData:
-    """Scaled train/val/test windows and what is needed to read results in data units."""
+    """Scaled train/val/test windows and what is needed to read results in data units.
 
-    train: WindowDataset
-    val: WindowDataset
-    test: WindowDataset
+    Attributes:
+        train, val, test: windows of every item; items are x (L, C) or (x, y (H, C)), NaN where unobserved.
+        scaler: per-variable statistics of the observed training values; `scaler.inverse` gives data units.
+        columns: the C variables (model channels).
+        series: the unscaled series when the data has one item (None for several items).
+        frame: the unscaled frame (every item).
+        split: the scaled frame and the per-item train/val/test row ranges.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
     scaler: StandardScaler
     columns: list[str]
-    series: Series
+    series: Series | None
+    frame: TimeSeriesFrame
+    split: FrameSplit
 
 
 def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraining: bool = False) -> ForecastData:
-    """Loads, splits, scales (scaler fit on train rows only) and windows a series.
+    """Loads, splits every item by time, scales (scaler fit on observed training values only) and windows.
+
+    Windows whose context holds no observed value are dropped; an item without any observed value is an error.
+    A split shorter than context + horizon gives one window, left-padded with NaN (logged).
 
     Args:
         config: data config.
         context_length: L of the model.
         pretraining: training windows without targets (horizon 0); val/test keep targets.
+
+    Raises:
+        FileNotFoundError, ImportError, ValueError: naming the file and the config field (see `read_frame`).
     """
-    path = config.path or bundled_path("ETTh1")
-    series = load_csv(path, config.time_column, config.columns)
-    length = series.values.shape[0]
-    if config.split == "ett":
-        borders = ett_borders(length, context_length, config.freq)
-    else:
-        borders = ratio_borders(length, context_length)
-    (tr0, tr1), (va0, va1), (te0, te1) = borders
-    scaler = StandardScaler().fit(series.values[tr0:tr1])
-    scaled = scaler.transform(series.values)
+    path = resolve_path(config.path)
+    frame = read_frame(config)
+    try:
+        if config.split == "ett":
+            split = ett_split(frame, context_length, config.freq)
+        else:
+            split = ratio_split(frame, context_length)
+    except ValueError as error:
+        raise ValueError(f"{path}: data.split={config.split!r}: {error}") from error
+    scaler = split.scaler
+    if scaler is None:  # ett_split / ratio_split scale by default
+        raise RuntimeError("the split has no scaler")
     train_horizon = 0 if pretraining else config.horizon
-    logger.info("split %s: train rows %d-%d, val %d-%d, test %d-%d", path, tr0, tr1, va0, va1, te0, te1)
+    horizons: dict[SplitName, int] = {"train": train_horizon, "val": config.horizon, "test": config.horizon}
+    windows: dict[SplitName, ForecastWindows] = {}
+    for name, horizon in horizons.items():
+        for item, (start, end) in zip(frame.item_ids, split.borders[name]):
+            if end - start < context_length + horizon:
+                logger.warning(
+                    "%s: item %r: the %s split has %d rows < context_length + horizon = %d; left-padded with NaN",
+                    path,
+                    item,
+                    name,
+                    end - start,
+                    context_length + horizon,
+                )
+        try:
+            windows[name] = split.windows(name, horizon, config.stride if name == "train" else 1)
+        except ValueError as error:
+            raise ValueError(f"{path}: {name} split: {error}") from error
+    if len(frame.item_ids) == 1:
+        (tr0, tr1), (va0, va1), (te0, te1) = (split.borders[name][0] for name in ("train", "val", "test"))
+        logger.info("split %s: train rows %d-%d, val %d-%d, test %d-%d", path, tr0, tr1, va0, va1, te0, te1)
+    else:
+        logger.info("split %s: %d items (%s)", path, len(frame.item_ids), ", ".join(frame.item_ids[:5]))
+    logger.info(
+        "windows: train %d, val %d, test %d of variables %s",
+        *(len(windows[n]) for n in horizons),
+        frame.variables,
+    )
+    series = None
+    if len(frame.item_ids) == 1:
+        stamps = frame.timestamps if isinstance(frame.timestamps, pd.DatetimeIndex) else None
+        # column-major (T, C), like `load_csv`, so numpy reductions over time match it exactly
+        series = Series(np.asfortranarray(frame.values[0]), list(frame.variables), stamps)
     return ForecastData(
-        train=WindowDataset(scaled[tr0:tr1], context_length, train_horizon, config.stride),
-        val=WindowDataset(scaled[va0:va1], context_length, config.horizon),
-        test=WindowDataset(scaled[te0:te1], context_length, config.horizon),
+        train=windows["train"],
+        val=windows["val"],
+        test=windows["test"],
         scaler=scaler,
-        columns=series.columns,
+        columns=list(frame.variables),
         series=series,
+        frame=frame,
+        split=split,
     )
 
 
 @register_data("patchtst")
 def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> DataSplits:
-    """Recipe `data:` builder for time-series adapters: pretraining windows or (x, y) forecast windows."""
+    """Recipe `data:` builder for time-series adapters: pretraining windows or (x, y) forecast windows.
+
+    Args:
+        data: the recipe's `data:` section (`ForecastDataConfig` fields).
+        model_config: the model config; its `adapter_config.context_length` is the window length L.
+        stage: pretrain (training items x (L, C); val items x) or finetune (items (x (L, C), y (H, C))).
+    """
     config = ForecastDataConfig.from_dict(data)
     context_length = int(model_config.adapter_config["context_length"])
     splits = forecast_datasets(config, context_length, pretraining=stage == "pretrain")
     val = splits.val if stage == "finetune" else _inputs_only(splits.val)
-    info = {"columns": splits.columns, "scaler_mean": splits.scaler.mean, "scaler_std": splits.scaler.std}
+    info = {
+        "columns": splits.columns,
+        "items": list(splits.frame.item_ids),
+        "scaler_mean": splits.scaler.mean,
+        "scaler_std": splits.scaler.std,
+    }
     return DataSplits(splits.train, val, splits.test, config.batch_size, info)
 
 

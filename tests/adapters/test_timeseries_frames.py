@@ -316,3 +316,33 @@ def test_check_compatible_names_counts_and_variables() -> None:
         check_compatible(frame, 7)
     with pytest.raises(ValueError, match=r"built for 1 channels \(\['OT'\]\) but the data has 2"):
         check_compatible(frame, ["OT"])
+
+
+def test_select_reorders_variables_with_their_roles() -> None:
+    frame = TimeSeriesFrame.from_numpy(_values()[0], variables=VARIABLES, known_covariates=["c"])
+    picked = frame.select(["c", "a"])
+    assert picked.variables == ["c", "a"] and picked.roles == ["known", "target"]
+    np.testing.assert_array_equal(picked.values[0], _values()[0][:, [2, 0]])
+    np.testing.assert_array_equal(picked.observed, ~np.isnan(picked.values))
+    with pytest.raises(ValueError, match=r"\['zz'\] are not in the data"):
+        frame.select(["a", "zz"])
+    with pytest.raises(ValueError, match="no target variable"):
+        frame.select(["c"])
+
+
+def test_time_column_detection_can_be_turned_off() -> None:
+    table = pd.DataFrame({"time": [3.0, 4.0, 5.0], "v": [1.0, 2.0, 3.0]})  # a numeric variable called "time"
+    assert TimeSeriesFrame.from_pandas(table, detect_time=False).variables == ["time", "v"]
+    assert TimeSeriesFrame.from_pandas(table).variables == ["v"]
+
+
+def test_public_import_paths_are_kept() -> None:
+    from mmsdk.adapters import timeseries
+    from mmsdk.adapters.timeseries import data, frames, series_frame, windows
+
+    assert frames.TimeSeriesFrame is series_frame.TimeSeriesFrame is timeseries.TimeSeriesFrame
+    assert frames.ForecastWindows is windows.ForecastWindows is timeseries.ForecastWindows
+    assert frames.StandardScaler is data.StandardScaler is windows.StandardScaler
+    assert frames.ett_borders is data.ett_borders and frames.ratio_borders is data.ratio_borders
+    for name in ("FrameSplit", "check_compatible", "ett_split", "ratio_split", "ROLES", "Borders"):
+        assert getattr(frames, name) is not None
