@@ -1,6 +1,7 @@
 """Point-cloud adapters (installed as `mmsdk.adapters.pointcloud`): Point-MAE on the shared core, no CUDA extensions.
 
-open3d is imported only when files are read or demo shapes are made, so the ops and the adapter work without it.
+open3d is imported only when files are read or demo shapes are made, and matplotlib only when a picture is drawn,
+so the ops and the adapter work without them.
 """
 
 from mmsdk.adapters.pointcloud.data import (
@@ -16,12 +17,14 @@ from mmsdk.adapters.pointcloud.data import (
 )
 from mmsdk.adapters.pointcloud.evaluation import embed, few_shot, linear_probe, vote_predict
 from mmsdk.adapters.pointcloud.ops import chamfer_distance, farthest_point_sample, group_points, knn
-from mmsdk.adapters.pointcloud.pointmae import PointMAEAdapter, PointMAEConfig
+from mmsdk.adapters.pointcloud.plots import plot_point_reconstruction
+from mmsdk.adapters.pointcloud.pointmae import PointCloudDataConfig, PointMAEAdapter, PointMAEConfig
 
 __all__ = [
     "Augment",
     "AugmentConfig",
     "PointCloud",
+    "PointCloudDataConfig",
     "PointCloudFolder",
     "PointMAEAdapter",
     "PointMAEConfig",
@@ -35,6 +38,7 @@ __all__ = [
     "linear_probe",
     "make_shapes",
     "normalize_unit_sphere",
+    "plot_point_reconstruction",
     "read_points",
     "subsample",
     "vote_predict",
