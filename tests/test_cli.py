@@ -204,3 +204,52 @@ def test_finetune_own_csv_example_runs(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert all(np.isfinite(m["mse"]) for m in metrics.values()), metrics
     assert (tmp_path / "forecaster.onnx").is_file() and (tmp_path / "forecast.png").is_file()
+
+
+@pytest.mark.slow
+def test_moirai_corpus_pretrain_then_finetune_recipes(tmp_path: Path) -> None:
+    """Packed pretraining on a tiny synthetic corpus, then fine-tuning on ETTh1 from it, both from the recipes."""
+    tiny = [
+        "--model.adapter_config.context_length=128",
+        "--model.encoder.dim=16",
+        "--model.encoder.depth=1",
+        "--model.encoder.heads=2",
+        "--trainer.max_steps=2",
+        "--trainer.logger=none",
+        "--trainer.progress_bar=false",
+    ]
+    pre_dir = tmp_path / "pre"
+    main(
+        [
+            "pretrain",
+            "--config",
+            str(RECIPES / "timeseries/moirai_pretrain_corpus.yaml"),
+            *tiny,
+            "--data.corpus.statsmodels=[]",
+            "--data.corpus.synthetic_series=8",
+            "--data.corpus.synthetic_length=256",
+            "--data.corpus.synthetic_min_length=128",
+            "--data.max_tokens=128",
+            "--data.batch_size=4",
+            f"--output_dir={pre_dir}",
+            f"--trainer.default_root_dir={pre_dir}",
+        ]
+    )
+    assert (pre_dir / "model" / "model.safetensors").is_file()
+    out = tmp_path / "ft"
+    main(
+        [
+            "finetune",
+            "--config",
+            str(RECIPES / "timeseries/moirai_finetune.yaml"),
+            *tiny,
+            "--data.batch_size=16",
+            "--data.stride=256",
+            "--head.num_outputs=96",
+            f"--pretrained={pre_dir / 'model'}",
+            f"--output_dir={out}",
+            f"--trainer.default_root_dir={out}",
+        ]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/mse"]) and np.isfinite(metrics["test/mae"])

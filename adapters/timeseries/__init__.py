@@ -1,5 +1,12 @@
 """Time-series adapters (installed as `mmsdk.adapters.timeseries`)."""
 
+from mmsdk.adapters.timeseries.corpus import (
+    CorpusConfig,
+    CorpusDataConfig,
+    build_corpus,
+    kernel_synth,
+    load_statsmodels_series,
+)
 from mmsdk.adapters.timeseries.data import (
     ForecastDataConfig,
     StandardScaler,
@@ -19,10 +26,13 @@ from mmsdk.adapters.timeseries.frames import (
 )
 from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf, load_hf_patchtst
 from mmsdk.adapters.timeseries.moirai import MoiraiAdapter, MoiraiConfig, patch_size_for_freq
+from mmsdk.adapters.timeseries.packing import PackedInputs, SeriesWindows
 from mmsdk.adapters.timeseries.patchtst import PatchTSTAdapter, PatchTSTConfig
 from mmsdk.adapters.timeseries.timerxl import TimerXLAdapter, TimerXLConfig
 
 __all__ = [
+    "CorpusConfig",
+    "CorpusDataConfig",
     "ForecastDataConfig",
     "ForecastWindows",
     "FrameSplit",
@@ -31,20 +41,25 @@ __all__ = [
     "MixtureHead",
     "MoiraiAdapter",
     "MoiraiConfig",
+    "PackedInputs",
     "PatchTSTAdapter",
     "PatchTSTConfig",
+    "SeriesWindows",
     "StandardScaler",
     "TimeSeriesFrame",
     "TimerXLAdapter",
     "TimerXLConfig",
     "WindowDataset",
+    "build_corpus",
     "bundled_path",
     "check_compatible",
     "config_from_hf",
     "ett_split",
     "forecast_datasets",
+    "kernel_synth",
     "load_csv",
     "load_hf_patchtst",
+    "load_statsmodels_series",
     "patch_size_for_freq",
     "ratio_split",
 ]

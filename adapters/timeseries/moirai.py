@@ -15,9 +15,17 @@ Normalization and leakage. Each variate is normalized with the mean and std of i
 S = max(1, floor(N · stat_ratio)) patches only. Tokenization runs before the pretraining mask is drawn, so
 full-window statistics would leak the hidden tail into every visible token; with tail masking of ratio r the
 statistics are leak-free whenever round(N · r) <= N - S (always for r <= 1 - stat_ratio, e.g. Moirai's r <= 0.5
-with the default stat_ratio = 0.5). Moirai draws r ~ U(0.15, 0.5) per batch; the core offers a fixed ratio, so use
-`masking: {strategy: tail, ratio: r}` with r in that range. Patches without any observed value are embedded as
-the mask token (they carry no content), which is also how forecast slots are represented.
+with the default stat_ratio = 0.5). Moirai draws r ~ U(0.15, 0.5) per batch: `masking: {strategy: tail, ratio:
+0.15, ratio_max: 0.5}`. Patches without any observed value are embedded as the mask token (they carry no content),
+which is also how forecast slots are represented.
+
+Packing. :meth:`MoiraiAdapter.pack` (and :meth:`MoiraiAdapter.tokenize` of a
+:class:`~mmsdk.adapters.timeseries.packing.PackedInputs` batch) tokenizes every series on its own (own statistics,
+time ids from 0) and places them first-fit in rows of `max_tokens` tokens with `sample_ids`, so attention is
+block-diagonal and the core's tail masking hides the tail of every packed sample. The core keeps one count of
+hidden tokens per row, so a row with less padding also hides its latest visible tokens; any of those inside its
+sample's statistics patches is left out of the loss (`context["stat_tokens"]`), keeping packed pretraining
+leak-free.
 
 Pretraining (objective "bert"): :meth:`MoiraiAdapter.build_pretrain_head` makes the pretraining model's head
 predict the raw mixture parameters of every token, and :meth:`MoiraiAdapter.reconstruction_loss` is the mixture
@@ -43,8 +51,9 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.adapter import Adapter, ExportSpec, register_adapter
-from mmsdk.adapters.timeseries.data import build_forecast_data
+from mmsdk.adapters.timeseries.corpus import build_moirai_data
 from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
+from mmsdk.adapters.timeseries.packing import PackedInputs
 from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series
 from mmsdk.config import Config, require
 from mmsdk.data import register_data
@@ -273,7 +282,10 @@ class MoiraiAdapter(Adapter):
         b = z.shape[0]
         return z.transpose(1, 2).reshape(b, -1, self.config.patch_size)
 
-    def tokenize(self, inputs: Tensor) -> TokenBatch:
+    def tokenize(self, inputs: Tensor | PackedInputs) -> TokenBatch:
+        """Tokens of a (B, L, C) series, or of a :class:`PackedInputs` batch packed into rows (see :meth:`pack`)."""
+        if isinstance(inputs, PackedInputs):
+            return self.pack(inputs.series, inputs.max_tokens).batch
         if not torch.compiler.is_compiling():
             self.check_input(inputs)
         b, length, c = inputs.shape
@@ -316,6 +328,9 @@ class MoiraiAdapter(Adapter):
             raise ValueError("MoiraiAdapter.reconstruction_loss needs batch.targets (from MoiraiAdapter.tokenize)")
         if batch.padding_mask is not None:
             hidden = hidden & batch.padding_mask
+        stat_tokens = batch.context.get("stat_tokens")  # packed rows: tokens whose values set the statistics
+        if stat_tokens is not None:
+            hidden = hidden & ~stat_tokens
         observed = hidden.unsqueeze(-1)  # (B, N, 1)
         if batch.target_mask is not None:
             observed = observed & batch.target_mask  # (B, N, P)
@@ -345,7 +360,8 @@ class MoiraiAdapter(Adapter):
         """Packs series of different lengths and variate counts into rows of `max_tokens` tokens (first fit).
 
         Each series (L_i, C_i) is tokenized on its own (own statistics, time ids from 0) and its C_i·N_i tokens are
-        placed contiguously; `sample_ids` keep series apart in attention and padding fills the rows.
+        placed contiguously; `sample_ids` keep series apart in attention and padding fills the rows. The batch's
+        `context["stat_tokens"]` (R, max_tokens) marks the tokens inside their series' first S_i statistics patches.
 
         Raises:
             ValueError: for an empty list, or a series with more than `max_tokens` tokens.
@@ -365,7 +381,7 @@ class MoiraiAdapter(Adapter):
             rows[row].append(i)
             used[row] += part.num_tokens
         fields = ("tokens", "targets", "target_mask", "time_ids", "variate_ids")
-        out: dict[str, list[Tensor]] = {name: [] for name in (*fields, "sample_ids", "padding_mask")}
+        out: dict[str, list[Tensor]] = {name: [] for name in (*fields, "sample_ids", "padding_mask", "stat_tokens")}
         spans: dict[int, PackedSpan] = {}
         for r, members in enumerate(rows):
             start = 0
@@ -376,6 +392,8 @@ class MoiraiAdapter(Adapter):
                     row_fields[name].append(getattr(part, name)[0])
                 row_fields["sample_ids"].append(torch.full((n,), k, dtype=torch.long, device=part.tokens.device))
                 row_fields["padding_mask"].append(torch.ones(n, dtype=torch.bool, device=part.tokens.device))
+                time_ids = part.time_ids[0]  # type: ignore[index]
+                row_fields["stat_tokens"].append(time_ids < self.stat_patches(int(time_ids.max()) + 1))
                 spans[i] = PackedSpan(
                     r, start, start + n, series[i].shape[-1], part.context["loc"], part.context["scale"]
                 )
@@ -386,7 +404,9 @@ class MoiraiAdapter(Adapter):
                 if name == "sample_ids":
                     pad = pad + len(members)
                 out[name].append(torch.cat([value, pad]))
-        batch = TokenBatch(**{name: torch.stack(values) for name, values in out.items()})
+        stacked = {name: torch.stack(values) for name, values in out.items()}
+        stat_tokens = stacked.pop("stat_tokens")  # (R, max_tokens)
+        batch = TokenBatch(**stacked, context={"stat_tokens": stat_tokens})
         batch.positions = batch.time_ids.unsqueeze(-1)  # (R, max_tokens, 1)
         return PackedSeries(batch.validate(), [spans[i] for i in range(len(parts))])
 
@@ -469,4 +489,4 @@ class MoiraiForecastHead(RolloutHead):
         return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
 
 
-register_data("moirai")(build_forecast_data)
+register_data("moirai")(build_moirai_data)

@@ -5,7 +5,9 @@ from both, and :class:`ResumableDataLoader` records how many batches of the curr
 stores that position in its checkpoints (the loader implements `state_dict`/`load_state_dict`), so a run resumed
 from a mid-epoch checkpoint sees exactly the batches the uninterrupted run would have seen.
 
-Batches are either a Tensor (inputs) or a tuple/list `(inputs, targets)`.
+Batches are either a Tensor (inputs) or a tuple/list `(inputs, targets)`. Inputs may also be an object with
+`batch_size` and `device` attributes (e.g. a packed batch of variable-length series that the adapter tokenizes);
+a dataset with a `collate_fn` attribute has its loaders collate with it.
 """
 
 from __future__ import annotations
@@ -188,8 +190,9 @@ class DataModule(L.LightningDataModule):
             if getattr(self, split) is None:
                 setattr(self, f"{split}_dataloader", None)
 
-    def _loader_kwargs(self) -> dict[str, Any]:
+    def _loader_kwargs(self, dataset: Dataset) -> dict[str, Any]:
         return {
+            "collate_fn": getattr(dataset, "collate_fn", None),  # None: the default collation
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
             "pin_memory": torch.cuda.is_available(),
@@ -209,12 +212,13 @@ class DataModule(L.LightningDataModule):
         world, rank = self._replicas()
         sampler = ResumableSampler(self.train, shuffle=True, seed=self.seed, num_replicas=world, rank=rank)
         drop_last = len(sampler) > self.batch_size  # never drop the only batch of a tiny dataset
-        return ResumableDataLoader(self.train, self.batch_size, sampler, drop_last=drop_last, **self._loader_kwargs())
+        kwargs = self._loader_kwargs(self.train)
+        return ResumableDataLoader(self.train, self.batch_size, sampler, drop_last=drop_last, **kwargs)
 
     def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader:
         if dataset is None:
             raise ValueError(f"DataModule has no {split} data; pass {split}=...")
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs())
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs(dataset))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val, "val")
@@ -223,10 +227,21 @@ class DataModule(L.LightningDataModule):
         return self._eval_loader(self.test, "test")
 
 
-def split_batch(batch: Tensor | tuple | list) -> tuple[Tensor, Tensor | None]:
-    """`(inputs, targets)` of a batch; targets are None for an inputs-only batch."""
-    if isinstance(batch, Tensor):
+def split_batch(batch: Any) -> tuple[Any, Tensor | None]:
+    """`(inputs, targets)` of a batch; targets are None for an inputs-only batch (a Tensor, or an object with a
+    `batch_size` attribute such as a packed batch)."""
+    if isinstance(batch, Tensor) or (not isinstance(batch, (tuple, list)) and hasattr(batch, "batch_size")):
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) >= 1:
         return batch[0], (batch[1] if len(batch) > 1 else None)
     raise ValueError(f"a batch must be a Tensor or an (inputs, targets) tuple/list, got {type(batch).__name__}")
+
+
+def batch_size_of(inputs: Any) -> int:
+    """The number of samples in a batch's inputs: `shape[0]` of a Tensor, else the object's `batch_size`."""
+    return int(inputs.shape[0]) if isinstance(inputs, Tensor) else int(inputs.batch_size)
+
+
+def device_of(inputs: Any) -> torch.device:
+    """The device of a batch's inputs (a Tensor, or an object with a `device` attribute)."""
+    return inputs.device

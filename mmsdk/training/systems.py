@@ -25,7 +25,7 @@ from mmsdk.losses import normalize_targets
 from mmsdk.masking import MaskingConfig, apply_strategy
 from mmsdk.models import TaskModel, build_model, build_task_model
 from mmsdk.objectives import PretrainModel
-from mmsdk.training.data import split_batch
+from mmsdk.training.data import batch_size_of, device_of, split_batch
 from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,9 @@ class PretrainSystem(_System):
         step = self.global_step if stage == "train" else 0
         return torch.Generator(device=device).manual_seed(mask_seed(self.seed, step, batch_idx, stage))
 
-    def compute_loss(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Masks a batch of raw inputs, predicts the hidden targets and returns the scalar loss."""
+    def compute_loss(self, inputs: Any, generator: torch.Generator | None = None) -> Tensor:
+        """Masks a batch of raw inputs (a Tensor, or what the adapter tokenizes, e.g. packed series), predicts the
+        hidden targets and returns the scalar loss."""
         model, config = self.model, self.model_config
         tokens = model.tokenize(inputs)
         if config.norm_targets and tokens.targets is not None:
@@ -143,7 +144,7 @@ class PretrainSystem(_System):
 
     def _shared_step(self, batch: Any, batch_idx: int, stage: str) -> Tensor:
         inputs, _ = split_batch(batch)
-        loss = self.compute_loss(inputs, self._generator(inputs.device, batch_idx, stage))
+        loss = self.compute_loss(inputs, self._generator(device_of(inputs), batch_idx, stage))
         on_step = stage == "train"
         self.log(
             f"{stage}/loss",
@@ -151,7 +152,7 @@ class PretrainSystem(_System):
             prog_bar=True,
             on_step=on_step,
             on_epoch=not on_step,
-            batch_size=inputs.shape[0],
+            batch_size=batch_size_of(inputs),
             sync_dist=not on_step,
         )
         return loss
@@ -212,6 +213,19 @@ class FinetuneSystem(_System):
             self.load_report = load_backbone(self.model, pretrained)
         if mode == "linear_probe":
             self.model.freeze_backbone()
+
+    def train(self, mode: bool = True) -> FinetuneSystem:
+        """Switches train/eval mode; a linear probe keeps its frozen backbone in eval mode all the time, so
+        dropout, drop-path and BatchNorm running statistics behave as in the pretrained feature extractor."""
+        super().train(mode)
+        if self.mode == "linear_probe":
+            self.model.backbone.eval()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning keeps the module's own modes (it does not call `train()` when fitting starts)
+        if self.mode == "linear_probe":
+            self.model.backbone.eval()
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Task outputs of raw inputs."""

@@ -86,6 +86,32 @@ def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path) -> None:
     assert not torch.equal(after["head.linear.weight"], before.state_dict()["head.linear.weight"])
 
 
+def test_linear_probe_keeps_batchnorm_statistics_and_dropout_frozen(tmp_path: Path) -> None:
+    model = {**MODEL, "encoder": {**MODEL["encoder"], "norm": "batchnorm", "dropout": 0.5}}
+    x, y = windows(32)
+    pre = pretrain(model, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
+    save_pretrained(pre.model, tmp_path / "pretrained")
+    head = {"task": "forecast", "num_outputs": HORIZON}
+    before = mmsdk.build_task_model(model, head)
+    mmsdk.hub.load_backbone(before, tmp_path / "pretrained")
+    ft = finetune(
+        model,
+        head,
+        (x, y),
+        pretrained=str(tmp_path / "pretrained"),
+        mode="linear_probe",
+        trainer=quiet(tmp_path, max_steps=3),
+        batch_size=16,
+    )
+    after = ft.model.state_dict()
+    buffers = [name for name, _ in before.backbone.named_buffers() if "running" in name]
+    assert buffers, "the encoder should have BatchNorm running statistics"
+    for name, value in before.backbone.state_dict().items():
+        assert torch.equal(after[f"backbone.{name}"], value), name  # running statistics included
+    ft.system.train()
+    assert ft.system.model.head.training and not ft.system.model.backbone.training
+
+
 def test_classification_metrics(tmp_path: Path) -> None:
     x, _ = windows(32)
     labels = (x[:, :, 0].mean(1) > 0).long()
