@@ -240,8 +240,3 @@ def split_batch(batch: Any) -> tuple[Any, Tensor | None]:
 def batch_size_of(inputs: Any) -> int:
     """The number of samples in a batch's inputs: `shape[0]` of a Tensor, else the object's `batch_size`."""
     return int(inputs.shape[0]) if isinstance(inputs, Tensor) else int(inputs.batch_size)
-
-
-def device_of(inputs: Any) -> torch.device:
-    """The device of a batch's inputs (a Tensor, or an object with a `device` attribute)."""
-    return inputs.device

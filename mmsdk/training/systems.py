@@ -25,7 +25,7 @@ from mmsdk.losses import normalize_targets
 from mmsdk.masking import MaskingConfig, apply_strategy
 from mmsdk.models import TaskModel, build_model, build_task_model
 from mmsdk.objectives import PretrainModel
-from mmsdk.training.data import batch_size_of, device_of, split_batch
+from mmsdk.training.data import batch_size_of, split_batch
 from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class PretrainSystem(_System):
 
     def _shared_step(self, batch: Any, batch_idx: int, stage: str) -> Tensor:
         inputs, _ = split_batch(batch)
-        loss = self.compute_loss(inputs, self._generator(device_of(inputs), batch_idx, stage))
+        loss = self.compute_loss(inputs, self._generator(inputs.device, batch_idx, stage))
         on_step = stage == "train"
         self.log(
             f"{stage}/loss",

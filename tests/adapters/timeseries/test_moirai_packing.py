@@ -15,7 +15,7 @@ from mmsdk.backbone import ModelConfig
 from mmsdk.masking import Mask, MaskingConfig, apply_strategy
 from mmsdk.models import build_model
 from mmsdk.tokens import TokenBatch
-from mmsdk.training.data import DataModule, batch_size_of, device_of, split_batch
+from mmsdk.training.data import DataModule, batch_size_of, split_batch
 
 P = 4
 ENCODER = {"dim": 16, "depth": 2, "heads": 2, "rope": "1d", "variate_bias": True, "attention": "reference"}
@@ -56,7 +56,7 @@ def test_series_windows_collate_into_packed_inputs_through_the_data_module() -> 
     assert isinstance(batch, PackedInputs) and batch.max_tokens == 16
     inputs, targets = split_batch(batch)
     assert inputs is batch and targets is None
-    assert batch_size_of(batch) == 5 and device_of(batch) == torch.device("cpu")
+    assert batch_size_of(batch) == 5 and batch.device == torch.device("cpu")
     moved = batch.to(torch.float64)
     assert all(s.dtype == torch.float64 for s in moved.series) and moved.batch_size == 5
     with pytest.raises(ValueError, match="no series yields a window"):
