@@ -90,7 +90,8 @@ def finetune(
         model: the model; must match the pretrained one.
         head: the task and its head.
         data: the adapter's data section.
-        pretrained: a directory written by `mmsdk pretrain` (its `model/` folder).
+        pretrained: a directory written by `mmsdk pretrain` (its `model/` folder), or by a linear probe with the
+            same head, whose trained head is loaded too (LP-FT).
         mode: full fine-tuning or a linear probe (frozen backbone).
         optim: optimizer and schedule.
         trainer: steps, precision, devices, strategy, logging.

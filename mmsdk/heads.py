@@ -70,8 +70,12 @@ class RolloutHead(nn.Module, ABC):
     its weights are neither duplicated in the head nor hidden from checkpoints and `freeze_backbone`.
     """
 
+    uses_context_features: bool = True
+    """False for heads that re-encode a modified input from the start (e.g. the context extended by masked
+    forecast slots): the task model then skips encoding the plain context and passes `hidden=None`."""
+
     @abstractmethod
-    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
         """Task output from the features (B, N, D) of `batch`, calling `encode` for every further step."""
 
 

@@ -232,7 +232,7 @@ class LoadReport:
 
     def __str__(self) -> str:
         return (
-            f"loaded {len(self.loaded)} backbone tensors from {self.source or 'the checkpoint'}\n"
+            f"loaded {len(self.loaded)} tensors from {self.source or 'the checkpoint'}\n"
             f"  missing (left initialized): {self._groups(self.missing)}\n"
             f"  unexpected (ignored): {self._groups(self.unexpected)}"
         )
@@ -254,10 +254,18 @@ def _check_compatible(saved: _Saved, config: ModelConfig) -> None:
         raise ValueError(f"{where}: encoder does not match the model: " + "; ".join(diffs))
 
 
-def load_backbone(model: nn.Module, directory: str | Path) -> LoadReport:
-    """Loads only the `backbone.*` weights of a pretrained directory into `model` (anything with `.backbone`).
+def _same_head(saved: _Saved, model: nn.Module) -> bool:
+    """Whether a saved task model's head can initialize `model`'s head (same task, outputs and head options)."""
+    head = getattr(model, "head_config", None)
+    return saved.kind == "task" and isinstance(head, HeadConfig) and saved.head.to_dict() == head.to_dict()
 
-    The checkpoint's decoder and pretraining head are dropped; the model's own head keeps its initialization.
+
+def load_backbone(model: nn.Module, directory: str | Path) -> LoadReport:
+    """Loads the `backbone.*` weights of a pretrained directory into `model` (anything with `.backbone`).
+
+    The checkpoint's decoder and pretraining head are dropped; the model's own head keeps its initialization,
+    except when the directory holds a task model with the same head config (e.g. a linear probe saved to be
+    fine-tuned next, the LP-FT recipe): then its head is loaded too.
 
     Raises:
         ValueError: when the adapter or encoder shapes disagree, or a backbone tensor has another shape
@@ -273,7 +281,8 @@ def load_backbone(model: nn.Module, directory: str | Path) -> LoadReport:
     aliases = _aliases(state)
     source = str(saved.directory / WEIGHTS_NAME)
     # a model key takes the checkpoint value of its canonical name (shared tensors are loaded once)
-    wanted = {k: aliases.get(k, k) for k in state if aliases.get(k, k).startswith("backbone.")}
+    prefixes = ("backbone.", "head.") if _same_head(saved, model) else ("backbone.",)
+    wanted = {k: aliases.get(k, k) for k in state if aliases.get(k, k).startswith(prefixes)}
     available = [k for k, canonical in wanted.items() if canonical in weights]
     _shape_errors(source, {k: weights[wanted[k]] for k in available}, state, available)
     incompatible = model.load_state_dict({k: weights[wanted[k]] for k in available}, strict=False)

@@ -47,15 +47,25 @@ class TaskModel(nn.Module):
 
     def predict(self, batch: TokenBatch) -> Tensor:
         """Task output of an already tokenized batch (what `forward` and the fine-tuning system compute)."""
-        hidden = self.backbone(batch, causal=self.config.objective == "causal")  # (B, N, D)
+        causal = self.config.objective == "causal"
         if isinstance(self.head, RolloutHead):
+            hidden = self.backbone(batch, causal=causal) if self.head.uses_context_features else None
             return self.head(hidden, batch, self.encode)
-        return self.head(hidden, batch)
+        return self.head(self.backbone(batch, causal=causal), batch)  # head of the features (B, N, D)
 
     def freeze_backbone(self, frozen: bool = True) -> None:
-        """Linear probing: freeze (or unfreeze) everything but the head."""
+        """Linear probing: freeze (or unfreeze) everything but the head.
+
+        A head whose trainable part lives in the backbone (Moirai's mixture head belongs to the adapter, so it is
+        pretrained) names it with a `probe_parameters()` method; those stay trainable. Modules a head only
+        borrows (PatchTST's RevIN, for the inverse normalization) freeze with the backbone.
+        """
         for parameter in self.backbone.parameters():
             parameter.requires_grad_(not frozen)
+        probe_parameters = getattr(self.head, "probe_parameters", None)
+        if frozen and callable(probe_parameters):
+            for parameter in probe_parameters():
+                parameter.requires_grad_(True)
 
 
 class EmbeddingModel(nn.Module):

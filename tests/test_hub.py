@@ -114,7 +114,25 @@ def test_load_backbone_report(tmp_path: Path) -> None:
         assert torch.equal(task.state_dict()[key], pretrained.state_dict()[key]), key
     assert torch.equal(task.head.linear.weight, head_before)  # the task head keeps its initialization
     text = str(report)
-    assert f"loaded {len(report.loaded)} backbone tensors" in text and "decoder.blocks" in text
+    assert f"loaded {len(report.loaded)} tensors" in text and "decoder.blocks" in text
+
+
+def test_load_backbone_takes_the_head_of_a_task_model_with_the_same_head(tmp_path: Path) -> None:
+    """LP-FT: a saved linear probe initializes the next fine-tuning run with its trained head; another head
+    config (here another horizon) only contributes the backbone."""
+    probe = _perturbed(mmsdk.build_task_model(MODEL, FORECAST))
+    save_pretrained(probe, tmp_path)
+    same = mmsdk.build_task_model(MODEL, FORECAST)
+    report = load_backbone(same, tmp_path)
+    assert not report.missing and not report.unexpected
+    for key, value in probe.state_dict().items():
+        assert torch.equal(same.state_dict()[key], value), key
+    other = mmsdk.build_task_model(MODEL, {**FORECAST, "num_outputs": 24})
+    head_before = other.head.linear.weight.clone()
+    report = load_backbone(other, tmp_path)
+    assert {"head.linear.weight", "head.linear.bias"} <= set(report.missing)
+    assert {"head.linear.weight", "head.linear.bias"} <= set(report.unexpected)
+    assert torch.equal(other.head.linear.weight, head_before)
 
 
 def test_load_backbone_rejects_a_different_encoder(tmp_path: Path) -> None:

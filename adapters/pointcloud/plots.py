@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from mmsdk.adapters._plotting import pyplot, save_figure
+
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | Tensor
@@ -80,10 +82,7 @@ def plot_point_reconstruction(
     points, centers, groups = _numpy("points", points), _numpy("centers", centers), _numpy("groups", groups)
     predicted, hidden = _numpy("predicted", predicted), _numpy("hidden", hidden)
     _check(points, centers, groups, predicted, hidden)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     visible = (groups[~hidden] + centers[~hidden, None]).reshape(-1, 3)  # (S_visible·k, 3)
     rebuilt = (predicted[hidden] + centers[hidden, None]).reshape(-1, 3)  # (S_hidden·k, 3)
@@ -116,9 +115,4 @@ def plot_point_reconstruction(
         if i == 2:
             ax.legend(loc="upper left", fontsize=8, markerscale=4)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmsdk.adapters._plotting import pyplot, save_figure
 from mmsdk.masking import Mask
 
 
@@ -71,18 +71,6 @@ def evaluate_forecaster(
     return {"mse": squared / max(count, 1), "mae": absolute / max(count, 1)}
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    """Writes a matplotlib figure to a PNG (creating the folder) and closes it."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def plot_forecasts(
     x: np.ndarray,
     y: np.ndarray,
@@ -96,10 +84,7 @@ def plot_forecasts(
     Args:
         x: (L, C) history; y: (H, C) truth; predictions: name → (H, C).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     channels = channels if channels is not None else [x.shape[1] - 1]
     fig, axes = plt.subplots(len(channels), 1, figsize=(10, 2.8 * len(channels)), squeeze=False)
@@ -114,7 +99,7 @@ def plot_forecasts(
         ax.axvline(0, color="0.7", ls="--", lw=0.8)
         ax.set_title(columns[c])
         ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reconstruction(
@@ -131,10 +116,7 @@ def plot_reconstruction(
         patches: (N, P) target patches of one channel; predicted: (N, P) predictions; hidden: (N,) bool.
         stride: patch stride (patch n starts at n·stride).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n, p = patches.shape
     fig, ax = plt.subplots(figsize=(10, 3))
@@ -150,7 +132,7 @@ def plot_reconstruction(
     ax.set_title(title)
     ax.set_xlabel("time step (normalized values)")
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()

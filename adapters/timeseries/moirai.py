@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -455,8 +455,10 @@ class MoiraiForecastHead(RolloutHead):
     The raw context is extended by ceil(H / P) NaN patches per variate (embedded as the mask token), the task
     model's `encode` runs the backbone over the extended window, and the adapter's mixture head (shared, so
     pretrained weights forecast zero-shot) maps the tail tokens' features to distributions over their values.
-    The features of the plain context that the task model computes first are not used.
+    The plain context is never encoded on its own (`uses_context_features` is False).
     """
+
+    uses_context_features = False
 
     def __init__(self, adapter: MoiraiAdapter, head: HeadConfig, dim: int) -> None:
         super().__init__()
@@ -467,6 +469,10 @@ class MoiraiForecastHead(RolloutHead):
         self.steps = math.ceil(head.num_outputs / self.patch_size)
         self.dropout = nn.Dropout(head.dropout)
         self.mixture = adapter.distribution_head  # shared with the adapter (loaded with the backbone)
+
+    def probe_parameters(self) -> Iterator[nn.Parameter]:
+        """What a linear probe trains: the shared mixture head (it lives in the frozen backbone's adapter)."""
+        return self.mixture.parameters()
 
     def extend(self, x: Tensor) -> Tensor:
         """(B, L, C) → (B, L + steps·P, C): the context followed by NaN forecast slots."""
@@ -484,7 +490,7 @@ class MoiraiForecastHead(RolloutHead):
         z = z.flatten(-2)[..., : self.horizon].transpose(-1, -2)  # (..., B, H, C)
         return z * batch.context["scale"] + batch.context["loc"]
 
-    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
         hidden, batch = encode(self.extend(batch.context["inputs"]))  # (B, C·(N + steps), D)
         return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
 

@@ -337,7 +337,8 @@ def finetune(
         val_data: optional validation pairs (logs `val/mse`, `val/mae` or `val/acc`, `val/loss`).
         test_data: optional test pairs, evaluated after training with the final weights (the best ones with
             `TrainerConfig.select_best`).
-        pretrained: a directory written by `save_pretrained` whose backbone weights initialize the model.
+        pretrained: a directory written by `save_pretrained` whose backbone weights initialize the model (and
+            whose head does too when it is a task model with the same head config, e.g. a saved linear probe).
         mode: "full" or "linear_probe" (frozen backbone).
         optim: optimizer and schedule.
         trainer: steps, precision, devices, logging, checkpoints, seed.

@@ -175,7 +175,8 @@ class FinetuneSystem(_System):
         head: the task and its head.
         optim: optimizer and schedule.
         pretrained: a directory written by :func:`mmsdk.hub.save_pretrained`; its backbone weights are loaded
-            (decoder and pretraining head dropped, task head left at its initialization).
+            (decoder and pretraining head dropped, task head left at its initialization). A saved task model
+            with the same head config also gives its head: fine-tuning a saved linear probe is LP-FT.
         mode: "full" trains everything; "linear_probe" freezes the backbone and trains the head only.
         seed: kept with the hyperparameters (the Trainer config seeds the global RNG).
     """

@@ -63,15 +63,18 @@ def test_finetune_forecast_from_pretrained_gives_finite_metrics(tmp_path: Path) 
     assert ft.metrics["test/mse"] == pytest.approx(float(direct), rel=1e-4)
 
 
-def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("affine", [False, True])
+def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path, affine: bool) -> None:
+    """Also with RevIN's affine weights, which the forecast head borrows for the inverse: they stay frozen."""
+    model = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "affine": affine}}
     x, y = windows(32)
-    pre = pretrain(MODEL, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
+    pre = pretrain(model, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
     save_pretrained(pre.model, tmp_path / "pretrained")
     head = {"task": "forecast", "num_outputs": HORIZON}
-    before = mmsdk.build_task_model(MODEL, head)
+    before = mmsdk.build_task_model(model, head)
     mmsdk.hub.load_backbone(before, tmp_path / "pretrained")
     ft = finetune(
-        MODEL,
+        model,
         head,
         (x, y),
         pretrained=str(tmp_path / "pretrained"),
@@ -84,6 +87,37 @@ def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path) -> None:
     for name, value in before.backbone.state_dict().items():
         assert torch.equal(after[f"backbone.{name}"], value), name
     assert not torch.equal(after["head.linear.weight"], before.state_dict()["head.linear.weight"])
+
+
+def test_fine_tuning_a_saved_linear_probe_starts_from_its_head(tmp_path: Path) -> None:
+    """LP-FT: probe, save, then fine-tune everything from the probe (backbone and trained head)."""
+    x, y = windows(32)
+    pre = pretrain(MODEL, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
+    save_pretrained(pre.model, tmp_path / "pretrained")
+    head = {"task": "forecast", "num_outputs": HORIZON}
+    probe = finetune(
+        MODEL,
+        head,
+        (x, y),
+        pretrained=str(tmp_path / "pretrained"),
+        mode="linear_probe",
+        optim={"lr": 1e-2},
+        trainer=quiet(tmp_path, max_steps=3),
+        batch_size=16,
+    )
+    save_pretrained(probe.model, tmp_path / "probe")
+    full = finetune(
+        MODEL,
+        head,
+        (x, y),
+        pretrained=str(tmp_path / "probe"),
+        optim={"lr": 1e-6},
+        trainer=quiet(tmp_path, max_steps=1),
+        batch_size=16,
+    )
+    assert full.load_report is not None and not full.load_report.missing and not full.load_report.unexpected
+    probed, tuned = probe.model.state_dict()["head.linear.weight"], full.model.state_dict()["head.linear.weight"]
+    torch.testing.assert_close(tuned, probed, atol=1e-4, rtol=0)  # one tiny step away from the probe's head
 
 
 def test_linear_probe_keeps_batchnorm_statistics_and_dropout_frozen(tmp_path: Path) -> None:

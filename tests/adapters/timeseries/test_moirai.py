@@ -168,6 +168,29 @@ def test_forecast_distribution_and_monotone_quantiles() -> None:
         model.adapter.forecast_distribution(build_model(_config()), x)
 
 
+def test_forecast_encodes_once() -> None:
+    """The forecaster encodes the context extended by its forecast slots only, never the plain context too."""
+    model = _forecaster(horizon=12)
+    calls = []
+    handle = model.backbone.encoder.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    try:
+        with torch.no_grad():
+            model(_sines(2, 4 * P, 3, seed=1))
+    finally:
+        handle.remove()
+    assert calls == [(2, 3 * (4 + 2), ENCODER["dim"])]  # 4 context + ceil(12 / 8) forecast patches per variate
+
+
+def test_linear_probe_trains_the_shared_mixture_head_only() -> None:
+    model = _forecaster(horizon=12)
+    model.freeze_backbone()
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable and trainable == {id(p) for p in model.head.mixture.parameters()}  # the shared mixture head
+    assert not any(p.requires_grad for p in model.backbone.encoder.parameters())
+    model.freeze_backbone(False)
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_bad_inputs_are_rejected() -> None:
     model = _forecaster()
     for bad, match in [
