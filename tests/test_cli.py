@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mmsdk.cli import main
 from mmsdk.export.runtime import OnnxModel
@@ -96,7 +97,6 @@ def test_pretrain_finetune_export_from_recipes(tmp_path: Path) -> None:
     runtime = OnnxModel(onnx_path)
     x = np.random.default_rng(0).standard_normal((2, 96, 7)).astype(np.float32)
     model = from_pretrained(ft_dir / "model")
-    import torch
 
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
@@ -207,8 +207,8 @@ def test_finetune_own_csv_example_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_moirai_corpus_pretrain_then_finetune_recipes(tmp_path: Path) -> None:
-    """Packed pretraining on a tiny synthetic corpus, then fine-tuning on ETTh1 from it, both from the recipes."""
+def test_moirai_corpus_pretrain_probe_finetune_recipes(tmp_path: Path) -> None:
+    """Packed pretraining on a tiny synthetic corpus, then a linear probe and LP-FT on ETTh1, all from the recipes."""
     tiny = [
         "--model.adapter_config.context_length=128",
         "--model.encoder.dim=16",
@@ -236,20 +236,63 @@ def test_moirai_corpus_pretrain_then_finetune_recipes(tmp_path: Path) -> None:
         ]
     )
     assert (pre_dir / "model" / "model.safetensors").is_file()
-    out = tmp_path / "ft"
+    start = pre_dir
+    for recipe in ("moirai_linear_probe", "moirai_finetune"):  # LP-FT: the fine-tuning starts from the probe
+        out = tmp_path / recipe
+        main(
+            [
+                "finetune",
+                "--config",
+                str(RECIPES / f"timeseries/{recipe}.yaml"),
+                *tiny,
+                "--data.batch_size=16",
+                "--data.stride=256",
+                "--head.num_outputs=96",
+                f"--pretrained={start / 'model'}",
+                f"--output_dir={out}",
+                f"--trainer.default_root_dir={out}",
+            ]
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert np.isfinite(metrics["test/mse"]) and np.isfinite(metrics["test/mae"])
+        start = out
+    pretrained, probe = from_pretrained(pre_dir / "model"), from_pretrained(tmp_path / "moirai_linear_probe" / "model")
+    encoder = {k: v for k, v in pretrained.state_dict().items() if k.startswith("backbone.encoder.")}
+    assert encoder and all(torch.equal(probe.state_dict()[k], v) for k, v in encoder.items())  # frozen
+    mixture = "backbone.adapter.distribution_heads.32.logits.weight"  # the probe trains the mixture head
+    assert not torch.equal(probe.state_dict()[mixture], pretrained.state_dict()[mixture])
+
+
+def test_timerxl_pretrain_probe_finetune_recipes(tmp_path: Path) -> None:
+    """Causal pretraining, a linear probe of the rollout head, then LP-FT, all from the recipes."""
+    tiny = [*TINY, "--model.adapter_config.patch_len=16", "--data.horizon=24", "--head.num_outputs=24"]
     main(
         [
-            "finetune",
+            "pretrain",
             "--config",
-            str(RECIPES / "timeseries/moirai_finetune.yaml"),
-            *tiny,
-            "--data.batch_size=16",
-            "--data.stride=256",
-            "--head.num_outputs=96",
-            f"--pretrained={pre_dir / 'model'}",
-            f"--output_dir={out}",
-            f"--trainer.default_root_dir={out}",
+            str(RECIPES / "timeseries/timerxl_pretrain.yaml"),
+            *tiny[:-1],
+            f"--output_dir={tmp_path / 'pre'}",
+            f"--trainer.default_root_dir={tmp_path / 'pre'}",
         ]
     )
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert np.isfinite(metrics["test/mse"]) and np.isfinite(metrics["test/mae"])
+    start = tmp_path / "pre"
+    for recipe in ("timerxl_linear_probe", "timerxl_finetune"):
+        out = tmp_path / recipe
+        main(
+            [
+                "finetune",
+                "--config",
+                str(RECIPES / f"timeseries/{recipe}.yaml"),
+                *tiny,
+                f"--pretrained={start / 'model'}",
+                f"--output_dir={out}",
+                f"--trainer.default_root_dir={out}",
+            ]
+        )
+        assert np.isfinite(json.loads((out / "metrics.json").read_text())["test/mse"])
+        start = out
+    pretrained = from_pretrained(tmp_path / "pre" / "model").state_dict()
+    probe = from_pretrained(tmp_path / "timerxl_linear_probe" / "model").state_dict()
+    backbone = [k for k in pretrained if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(probe[k], pretrained[k]) for k in backbone)  # the probe froze it
