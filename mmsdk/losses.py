@@ -23,6 +23,18 @@ def normalize_targets(targets: Tensor, value_mask: Tensor | None = None, eps: fl
     return (filled - mean) / (var + eps).sqrt() * weight
 
 
+def denormalize_like(pred: Tensor, targets: Tensor, eps: float = 1e-6) -> Tensor:
+    """Maps per-token normalized predictions back to data units with the statistics of `targets` (the inverse of
+    :func:`normalize_targets`, as MAE's visualization does for `norm_pix_loss` models): pred·std + mean.
+
+    Only for pictures and diagnostics: it reads the true targets' per-token mean and std, which a real forecast of a
+    hidden token would not know.
+    """
+    mean = targets.mean(dim=-1, keepdim=True)
+    var = targets.var(dim=-1, keepdim=True, unbiased=False)
+    return pred * (var + eps).sqrt() + mean
+
+
 def masked_mean(values: Tensor, token_mask: Tensor, value_mask: Tensor | None = None) -> Tensor:
     """Mean of per-element values over hidden tokens (and observed elements).
 

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from mmsdk.losses import denormalize_like
 from mmsdk.masking import MaskingConfig, apply_strategy
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,11 @@ class ReconstructionPlotter(Callback):
             )
             mask = type(mask)(*(t.to(pl_module.device) for t in (mask.ids_keep, mask.ids_restore, mask.mask)))
             out = model(batch, mask)
+            pred = out.pred
+            if model.config.norm_targets and batch.targets is not None:  # trained on per-token normalized targets
+                pred = denormalize_like(pred.float(), batch.targets.float())  # back to data units for the picture
             path = model.adapter.plot_reconstruction(
-                batch, out.pred, out.hidden, self.directory / f"reconstruction_step{step:06d}.png"
+                batch, pred, out.hidden, self.directory / f"reconstruction_step{step:06d}.png"
             )
         finally:
             model.train(was_training)

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 
 import mmsdk
+from mmsdk.losses import denormalize_like, normalize_targets
+from mmsdk.objectives import Prediction
 from mmsdk.training.callbacks import ReconstructionPlotter
 
 MODEL = {
@@ -35,3 +37,32 @@ def test_causal_models_are_skipped(tmp_path: Path) -> None:
 
     Module.model = model
     assert ReconstructionPlotter(torch.randn(1, 32, 2), tmp_path).plot(Module(), 1) is None
+
+
+def test_denormalize_like_inverts_normalize_targets() -> None:
+    targets = 3 * torch.randn(2, 5, 8) + 1
+    torch.testing.assert_close(denormalize_like(normalize_targets(targets), targets), targets, atol=1e-5, rtol=1e-5)
+
+
+def test_norm_target_models_are_plotted_in_data_units(tmp_path: Path, monkeypatch) -> None:
+    """A perfect per-token-normalized reconstruction reaches the adapter's plot as the targets themselves."""
+    model = mmsdk.build_model({**MODEL, "norm_targets": True})
+    drawn = {}
+
+    def perfect(batch, mask):  # what a perfect norm_targets model predicts
+        return Prediction(normalize_targets(batch.targets), mask.mask)
+
+    def capture(batch, pred, hidden, path):
+        drawn["pred"], drawn["targets"] = pred, batch.targets
+        return path
+
+    monkeypatch.setattr(model, "forward", perfect)
+    monkeypatch.setattr(model.adapter, "plot_reconstruction", capture)
+
+    class Module:  # the bits of a LightningModule the plotter reads
+        device = torch.device("cpu")
+
+    Module.model = model
+    x = torch.sin(torch.arange(32.0).view(1, 32, 1) / 3 + torch.rand(1, 1, 2) * 6) * 5 + 2
+    assert ReconstructionPlotter(x, tmp_path).plot(Module(), 1) is not None
+    torch.testing.assert_close(drawn["pred"], drawn["targets"].float(), atol=1e-4, rtol=1e-4)
