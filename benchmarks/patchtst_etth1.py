@@ -255,8 +255,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 steps per stage: a smoke run, not a result")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="results directory")
     parser.add_argument("--name", default=None, help="file name stem of the results (default patchtst_etth1)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine these result JSONs (e.g. one "
+        "per horizon, run in parallel) into <output>/<name>.json and .md, then exit",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        merged = {
+            **reports[0],
+            "results": sorted((r for rep in reports for r in rep["results"]), key=lambda r: (r["mode"], r["horizon"])),
+        }
+        merged["merged_from"] = [str(path) for path in args.merge]
+        name = args.name or "patchtst_etth1"
+        (args.output / f"{name}.json").write_text(json.dumps(merged, indent=2))
+        (args.output / f"{name}.md").write_text(table(merged["results"]) + "\n")
+        print(table(merged["results"]))
+        return
     torch.manual_seed(2021)  # the paper's seed
     args.output.mkdir(parents=True, exist_ok=True)
     rows = []
