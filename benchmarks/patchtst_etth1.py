@@ -16,6 +16,8 @@ Modes:
 
     python benchmarks/patchtst_etth1.py --mode supervised --horizons 96 192 336 720 --epochs 20
     python benchmarks/patchtst_etth1.py --mode self_supervised --pretrain-epochs 10 --probe-epochs 10 --epochs 20
+    # the measured rows (results/patchtst_etth1_self_supervised.md) used --pretrain-lr 5e-4 --probe-epochs 3
+    # --epochs 7; full fine-tuning kept its first epoch at every horizon (later ones overfit on validation)
     python benchmarks/patchtst_etth1.py --mode self_supervised --pretrained DIR --horizons 96   # reuse a backbone
     python benchmarks/patchtst_etth1.py --quick           # a few-minute smoke run
 
