@@ -125,8 +125,6 @@ def run_pretraining(epochs: int, lr: float, out: Path, quick: bool) -> tuple[str
         trainer={**trainer, **({"max_steps": 20} if quick else {"max_epochs": epochs, "select_best": "val/loss"})},
         batch_size=64,
     )
-    val_loss = float(pre.metrics.get("val/loss", float("nan")))
-    logger.info("pretraining lr %g: last val/loss %.4f", lr, val_loss)
     saved = save_pretrained(pre.model, out / f"pretrained_patchtst64_etth1_lr{lr:g}")
     return str(saved), time.perf_counter() - start
 
@@ -144,9 +142,8 @@ def _finetune_args(horizon: int, out: Path, name: str, quick: bool, epochs: int)
     }
 
 
-def run_supervised(horizon: int, epochs: int, out: Path, quick: bool) -> tuple[Any, int]:
-    """PatchTST/42 trained from scratch; returns (model, optimizer steps)."""
-    data = forecast_datasets(ForecastDataConfig(path=data_path(), horizon=horizon), 336)
+def run_supervised(data: Any, horizon: int, epochs: int, out: Path, quick: bool) -> tuple[Any, int]:
+    """PatchTST/42 trained from scratch on `data` (look-back 336 windows); returns (model, optimizer steps)."""
     result = finetune(
         model_config(336, 16, 8, "bert"),
         {"task": "forecast", "num_outputs": horizon, "dropout": 0.0},
@@ -160,50 +157,42 @@ def run_supervised(horizon: int, epochs: int, out: Path, quick: bool) -> tuple[A
 
 
 def run_self_supervised(
-    horizon: int, pretrained: str, probe: tuple[int, float], full: tuple[int, float], out: Path, quick: bool
+    data: Any, horizon: int, pretrained: str, probe: tuple[int, float], full: tuple[int, float], out: Path, quick: bool
 ) -> tuple[Any, int]:
-    """The paper's fine-tuning of the pretrained PatchTST/64: a linear probe of the forecast head first (frozen
-    backbone), then the whole network from the probe, each stage (epochs, lr) a one-cycle-like schedule (30 %
-    warmup, cosine decay) keeping its best validation epoch. Returns (model, optimizer steps of both stages)."""
+    """The paper's fine-tuning of the pretrained PatchTST/64 on `data` (look-back 512 windows): a linear probe of
+    the forecast head first (frozen backbone), then the whole network from the probe, each stage (epochs, lr) a
+    one-cycle-like schedule (30 % warmup, cosine decay) keeping its best validation epoch. Returns (model,
+    optimizer steps of both stages)."""
     from mmsdk.hub import save_pretrained
 
-    data = forecast_datasets(ForecastDataConfig(path=data_path(), horizon=horizon), SSL_CONTEXT)
     head = {"task": "forecast", "num_outputs": horizon, "dropout": 0.2}
     optim = {"weight_decay": 0.0, "warmup_ratio": 0.3, "betas": (0.9, 0.999)}
+    stages = [("probe", "linear_probe", *probe)] if probe[0] > 0 else []
+    stages.append(("finetune", "full", *full))
     steps = 0
-    if probe[0] > 0:
-        probe = finetune(
+    for name, mode, epochs, lr in stages:
+        result = finetune(
             ssl_model_config("bert"),
             head,
             data.train,
             val_data=data.val,
             pretrained=pretrained,
-            mode="linear_probe",
-            optim={**optim, "lr": probe[1]},
+            mode=mode,
+            optim={**optim, "lr": lr},
             batch_size=64,
-            **_finetune_args(horizon, out, "probe", quick, probe[0]),
+            **_finetune_args(horizon, out, name, quick, epochs),
         )
-        steps += int(probe.trainer.global_step)
-        # the probe (backbone + trained head) initializes the full fine-tuning: LP-FT
-        pretrained = str(save_pretrained(probe.model, out / f"probe_patchtst64_etth1_h{horizon}"))
-    result = finetune(
-        ssl_model_config("bert"),
-        head,
-        data.train,
-        val_data=data.val,
-        pretrained=pretrained,
-        optim={**optim, "lr": full[1]},
-        batch_size=64,
-        **_finetune_args(horizon, out, "finetune", quick, full[0]),
-    )
-    return result.model, steps + int(result.trainer.global_step)
+        steps += int(result.trainer.global_step)
+        if mode == "linear_probe":  # the probe (backbone + trained head) initializes the full fine-tuning: LP-FT
+            pretrained = str(save_pretrained(result.model, out / f"probe_patchtst64_etth1_h{horizon}"))
+    return result.model, steps
 
 
-def evaluate(model: Any, horizon: int, mode: str, seconds: float, steps: int, pre_seconds: float = 0.0) -> dict:
+def evaluate(
+    model: Any, test_data: Any, horizon: int, mode: str, seconds: float, steps: int, pre_seconds: float = 0.0
+) -> dict:
     """Test MSE/MAE in standardized units next to the paper's supervised numbers."""
-    context = SSL_CONTEXT if mode == "self_supervised" else 336
-    data = forecast_datasets(ForecastDataConfig(path=data_path(), horizon=horizon), context)
-    test = evaluate_forecaster(model.eval(), data.test)
+    test = evaluate_forecaster(model.eval(), test_data)
     paper_mse, paper_mae = PAPER[horizon]
     return {
         "horizon": horizon,
@@ -242,6 +231,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_report(report: dict, output: Path, name: str) -> None:
+    """Writes `<output>/<name>.json` and the markdown table `<name>.md`, and prints the table."""
+    (output / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (output / f"{name}.md").write_text(table(report["results"]) + "\n")
+    print(table(report["results"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["supervised", "self_supervised"], nargs="+", default=["supervised"])
@@ -274,10 +270,7 @@ def main() -> None:
             "results": sorted((r for rep in reports for r in rep["results"]), key=lambda r: (r["mode"], r["horizon"])),
         }
         merged["merged_from"] = [str(path) for path in args.merge]
-        name = args.name or "patchtst_etth1"
-        (args.output / f"{name}.json").write_text(json.dumps(merged, indent=2))
-        (args.output / f"{name}.md").write_text(table(merged["results"]) + "\n")
-        print(table(merged["results"]))
+        write_report(merged, args.output, args.name or "patchtst_etth1")
         return
     torch.manual_seed(2021)  # the paper's seed
     args.output.mkdir(parents=True, exist_ok=True)
@@ -289,13 +282,15 @@ def main() -> None:
             logger.info("pretrained in %.0f s: %s", pre_seconds, pretrained)
         for horizon in args.horizons:
             start = time.perf_counter()
+            context = SSL_CONTEXT if mode == "self_supervised" else 336
+            data = forecast_datasets(ForecastDataConfig(path=data_path(), horizon=horizon), context)
             if mode == "self_supervised":
                 probe, full = (args.probe_epochs, args.probe_lr), (args.epochs, args.finetune_lr)
-                model, steps = run_self_supervised(horizon, pretrained, probe, full, args.output, args.quick)
+                model, steps = run_self_supervised(data, horizon, pretrained, probe, full, args.output, args.quick)
             else:
-                model, steps = run_supervised(horizon, args.epochs, args.output, args.quick)
+                model, steps = run_supervised(data, horizon, args.epochs, args.output, args.quick)
             pre = pre_seconds if mode == "self_supervised" else 0.0
-            rows.append(evaluate(model, horizon, mode, time.perf_counter() - start, steps, pre))
+            rows.append(evaluate(model, data.test, horizon, mode, time.perf_counter() - start, steps, pre))
             logger.info("%s", rows[-1])
     ssl = "self_supervised" in args.mode
     report = {
@@ -312,10 +307,7 @@ def main() -> None:
         "pretrained": args.pretrained,
         "results": rows,
     }
-    name = args.name or ("patchtst_etth1_quick" if args.quick else "patchtst_etth1")
-    (args.output / f"{name}.json").write_text(json.dumps(report, indent=2))
-    (args.output / f"{name}.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    write_report(report, args.output, args.name or ("patchtst_etth1_quick" if args.quick else "patchtst_etth1"))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,12 @@ def quiet(root: Path, **changes: object) -> dict[str, object]:
     return {"logger": "none", "progress_bar": False, "default_root_dir": str(root), **changes}
 
 
+def pretrained_dir(model: dict, x: torch.Tensor, root: Path) -> str:
+    """A 2-step masked pretraining of `model` on `x`, saved to `root/pretrained`; returns the directory."""
+    pre = pretrain(model, x, trainer=quiet(root, max_steps=2), batch_size=16)
+    return str(save_pretrained(pre.model, root / "pretrained"))
+
+
 def test_finetune_forecast_from_pretrained_gives_finite_metrics(tmp_path: Path) -> None:
     x, y = windows(48)
     pre = pretrain(MODEL, x.numpy(), trainer=quiet(tmp_path, max_steps=5), batch_size=16)
@@ -68,16 +74,15 @@ def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path, affine: bool
     """Also with RevIN's affine weights, which the forecast head borrows for the inverse: they stay frozen."""
     model = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "affine": affine}}
     x, y = windows(32)
-    pre = pretrain(model, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
-    save_pretrained(pre.model, tmp_path / "pretrained")
+    pretrained = pretrained_dir(model, x, tmp_path)
     head = {"task": "forecast", "num_outputs": HORIZON}
     before = mmsdk.build_task_model(model, head)
-    mmsdk.hub.load_backbone(before, tmp_path / "pretrained")
+    mmsdk.hub.load_backbone(before, pretrained)
     ft = finetune(
         model,
         head,
         (x, y),
-        pretrained=str(tmp_path / "pretrained"),
+        pretrained=pretrained,
         mode="linear_probe",
         optim={"lr": 1e-2, "weight_decay": 0.5},
         trainer=quiet(tmp_path, max_steps=4),
@@ -92,14 +97,12 @@ def test_linear_probe_leaves_the_backbone_unchanged(tmp_path: Path, affine: bool
 def test_fine_tuning_a_saved_linear_probe_starts_from_its_head(tmp_path: Path) -> None:
     """LP-FT: probe, save, then fine-tune everything from the probe (backbone and trained head)."""
     x, y = windows(32)
-    pre = pretrain(MODEL, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
-    save_pretrained(pre.model, tmp_path / "pretrained")
     head = {"task": "forecast", "num_outputs": HORIZON}
     probe = finetune(
         MODEL,
         head,
         (x, y),
-        pretrained=str(tmp_path / "pretrained"),
+        pretrained=pretrained_dir(MODEL, x, tmp_path),
         mode="linear_probe",
         optim={"lr": 1e-2},
         trainer=quiet(tmp_path, max_steps=3),
@@ -123,16 +126,15 @@ def test_fine_tuning_a_saved_linear_probe_starts_from_its_head(tmp_path: Path) -
 def test_linear_probe_keeps_batchnorm_statistics_and_dropout_frozen(tmp_path: Path) -> None:
     model = {**MODEL, "encoder": {**MODEL["encoder"], "norm": "batchnorm", "dropout": 0.5}}
     x, y = windows(32)
-    pre = pretrain(model, x, trainer=quiet(tmp_path, max_steps=2), batch_size=16)
-    save_pretrained(pre.model, tmp_path / "pretrained")
+    pretrained = pretrained_dir(model, x, tmp_path)
     head = {"task": "forecast", "num_outputs": HORIZON}
     before = mmsdk.build_task_model(model, head)
-    mmsdk.hub.load_backbone(before, tmp_path / "pretrained")
+    mmsdk.hub.load_backbone(before, pretrained)
     ft = finetune(
         model,
         head,
         (x, y),
-        pretrained=str(tmp_path / "pretrained"),
+        pretrained=pretrained,
         mode="linear_probe",
         trainer=quiet(tmp_path, max_steps=3),
         batch_size=16,
