@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 import mmsdk
 from mmsdk.adapters.pointcloud.data import Augment, ShapesDataset, subsample
 from mmsdk.adapters.pointcloud.evaluation import embed, few_shot, linear_probe, vote_predict
-from mmsdk.masking import random_mask
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model
 
 logger = logging.getLogger("benchmarks.pointmae_shapes")

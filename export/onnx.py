@@ -2,7 +2,7 @@
 
 Adapters keep normalization and patching inside the model, so the exported graph takes raw inputs (e.g. a
 (B, L, C) series with NaN for missing values) and needs no preprocessing at serving time. The adapter's
-:class:`~mmsdk.adapter.ExportSpec` supplies the input name, the dynamic axes, the output name and the tolerance;
+:class:`~mmsdk.contracts.adapter.ExportSpec` supplies the input name, the dynamic axes, the output name and the tolerance;
 its `example_input` supplies the tracing and verification inputs.
 """
 
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk import __version__
-from mmsdk.adapter import Adapter, ExportSpec
+from mmsdk.contracts.adapter import Adapter, ExportSpec
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
 """mmsdk: a modality-agnostic masked-modeling SDK.
 
 One shared masked/causal transformer core plugs into per-modality adapters (`mmsdk.adapters`), and an export
-layer (`mmsdk.export`) emits ONNX models. Torch-backed names are imported lazily, on first attribute access,
+layer (`mmsdk.export`) emits ONNX models. The core is layered: `mmsdk.layers` (torch-only building blocks),
+`mmsdk.contracts` (token batch, adapter interface, masks, losses, tasks, registries), `mmsdk.models` (backbone,
+objectives, task and embedding models), `mmsdk.training` (Lightning), `mmsdk.hub` (save/load), `mmsdk.cli` and
+`mmsdk.demos`. Torch-backed names are imported lazily, on first attribute access,
 so that `import mmsdk.export.runtime` (numpy + onnxruntime only) never pulls in torch.
 """
 
@@ -14,24 +17,36 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "TokenBatch": "mmsdk.tokens",
+    # building blocks
+    "TransformerConfig": "mmsdk.layers.transformer",
+    "Transformer": "mmsdk.layers.transformer",
+    "AttentionMask": "mmsdk.layers.attention_mask",
+    # contracts
     "Config": "mmsdk.config",
-    "TransformerConfig": "mmsdk.transformer",
-    "Transformer": "mmsdk.transformer",
-    "AttentionMask": "mmsdk.attention_mask",
-    "Mask": "mmsdk.masking",
-    "MaskingConfig": "mmsdk.masking",
-    "ModelConfig": "mmsdk.backbone",
-    "HeadConfig": "mmsdk.heads",
-    "Adapter": "mmsdk.adapter",
-    "register_adapter": "mmsdk.adapter",
-    "available_adapters": "mmsdk.adapter",
-    "build_model": "mmsdk.models",
-    "build_task_model": "mmsdk.models",
-    "TaskModel": "mmsdk.models",
-    "EmbeddingModel": "mmsdk.models",
+    "TokenBatch": "mmsdk.contracts.tokens",
+    "Adapter": "mmsdk.contracts.adapter",
+    "Mask": "mmsdk.contracts.masking",
+    "MaskingConfig": "mmsdk.contracts.mask_strategies",
+    "HeadConfig": "mmsdk.contracts.heads",
+    "Task": "mmsdk.contracts.tasks",
+    "register_adapter": "mmsdk.contracts.registry",
+    "register_data": "mmsdk.contracts.registry",
+    "register_mask_strategy": "mmsdk.contracts.registry",
+    "register_task": "mmsdk.contracts.registry",
+    "register_objective": "mmsdk.contracts.registry",
+    "available_adapters": "mmsdk.contracts.registry",
+    # model assembly
+    "ModelConfig": "mmsdk.models.config",
+    "ModalityConfig": "mmsdk.models.config",
+    "Objective": "mmsdk.models.objectives.base",
+    "build_model": "mmsdk.models.build",
+    "build_task_model": "mmsdk.models.build",
+    "TaskModel": "mmsdk.models.task_model",
+    "EmbeddingModel": "mmsdk.models.embedding_model",
+    # save/load
     "save_pretrained": "mmsdk.hub",
     "from_pretrained": "mmsdk.hub",
+    # training
     "pretrain": "mmsdk.training.api",
     "finetune": "mmsdk.training.api",
     "OptimConfig": "mmsdk.training.optim",

@@ -27,8 +27,10 @@ def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:
 
 
 def _config_type(annotation: Any) -> type[Config] | None:
-    """Returns the Config subclass named by an annotation (`X` or `X | None`), else None."""
-    candidates = get_args(annotation) if get_args(annotation) else (annotation,)
+    """Returns the Config subclass named by an annotation (`X` or `X | None`), else None (containers of configs,
+    e.g. `dict[str, X]`, are parsed by their owner)."""
+    union = get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+    candidates = get_args(annotation) if union else (annotation,)
     for candidate in candidates:
         if isinstance(candidate, type) and issubclass(candidate, Config):
             return candidate

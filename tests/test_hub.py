@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import mmsdk
-from mmsdk.adapter import register_adapter
+from mmsdk.contracts.registry import register_adapter
 from mmsdk.adapters.timeseries import PatchTSTAdapter
 from mmsdk.hub import LoadReport, from_pretrained, load_backbone, save_pretrained
-from mmsdk.masking import random_mask
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import EmbeddingModel
 
 MODEL = {
@@ -191,5 +191,5 @@ def test_from_pretrained_errors(tmp_path: Path) -> None:
 
 
 def test_save_pretrained_rejects_other_modules(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="PretrainModel, TaskModel or EmbeddingModel"):
+    with pytest.raises(ValueError, match="Objective, TaskModel or EmbeddingModel"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path)

@@ -2,44 +2,51 @@
 
 open3d is imported only when files are read or demo shapes are made, and matplotlib only when a picture is drawn,
 so the ops and the adapter work without them.
+
+Names are imported on first use (this package's modules import only what they need).
 """
 
-from mmsdk.adapters.pointcloud.data import (
-    Augment,
-    AugmentConfig,
-    PointCloud,
-    PointCloudFolder,
-    ShapesDataset,
-    make_shapes,
-    normalize_unit_sphere,
-    read_points,
-    subsample,
-)
-from mmsdk.adapters.pointcloud.evaluation import embed, few_shot, linear_probe, vote_predict
-from mmsdk.adapters.pointcloud.ops import chamfer_distance, farthest_point_sample, group_points, knn
-from mmsdk.adapters.pointcloud.plots import plot_point_reconstruction
-from mmsdk.adapters.pointcloud.pointmae import PointCloudDataConfig, PointMAEAdapter, PointMAEConfig
+from __future__ import annotations
 
-__all__ = [
-    "Augment",
-    "AugmentConfig",
-    "PointCloud",
-    "PointCloudDataConfig",
-    "PointCloudFolder",
-    "PointMAEAdapter",
-    "PointMAEConfig",
-    "ShapesDataset",
-    "chamfer_distance",
-    "embed",
-    "farthest_point_sample",
-    "few_shot",
-    "group_points",
-    "knn",
-    "linear_probe",
-    "make_shapes",
-    "normalize_unit_sphere",
-    "plot_point_reconstruction",
-    "read_points",
-    "subsample",
-    "vote_predict",
-]
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Augment": "mmsdk.adapters.pointcloud.data",
+    "AugmentConfig": "mmsdk.adapters.pointcloud.data",
+    "PointCloud": "mmsdk.adapters.pointcloud.data",
+    "PointCloudDataConfig": "mmsdk.adapters.pointcloud.recipe_data",
+    "PointCloudFolder": "mmsdk.adapters.pointcloud.data",
+    "PointMAEAdapter": "mmsdk.adapters.pointcloud.pointmae",
+    "PointMAEConfig": "mmsdk.adapters.pointcloud.pointmae",
+    "ShapesDataset": "mmsdk.adapters.pointcloud.data",
+    "chamfer_distance": "mmsdk.adapters.pointcloud.ops",
+    "embed": "mmsdk.adapters.pointcloud.evaluation",
+    "farthest_point_sample": "mmsdk.adapters.pointcloud.ops",
+    "few_shot": "mmsdk.adapters.pointcloud.evaluation",
+    "group_points": "mmsdk.adapters.pointcloud.ops",
+    "knn": "mmsdk.adapters.pointcloud.ops",
+    "linear_probe": "mmsdk.adapters.pointcloud.evaluation",
+    "make_shapes": "mmsdk.adapters.pointcloud.data",
+    "normalize_unit_sphere": "mmsdk.adapters.pointcloud.data",
+    "plot_point_reconstruction": "mmsdk.adapters.pointcloud.plots",
+    "point_block_strategy": "mmsdk.adapters.pointcloud.masking",
+    "read_points": "mmsdk.adapters.pointcloud.data",
+    "subsample": "mmsdk.adapters.pointcloud.data",
+    "vote_predict": "mmsdk.adapters.pointcloud.evaluation",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsdk.backbone import Backbone
+from mmsdk.models.backbone import Backbone
 from mmsdk.models import EmbeddingModel
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[int]
@@ -102,7 +102,7 @@ def _embedding_model(model: nn.Module) -> EmbeddingModel:
     if isinstance(model, Backbone):
         return EmbeddingModel(model)
     backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, Backbone):  # TaskModel, PretrainModel
+    if isinstance(backbone, Backbone):  # TaskModel, Objective
         return EmbeddingModel(backbone)
     raise TypeError(
         f"embed: expected an EmbeddingModel, a Backbone or a model with a .backbone, got {type(model).__name__}"
@@ -113,7 +113,7 @@ def embed(model: nn.Module, points: Tensor | np.ndarray, batch_size: int = 64) -
     """Frozen encoder features: mean-pooled backbone outputs of every cloud (`EmbeddingModel`, eval, no grad).
 
     Args:
-        model: an `EmbeddingModel`, a `Backbone`, or a model holding one as `.backbone` (TaskModel, PretrainModel).
+        model: an `EmbeddingModel`, a `Backbone`, or a model holding one as `.backbone` (TaskModel, Objective).
         points: (M, N, C) clouds with the adapter's num_points.
         batch_size: clouds per forward pass.
 

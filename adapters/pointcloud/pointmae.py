@@ -7,32 +7,29 @@ the tokens' continuous positions (an MLP position embedding, Point-MAE's `pos_em
 are the reconstruction targets, compared with predictions by the Chamfer distance on hidden groups only.
 
 Everything (FPS, kNN, grouping) is pure torch, so exported ONNX graphs run from raw points. The recipe `data:`
-builder (`PointCloudDataConfig`, registered for "pointmae") serves the bundled shapes or a folder of your files,
-and `plot_reconstruction` draws 3-D pictures of masked-group reconstructions (see `plots`).
+builder (`recipe_data`, registered for "pointmae") serves the bundled shapes or a folder of your files, the
+`point_block` mask strategy (`masking`) hides spatially contiguous groups, and `plot_reconstruction` draws 3-D
+pictures of masked-group reconstructions (see `plots`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
 
-from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.adapters.pointcloud import ops
-from mmsdk.adapters.pointcloud.data import Augment, AugmentConfig, Channel, PointCloudFolder, ShapesDataset
 from mmsdk.config import Config, require
-from mmsdk.data import DataSplits, Stage, register_data
-from mmsdk.heads import HeadConfig, Pooling, pool_tokens
-from mmsdk.positions import ContinuousPositions
-from mmsdk.tokens import TokenBatch
+from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.pooling import Pooling, pool_tokens
+from mmsdk.layers.positions import ContinuousPositions
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +144,6 @@ def check_points(points: object, num_points: int, in_channels: int) -> None:
         raise ValueError("Point-MAE: points contain NaN or Inf; drop or repair those points before tokenizing")
 
 
-@register_adapter
 class PointMAEAdapter(Adapter):
     """Point-MAE group tokens for point clouds (B, N, C).
 
@@ -157,7 +153,8 @@ class PointMAEAdapter(Adapter):
 
     name = "pointmae"
     config_class = PointMAEConfig
-    tasks = ("classification",)
+    tasks = ("classification", "multilabel")
+    free_fields = ("num_points", "loss", "cls_head", "cls_hidden", "cls_norm")
     config: PointMAEConfig
 
     def __init__(self, config: PointMAEConfig, dim: int) -> None:
@@ -188,21 +185,33 @@ class PointMAEAdapter(Adapter):
     def build_positions(self, dim: int) -> nn.Module | None:
         return ContinuousPositions(dim, ndim=3)
 
-    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, hidden: Tensor) -> Tensor:
-        """Chamfer distance between predicted and target groups (k, 3), averaged over hidden groups only."""
+    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, target: Tensor) -> LossTerms:
+        """Chamfer distance between predicted and target groups (k, 3), averaged over the target groups only.
+
+        Every group's distance is computed and the target ones are averaged, so shapes never depend on the mask
+        (no boolean indexing: the loss compiles with `torch.compile(fullgraph=True)`). No target: a zero loss that
+        still backpropagates.
+        """
         if batch.targets is None:
             raise ValueError("PointMAEAdapter.reconstruction_loss: the batch has no targets")
         if batch.padding_mask is not None:
-            hidden = hidden & batch.padding_mask
-        if not bool(hidden.any()):
-            return pred.sum() * 0.0  # nothing hidden: a zero loss that still backpropagates
+            target = target & batch.padding_mask
+        b, s = target.shape
         k = self.config.group_size
-        predicted = pred[hidden].reshape(-1, k, 3)  # (B·S_hidden, k, 3)
-        target = batch.targets[hidden].reshape(-1, k, 3)  # (B·S_hidden, k, 3)
         norm: Literal["l2", "l1"] = "l2" if self.config.loss == "chamfer_l2" else "l1"
-        return ops.chamfer_distance(predicted, target, norm=norm)
+        per_group = ops.chamfer_distance(
+            pred.reshape(b * s, k, 3), batch.targets.reshape(b * s, k, 3), norm=norm, reduction="none"
+        )  # (B·S,)
+        weight = target.reshape(-1).to(per_group.dtype)
+        return {"chamfer": (per_group * weight).sum() / weight.sum().clamp_min(1.0)}
 
-    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, hidden: Tensor, path: Path) -> Path | None:
+    def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """Predicted re-centred groups (B, S, k·3) → absolute points (B, S·k, 3) around the groups' true centers."""
+        b, s = pred.shape[:2]
+        groups = pred.float().reshape(b, s, self.config.group_size, 3)
+        return (groups + batch.positions[:, :, None, :3].float()).reshape(b, -1, 3)
+
+    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, target: Tensor, path: Path) -> Path | None:
         """3-D scatter of the first cloud: input, visible groups, visible + predicted hidden groups (a PNG).
 
         Predicted groups are drawn at their true centers, as Point-MAE's visualisation does. Returns None when the
@@ -225,15 +234,15 @@ class PointMAEAdapter(Adapter):
             centers,
             groups,
             pred[0].reshape(s, k, 3),
-            hidden[0],
+            target[0],
             path,
-            title=f"Point-MAE reconstruction: {int(hidden[0].sum())} of {s} groups masked",
+            title=f"Point-MAE reconstruction: {int(target[0].sum())} of {s} groups masked",
         )
 
     def build_head(self, head: HeadConfig, dim: int) -> nn.Module:
-        if head.task != "classification":
-            raise ValueError(f"HeadConfig.task={head.task!r}: Point-MAE supports classification only")
-        return PointMAEClassifier(self.config, head, dim)
+        if head.task not in self.tasks:
+            raise ValueError(f"HeadConfig.task={head.task!r}: Point-MAE supports {list(self.tasks)}")
+        return PointMAEClassifier(self.config, head, dim)  # class or label logits (B, num_outputs)
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
         cfg = self.config
@@ -304,155 +313,3 @@ class PointMAEClassifier(nn.Module):
 
     def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
         return self.mlp(pool_tokens(hidden, self.pooling, batch.padding_mask))  # (B, classes)
-
-
-# ------------------------------------------------------------------------------------------------------------ data
-
-
-@dataclass
-class PointCloudDataConfig(Config):
-    """Recipe `data:` section of Point-MAE: the bundled synthetic shapes (`data.ShapesDataset`), or your own files
-    laid out as `folder/<class_name>/*.{ply,pcd,obj,off,stl,xyz,npy,...}` (`data.PointCloudFolder`)."""
-
-    folder: str | None = None
-    """A folder of class folders with your clouds or meshes (labels = sorted sub-folder names); None = the bundled
-    shapes. Without `test_folder`, a seeded stratified `test_fraction` of each class is held out for test."""
-    test_folder: str | None = None
-    """A separate test folder with the same class sub-folders as `folder` (then nothing of `folder` is held out)."""
-    channels: tuple[Channel, ...] = ("xyz",)
-    """Per-point features read from files, e.g. [xyz] or [xyz, rgb]; 3 x len(channels) must equal the adapter's
-    in_channels. The bundled shapes have xyz only."""
-    cache: bool = True
-    """Keep every file's points in memory after the first read (folders only)."""
-    num_per_class: int = 50
-    """Bundled shapes per class before the train/test split."""
-    num_points: int | None = None
-    """Points per cloud; None = the adapter's num_points."""
-    seed: int = 0
-    """Seed of the bundled shapes, of the train/test split and of `labels_per_class`."""
-    noise: float = 0.01
-    """Gaussian surface noise of the bundled shapes (unit-sphere units)."""
-    test_fraction: float = 0.2
-    """Share of each class held out for test."""
-    labels_per_class: int | None = None
-    """Fine-tuning with few labels: keep only this many (seeded) training clouds per class; None = all. Pretraining
-    always uses every training cloud."""
-    augment: AugmentConfig | None = None
-    """Training augmentation (e.g. {scale_translate: true}, Point-MAE's); None = none. Test clouds are never
-    augmented."""
-    batch_size: int = 32
-    """Clouds per batch. Training drops a trailing partial batch when there is more than one batch; the
-    BatchNorm head needs batches of 2 or more clouds to learn its statistics."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.channels = tuple(self.channels)
-        require(self.num_per_class >= 2, self, "num_per_class", f"must be >= 2, got {self.num_per_class}")
-        require(self.batch_size >= 1, self, "batch_size", f"must be >= 1, got {self.batch_size}")
-        require(0 < self.test_fraction < 1, self, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
-        require(len(self.channels) >= 1, self, "channels", "needs at least one channel, e.g. [xyz]")
-        unknown = [c for c in self.channels if c not in ("xyz", "rgb", "normal")]
-        require(not unknown, self, "channels", f"unknown channel(s) {unknown}; choose from xyz, rgb, normal")
-        require(
-            self.num_points is None or self.num_points >= 1, self, "num_points", f"must be >= 1, got {self.num_points}"
-        )
-        require(
-            self.labels_per_class is None or self.labels_per_class >= 1,
-            self,
-            "labels_per_class",
-            f"must be None or >= 1, got {self.labels_per_class}",
-        )
-        require(
-            self.test_folder is None or self.folder is not None,
-            self,
-            "test_folder",
-            "needs `folder` (the training files) as well",
-        )
-
-
-ShapesDataConfig = PointCloudDataConfig  # the former name
-
-
-class PointsOnly(Dataset):
-    """The points of a (points, label) dataset, for pretraining."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Tensor:
-        return self.dataset[index][0]
-
-
-def _per_class(labels: Sequence[int], seed: int, take: Callable[[int], int]) -> tuple[list[int], list[int]]:
-    """Seeded stratified split of item indices: per class, `take(n_class)` shuffled items go to the first list."""
-    rng = np.random.default_rng([seed, 2])
-    labels_array = np.asarray(labels)
-    first: list[int] = []
-    rest: list[int] = []
-    for label in np.unique(labels_array):
-        members = rng.permutation(np.flatnonzero(labels_array == label))
-        count = take(len(members))
-        first += members[:count].tolist()
-        rest += members[count:].tolist()
-    return sorted(first), sorted(rest)
-
-
-def _labels(dataset: Dataset) -> list[int]:
-    if isinstance(dataset, PointCloudFolder):
-        return [label for _, label in dataset.files]
-    if isinstance(dataset, ShapesDataset):
-        return dataset.labels.tolist()
-    raise TypeError(f"no labels for {type(dataset).__name__}")
-
-
-def _folder_splits(config: PointCloudDataConfig, num_points: int) -> tuple[Dataset, Dataset, list[str]]:
-    """(train, test, class names) of `config.folder` (and `config.test_folder`)."""
-    augment = None if config.augment is None else Augment(config.augment)
-    kwargs: dict[str, Any] = {"num_points": num_points, "channels": config.channels, "cache": config.cache}
-    train = PointCloudFolder(config.folder, augment=augment, seed=None, **kwargs)  # type: ignore[arg-type]
-    names = train.class_names
-    if config.test_folder is not None:
-        return train, PointCloudFolder(config.test_folder, class_names=names, seed=config.seed, **kwargs), names
-    plain = PointCloudFolder(config.folder, class_names=names, seed=config.seed, **kwargs)  # type: ignore[arg-type]
-    fraction = config.test_fraction
-    test_ids, train_ids = _per_class(_labels(train), config.seed, lambda n: max(1, round(fraction * n)) if n > 1 else 0)
-    return Subset(train, train_ids), Subset(plain, test_ids), names
-
-
-@register_data("pointmae")
-def build_shapes_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> DataSplits:
-    """Point-MAE recipe data: train/test of the bundled shapes or of a folder; pretraining items are points (B, N, C),
-    fine-tuning items (points, label)."""
-    config = PointCloudDataConfig.from_dict(data)
-    adapter = PointMAEConfig.from_dict(dict(model_config.adapter_config or {}))
-    num_points = config.num_points or adapter.num_points
-    channels = 3 * len(config.channels) if config.folder is not None else 3
-    require(
-        channels == adapter.in_channels,
-        config,
-        "channels",
-        f"give {channels} values per point but the adapter's in_channels is {adapter.in_channels}",
-    )
-    if config.folder is not None:
-        train, test, class_names = _folder_splits(config, num_points)
-    else:
-        augment = None if config.augment is None else Augment(config.augment)
-        kwargs = {"num_per_class": config.num_per_class, "num_points": num_points, "seed": config.seed}
-        kwargs |= {"noise": config.noise, "test_fraction": config.test_fraction}
-        train = ShapesDataset("train", augment=augment, **kwargs)
-        test, class_names = ShapesDataset("test", **kwargs), list(train.class_names)
-    logger.info("point-cloud data: %d train / %d test clouds of %d points", len(train), len(test), num_points)
-    info = {"class_names": class_names, "num_points": num_points}
-    if stage == "pretrain":
-        return DataSplits(PointsOnly(train), PointsOnly(test), None, config.batch_size, info)
-    if config.labels_per_class is not None:
-        base = train.dataset if isinstance(train, Subset) else train
-        labels = _labels(base)
-        ids = list(train.indices) if isinstance(train, Subset) else list(range(len(labels)))
-        chosen, _ = _per_class([labels[i] for i in ids], config.seed, lambda n: min(n, config.labels_per_class))
-        train = Subset(base, [ids[i] for i in chosen])
-        logger.info("few labels: %d training clouds (%d per class)", len(train), config.labels_per_class)
-    return DataSplits(train, None, test, config.batch_size, info)

@@ -1,65 +1,59 @@
-"""Time-series adapters (installed as `mmsdk.adapters.timeseries`)."""
+"""Time-series adapters (installed as `mmsdk.adapters.timeseries`).
 
-from mmsdk.adapters.timeseries.corpus import (
-    CorpusConfig,
-    CorpusDataConfig,
-    build_corpus,
-    kernel_synth,
-    load_statsmodels_series,
-)
-from mmsdk.adapters.timeseries.data import (
-    ForecastDataConfig,
-    StandardScaler,
-    WindowDataset,
-    bundled_path,
-    forecast_datasets,
-    load_csv,
-)
-from mmsdk.adapters.timeseries.distributions import Mixture, MixtureConfig, MixtureHead
-from mmsdk.adapters.timeseries.frames import (
-    ForecastWindows,
-    FrameSplit,
-    TimeSeriesFrame,
-    check_compatible,
-    ett_split,
-    ratio_split,
-)
-from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf, load_hf_patchtst
-from mmsdk.adapters.timeseries.moirai import MoiraiAdapter, MoiraiConfig, patch_size_for_freq
-from mmsdk.adapters.timeseries.packing import PackedInputs, SeriesWindows
-from mmsdk.adapters.timeseries.patchtst import PatchTSTAdapter, PatchTSTConfig
-from mmsdk.adapters.timeseries.timerxl import TimerXLAdapter, TimerXLConfig
+Names are imported on first use, so resolving an adapter (e.g. `patchtst`, whose model code needs torch only)
+does not import the data stack (pandas, xarray, statsmodels, yaml) that the data helpers use.
+"""
 
-__all__ = [
-    "CorpusConfig",
-    "CorpusDataConfig",
-    "ForecastDataConfig",
-    "ForecastWindows",
-    "FrameSplit",
-    "Mixture",
-    "MixtureConfig",
-    "MixtureHead",
-    "MoiraiAdapter",
-    "MoiraiConfig",
-    "PackedInputs",
-    "PatchTSTAdapter",
-    "PatchTSTConfig",
-    "SeriesWindows",
-    "StandardScaler",
-    "TimeSeriesFrame",
-    "TimerXLAdapter",
-    "TimerXLConfig",
-    "WindowDataset",
-    "build_corpus",
-    "bundled_path",
-    "check_compatible",
-    "config_from_hf",
-    "ett_split",
-    "forecast_datasets",
-    "kernel_synth",
-    "load_csv",
-    "load_hf_patchtst",
-    "load_statsmodels_series",
-    "patch_size_for_freq",
-    "ratio_split",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "CorpusConfig": "mmsdk.adapters.timeseries.corpus",
+    "CorpusDataConfig": "mmsdk.adapters.timeseries.corpus",
+    "ForecastDataConfig": "mmsdk.adapters.timeseries.data",
+    "ForecastWindows": "mmsdk.adapters.timeseries.frames",
+    "FrameSplit": "mmsdk.adapters.timeseries.frames",
+    "Mixture": "mmsdk.adapters.timeseries.distributions",
+    "MixtureConfig": "mmsdk.adapters.timeseries.distributions",
+    "MixtureHead": "mmsdk.adapters.timeseries.distributions",
+    "MoiraiAdapter": "mmsdk.adapters.timeseries.moirai",
+    "MoiraiConfig": "mmsdk.adapters.timeseries.moirai",
+    "PackedInputs": "mmsdk.adapters.timeseries.packing",
+    "PatchTSTAdapter": "mmsdk.adapters.timeseries.patchtst",
+    "PatchTSTConfig": "mmsdk.adapters.timeseries.patchtst",
+    "SeriesWindows": "mmsdk.adapters.timeseries.packing",
+    "StandardScaler": "mmsdk.adapters.timeseries.data",
+    "TimeSeriesFrame": "mmsdk.adapters.timeseries.frames",
+    "TimerXLAdapter": "mmsdk.adapters.timeseries.timerxl",
+    "TimerXLConfig": "mmsdk.adapters.timeseries.timerxl",
+    "WindowDataset": "mmsdk.adapters.timeseries.data",
+    "build_corpus": "mmsdk.adapters.timeseries.corpus",
+    "bundled_path": "mmsdk.adapters.timeseries.data",
+    "check_compatible": "mmsdk.adapters.timeseries.frames",
+    "config_from_hf": "mmsdk.adapters.timeseries.hf_patchtst",
+    "ett_split": "mmsdk.adapters.timeseries.frames",
+    "forecast_datasets": "mmsdk.adapters.timeseries.data",
+    "kernel_synth": "mmsdk.adapters.timeseries.corpus",
+    "load_csv": "mmsdk.adapters.timeseries.data",
+    "load_hf_patchtst": "mmsdk.adapters.timeseries.hf_patchtst",
+    "load_statsmodels_series": "mmsdk.adapters.timeseries.corpus",
+    "patch_size_for_freq": "mmsdk.adapters.timeseries.moirai",
+    "ratio_split": "mmsdk.adapters.timeseries.frames",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

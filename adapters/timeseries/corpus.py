@@ -35,7 +35,7 @@ import yaml
 from mmsdk.adapters.timeseries.data import build_forecast_data
 from mmsdk.adapters.timeseries.packing import SeriesWindows
 from mmsdk.config import Config, require
-from mmsdk.data import DataSplits, Stage
+from mmsdk.contracts.data import DataSplits, Stage
 
 logger = logging.getLogger(__name__)
 

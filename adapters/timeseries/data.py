@@ -36,7 +36,8 @@ from mmsdk.adapters.timeseries.windows import (
     ratio_split,
 )
 from mmsdk.config import Config, require
-from mmsdk.data import DataSplits, Stage, register_data
+from mmsdk.contracts.data import DataSplits, Stage
+from mmsdk.contracts.registry import register_data
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmsdk.adapters._plotting import pyplot, save_figure
-from mmsdk.masking import Mask
+from mmsdk.contracts.masking import Mask
 
 
 def forward_fill(x: Tensor) -> Tensor:
@@ -137,8 +137,7 @@ def plot_reconstruction(
 
 @torch.no_grad()
 def reconstruct(model: nn.Module, x: Tensor, mask: Mask) -> tuple[Tensor, Tensor, Tensor]:
-    """Runs a masked pretraining model on x and returns (targets, predictions, hidden) in token layout."""
+    """Runs a masked pretraining model on x and returns (targets, predictions, predicted tokens) in token layout."""
     model.eval()
     batch = model.tokenize(x)
-    out = model(batch, mask)
-    return batch.targets, out.pred, out.hidden
+    return batch.targets, model(batch, mask).pred, mask.target

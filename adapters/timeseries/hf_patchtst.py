@@ -28,11 +28,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mmsdk.backbone import ModelConfig
-from mmsdk.heads import HeadConfig
+from mmsdk.models.config import ModelConfig
+from mmsdk.contracts.heads import HeadConfig
 from mmsdk.models import TaskModel, build_model
-from mmsdk.objectives import PretrainModel
-from mmsdk.positions import normalized_sincos_table
+from mmsdk.models.objectives import Objective
+from mmsdk.layers.positions import normalized_sincos_table
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def config_from_hf(hf_config: Any, kind: HFKind | None = None) -> tuple[dict[str
             `hf_config.architectures`, defaulting to pretraining.
 
     Returns:
-        The :class:`~mmsdk.backbone.ModelConfig` dict (bert objective) and the :class:`~mmsdk.heads.HeadConfig`
+        The :class:`~mmsdk.models.config.ModelConfig` dict (bert objective) and the :class:`~mmsdk.contracts.heads.HeadConfig`
         dict for prediction, or None for pretraining.
 
     Raises:
@@ -147,7 +147,7 @@ def config_from_hf(hf_config: Any, kind: HFKind | None = None) -> tuple[dict[str
         "positional_dropout": float(hf_config.positional_dropout),
         "mask_value": "zero_patch",
     }
-    model = ModelConfig(adapter="patchtst", adapter_config=adapter, encoder=encoder, objective="bert")  # type: ignore[arg-type]
+    model = ModelConfig.from_dict({"adapter": "patchtst", "adapter_config": adapter, "encoder": encoder, "objective": "bert"})
     head = None
     if kind == "prediction":
         head = HeadConfig(
@@ -201,13 +201,13 @@ def convert_state_dict(
             state[ours] = hf_state[hf_name]
             used.add(hf_name)
 
-    take("model.encoder.embedder.input_embedding.weight", "backbone.adapter.value_embedding.weight")
-    take("model.encoder.embedder.input_embedding.bias", "backbone.adapter.value_embedding.bias")
+    take("model.encoder.embedder.input_embedding.weight", "backbone.adapters.patchtst.value_embedding.weight")
+    take("model.encoder.embedder.input_embedding.bias", "backbone.adapters.patchtst.value_embedding.bias")
     position = "model.encoder.positional_encoder.position_enc"
     if position in hf_state:
         used.add(position)
         if hf_config.positional_encoding_type == "random":
-            state["backbone.positions.table"] = hf_state[position]
+            state["backbone.positions.patchtst.table"] = hf_state[position]
         else:
             table = hf_state[position]
             expected = normalized_sincos_table(table.shape[0], table.shape[1]).to(table)
@@ -223,8 +223,8 @@ def convert_state_dict(
                 state[f"backbone.encoder.blocks.{i}.attn.kv.{part}"] = torch.cat([k, v], dim=0)  # (2D, ...)
                 used |= {f"{prefix}k_proj.{part}", f"{prefix}v_proj.{part}"}
     if kind == "pretraining":
-        take("head.linear.weight", "head.weight")
-        take("head.linear.bias", "head.bias")
+        take("head.linear.weight", "heads.patchtst.weight")
+        take("head.linear.bias", "heads.patchtst.bias")
     else:
         take("head.projection.weight", "head.linear.weight")
         take("head.projection.bias", "head.linear.bias")
@@ -251,7 +251,7 @@ def load_hf_patchtst(
     hf_config: Any = None,
     kind: HFKind | None = None,
     strict: bool = True,
-) -> PretrainModel | TaskModel:
+) -> Objective | TaskModel:
     """Builds the mmsdk model of a Hugging Face PatchTST and loads its weights; returns it in eval mode.
 
     Args:
@@ -262,7 +262,7 @@ def load_hf_patchtst(
         strict: raise on HF keys that were not converted; with False they are logged and skipped.
 
     Returns:
-        A :class:`~mmsdk.objectives.MaskedTokenModel` for pretraining, a forecast
+        A :class:`~mmsdk.models.objectives.MaskedTokenModel` for pretraining, a forecast
         :class:`~mmsdk.models.TaskModel` for prediction.
 
     Raises:
@@ -286,7 +286,7 @@ def load_hf_patchtst(
             if kind == "pretraining" and "head.linear.weight" not in hf_state:
                 raise ValueError("the state dict has no PatchTSTForPretraining or PatchTSTForPrediction head weights")
     model_dict, head_dict = config_from_hf(hf_config, kind)
-    model: PretrainModel | TaskModel
+    model: Objective | TaskModel
     if head_dict is None:
         model = build_model(model_dict)
     else:

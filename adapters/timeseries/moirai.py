@@ -50,15 +50,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mmsdk.adapter import Adapter, ExportSpec, register_adapter
-from mmsdk.adapters.timeseries.corpus import build_moirai_data
 from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
 from mmsdk.adapters.timeseries.packing import PackedInputs
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, prefix_normalize
 from mmsdk.config import Config, require
-from mmsdk.data import register_data
-from mmsdk.heads import Encode, HeadConfig, RolloutHead
-from mmsdk.tokens import TokenBatch
+from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
+from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.contracts.tokens import TokenBatch
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +214,6 @@ class ForecastDistribution:
     levels: tuple[float, ...]
 
 
-@register_adapter
 class MoiraiAdapter(Adapter):
     """Variate-order-invariant flattened patch tokens (B, C·N, D) for masked-encoder probabilistic forecasting.
 
@@ -227,6 +224,7 @@ class MoiraiAdapter(Adapter):
     name = "moirai"
     config_class = MoiraiConfig
     tasks = ("forecast",)
+    free_fields = ("context_length", "num_channels", "max_variates", "patch_size")
     config: MoiraiConfig
 
     def __init__(self, config: MoiraiConfig, dim: int) -> None:
@@ -268,14 +266,8 @@ class MoiraiAdapter(Adapter):
         loc and scale (B, 1, C) come from the observed values of the first S patches only; a variate with none
         observed there keeps its values (loc 0, scale 1).
         """
-        observed = ~torch.isnan(x)
-        filled = torch.where(observed, x, torch.zeros_like(x))
-        head = self.stat_patches(x.shape[1] // self.config.patch_size) * self.config.patch_size
-        _, loc, scale = self.norm(x[:, :head], observed[:, :head])  # (B, 1, C) each
-        seen = observed[:, :head].any(dim=1, keepdim=True)  # (B, 1, C)
-        scale = torch.where(seen, scale, torch.ones_like(scale))
-        z = (filled - loc) / scale * observed.to(x.dtype)
-        return z, observed, loc, scale
+        steps = self.stat_patches(x.shape[1] // self.config.patch_size) * self.config.patch_size
+        return prefix_normalize(self.norm, x, steps)
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
@@ -318,25 +310,34 @@ class MoiraiAdapter(Adapter):
             return MixtureParameterHead(self.distribution_head)
         return MixtureParameterHead(MixtureHead(dim, self.config.patch_size, MixtureConfig(self.config.components)))
 
+    def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """Patch values (B, C·N, P) in normalized units (e.g. `mixture(raw).mean`) → the (B, L, C) series in data
+        units; packed rows have no single layout (their `PackedSeries.spans` say where each series lies), so they raise."""
+        if "loc" not in batch.context:
+            raise ValueError("Moirai.decode needs an unpacked batch (one series per row)")
+        b, c = pred.shape[0], batch.context["loc"].shape[-1]
+        z = pred.float().reshape(b, c, -1).transpose(1, 2)  # (B, L, C)
+        return z * batch.context["scale"] + batch.context["loc"]
+
     def mixture(self, raw: Tensor) -> Mixture:
         """The mixture over the P values of every token from raw parameters (..., K)."""
         return mixture_from_parameters(raw, self.config.components, self.config.patch_size)
 
-    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, hidden: Tensor) -> Tensor:
-        """Mixture NLL of the observed values of hidden (and real) tokens; pred holds raw parameters (B, N, K)."""
+    def reconstruction_loss(self, pred: Tensor, batch: TokenBatch, target: Tensor) -> LossTerms:
+        """Mixture NLL of the observed values of target (and real) tokens; pred holds raw parameters (B, N, K)."""
         if batch.targets is None:
             raise ValueError("MoiraiAdapter.reconstruction_loss needs batch.targets (from MoiraiAdapter.tokenize)")
         if batch.padding_mask is not None:
-            hidden = hidden & batch.padding_mask
+            target = target & batch.padding_mask
         stat_tokens = batch.context.get("stat_tokens")  # packed rows: tokens whose values set the statistics
         if stat_tokens is not None:
-            hidden = hidden & ~stat_tokens
-        observed = hidden.unsqueeze(-1)  # (B, N, 1)
+            target = target & ~stat_tokens
+        observed = target.unsqueeze(-1)  # (B, N, 1)
         if batch.target_mask is not None:
             observed = observed & batch.target_mask  # (B, N, P)
-        return self.mixture(pred).nll(batch.targets, observed)
+        return {"nll": self.mixture(pred).nll(batch.targets, observed)}
 
-    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> LossTerms:
         """Mixture NLL of patch n + 1 of a variate from the prediction at its patch n (causal objective).
 
         Pairs whose source patch precedes the last statistics patch (its input depends on statistics of its
@@ -345,8 +346,12 @@ class MoiraiAdapter(Adapter):
         if batch.targets is None or batch.time_ids is None or batch.variate_ids is None:
             raise ValueError("MoiraiAdapter.next_token_loss needs targets, time_ids and variate_ids from tokenize")
         t, v = batch.time_ids, batch.variate_ids
-        last = int(t.max()) + 1
-        valid = (v[:, 1:] == v[:, :-1]) & (t[:, 1:] == t[:, :-1] + 1) & (t[:, :-1] >= self.stat_patches(last) - 1)
+        stat_tokens = batch.context.get("stat_tokens")  # packed rows: each sample's own statistics patches
+        if stat_tokens is None:  # one series per row: N patches per variate, from the static shapes
+            steps = batch.num_tokens // batch.context["loc"].shape[-1]
+            stat_tokens = t < self.stat_patches(steps)
+        # a source at patch n >= S - 1 predicts a target outside the statistics patches
+        valid = (v[:, 1:] == v[:, :-1]) & (t[:, 1:] == t[:, :-1] + 1) & ~stat_tokens[:, 1:]
         if batch.sample_ids is not None:
             valid = valid & (batch.sample_ids[:, 1:] == batch.sample_ids[:, :-1])
         if batch.padding_mask is not None:
@@ -354,7 +359,7 @@ class MoiraiAdapter(Adapter):
         observed = valid.unsqueeze(-1)
         if batch.target_mask is not None:
             observed = observed & batch.target_mask[:, 1:]
-        return self.mixture(pred[:, :-1]).nll(batch.targets[:, 1:], observed)
+        return {"nll": self.mixture(pred[:, :-1]).nll(batch.targets[:, 1:], observed)}
 
     def pack(self, series: Sequence[Tensor], max_tokens: int) -> PackedSeries:
         """Packs series of different lengths and variate counts into rows of `max_tokens` tokens (first fit).
@@ -494,5 +499,3 @@ class MoiraiForecastHead(RolloutHead):
         hidden, batch = encode(self.extend(batch.context["inputs"]))  # (B, C·(N + steps), D)
         return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
 
-
-register_data("moirai")(build_moirai_data)

@@ -15,11 +15,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mmsdk.adapter import Adapter, ExportSpec, register_adapter
 from mmsdk.config import Config, require
-from mmsdk.heads import HeadConfig, pool_tokens
-from mmsdk.positions import FixedPositions, build_positions, normalized_sincos_table
-from mmsdk.tokens import TokenBatch
+from mmsdk.contracts.adapter import Adapter, ExportSpec
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.pooling import pool_tokens
+from mmsdk.layers.positions import FixedPositions, build_positions, normalized_sincos_table
 
 
 @dataclass
@@ -106,6 +107,24 @@ class InstanceNorm(nn.Module):
         return z * scale + loc
 
 
+def prefix_normalize(norm: InstanceNorm, x: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Normalizes x (B, L, C) with the statistics of the observed values of its first `steps` time steps only.
+
+    Causal-safe statistics for Timer-XL and leak-free ones for Moirai's masked tails: later values never reach
+    loc/scale. A variate with nothing observed in the prefix keeps its values (loc 0, scale 1) rather than being
+    divided by ~0. `norm`'s affine transform is not applied.
+
+    Returns:
+        (normalized x with 0 at missing points, observed mask (B, L, C), loc (B, 1, C), scale (B, 1, C)).
+    """
+    observed = ~torch.isnan(x)
+    filled = torch.where(observed, x, torch.zeros_like(x))
+    _, loc, scale = norm(x[:, :steps], observed[:, :steps])  # (B, 1, C) each
+    seen = observed[:, :steps].any(dim=1, keepdim=True)  # (B, 1, C)
+    scale = torch.where(seen, scale, torch.ones_like(scale))
+    return (filled - loc) / scale * observed.to(x.dtype), observed, loc, scale
+
+
 def check_series(x: Tensor, model: str, context_length: int | None = None, num_channels: int | None = None) -> None:
     """Validates a raw (B, L, C) series batch for a time-series adapter; NaN (missing) is allowed, Inf is not.
 
@@ -157,7 +176,6 @@ def patch_indices(length: int, patch_len: int, stride: int, align: Literal["star
     return starts.unsqueeze(1) + torch.arange(patch_len).unsqueeze(0)
 
 
-@register_adapter
 class PatchTSTAdapter(Adapter):
     """Channel-independent patch tokens for multivariate series (B, L, C).
 
@@ -167,7 +185,8 @@ class PatchTSTAdapter(Adapter):
 
     name = "patchtst"
     config_class = PatchTSTConfig
-    tasks = ("forecast", "classification", "regression")
+    tasks = ("forecast", "classification", "regression", "multilabel")
+    free_fields = ("positional_dropout", "context_length", "num_channels")
     config: PatchTSTConfig
 
     def __init__(self, config: PatchTSTConfig, dim: int) -> None:
@@ -245,19 +264,32 @@ class PatchTSTAdapter(Adapter):
         return ChannelPooledHead(self.config, head, dim)
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
-        cfg = self.config
-        t = torch.arange(cfg.context_length, dtype=torch.float32).view(1, -1, 1)
-        phase = torch.rand(batch_size, 1, cfg.num_channels, generator=generator) * 6.28
-        noise = 0.1 * torch.randn(batch_size, cfg.context_length, cfg.num_channels, generator=generator)
-        return torch.sin(t / 12.0 + phase) + noise
+        return example_series(batch_size, self.config.context_length, self.config.num_channels, generator)
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
 
-    def task_target(self, head: HeadConfig, target: Tensor, batch: TokenBatch) -> Tensor:
-        return target
+    def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """Patch predictions (B·C, N, P) in normalized units → the (B, L, C) series in data units.
 
-    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, hidden: Tensor, path: Path) -> Path | None:
+        Overlapping patches (stride < patch_len) are averaged; the padding patch of `padding_patch="end"` is
+        dropped, and with `padding_patch="none"` the leading steps no patch covers are NaN.
+        """
+        cfg = self.config
+        c = cfg.num_channels
+        length = cfg.context_length + (cfg.stride if cfg.padding_patch == "end" else 0)
+        index = self.index.reshape(-1)  # (N·P,) time step of every patch value
+        values = pred.float().reshape(pred.shape[0], -1)  # (B·C, N·P)
+        total = values.new_zeros(values.shape[0], length).index_add_(1, index, values)
+        count = values.new_zeros(length).index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
+        z = total / count  # (B·C, L'); 0/0 = NaN where no patch reaches
+        z = z.view(-1, c, length)[..., : cfg.context_length].transpose(1, 2)  # (B, L, C)
+        loc, scale = batch.context["loc"], batch.context["scale"]
+        if self.norm is None:
+            return z
+        return self.norm.inverse(z, loc, scale)
+
+    def plot_reconstruction(self, batch: TokenBatch, pred: Tensor, target: Tensor, path: Path) -> Path | None:
         from mmsdk.adapters.timeseries.evaluation import plot_reconstruction
 
         if batch.targets is None:
@@ -266,7 +298,7 @@ class PatchTSTAdapter(Adapter):
         return plot_reconstruction(
             batch.targets[channel].detach().cpu().numpy(),
             pred[channel].detach().float().cpu().numpy(),
-            hidden[channel].cpu().numpy(),
+            target[channel].cpu().numpy(),
             self.config.stride,
             path,
             title=f"masked-patch reconstruction (channel {channel}, normalized)",

@@ -26,15 +26,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mmsdk.adapter import Adapter, ExportSpec, register_adapter
-from mmsdk.adapters.timeseries.data import build_forecast_data
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, patch_indices
+from mmsdk.adapters.timeseries.patchtst import (
+    InstanceNorm,
+    check_series,
+    example_series,
+    patch_indices,
+    prefix_normalize,
+)
 from mmsdk.config import Config, require
-from mmsdk.data import register_data
-from mmsdk.heads import Encode, HeadConfig, RolloutHead
-from mmsdk.losses import masked_mse
-from mmsdk.positions import build_positions
-from mmsdk.tokens import TokenBatch
+from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
+from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.contracts.losses import masked_mse
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.positions import build_positions
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +86,6 @@ class TimerXLConfig(Config):
         return self.context_length // self.patch_len
 
 
-@register_adapter
 class TimerXLAdapter(Adapter):
     """Flattened multivariate patch tokens (B, C·N, D) for causal next-patch prediction.
 
@@ -94,6 +97,7 @@ class TimerXLAdapter(Adapter):
     name = "timerxl"
     config_class = TimerXLConfig
     tasks = ("forecast",)
+    free_fields = ("context_length", "num_channels")
     config: TimerXLConfig
 
     def __init__(self, config: TimerXLConfig, dim: int) -> None:
@@ -119,17 +123,11 @@ class TimerXLAdapter(Adapter):
         loc and scale (B, 1, C) come from the observed values of the first `norm_patches` patches; a variate with
         none observed there keeps its values (loc 0, scale 1) rather than being divided by ~0.
         """
-        observed = ~torch.isnan(x)
-        filled = torch.where(observed, x, torch.zeros_like(x))
         if self.norm is None:
+            observed = ~torch.isnan(x)
             ones = torch.ones_like(x[:, :1])
-            return filled, observed, ones * 0, ones
-        warmup = self.config.norm_patches * self.config.patch_len
-        _, loc, scale = self.norm(x[:, :warmup], observed[:, :warmup])  # (B, 1, C) each
-        seen = observed[:, :warmup].any(dim=1, keepdim=True)  # (B, 1, C)
-        scale = torch.where(seen, scale, torch.ones_like(scale))
-        z = (filled - loc) / scale * observed.to(x.dtype)
-        return z, observed, loc, scale
+            return torch.where(observed, x, torch.zeros_like(x)), observed, ones * 0, ones
+        return prefix_normalize(self.norm, x, self.config.norm_patches * self.config.patch_len)
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
@@ -154,7 +152,7 @@ class TimerXLAdapter(Adapter):
             context={"loc": loc, "scale": scale, "inputs": inputs},
         )
 
-    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+    def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> LossTerms:
         """MSE of the prediction at token (c, n) against patch n + 1 of the same variate c.
 
         Pairs with n = N - 1 (no next patch), n < norm_patches - 1 (their input depends on the normalization
@@ -180,7 +178,13 @@ class TimerXLAdapter(Adapter):
         if batch.target_mask is not None:
             value_mask = batch.target_mask.reshape(b, c, n, p)[:, :, first + 1 :].reshape(b, -1, p)
         valid = torch.ones(source.shape[:2], dtype=torch.bool, device=pred.device)
-        return masked_mse(source, target, valid, value_mask)
+        return {"mse": masked_mse(source, target, valid, value_mask)}
+
+    def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
+        """Patch values (B, C·N, P) in normalized units → the (B, L, C) series in data units."""
+        b, c = pred.shape[0], self.config.num_channels
+        z = pred.float().reshape(b, c, -1).transpose(1, 2)  # (B, L, C)
+        return z * batch.context["scale"] + batch.context["loc"]
 
     def build_positions(self, dim: int) -> nn.Module | None:
         return build_positions(self.config.positions, dim, ndim=1)
@@ -233,5 +237,3 @@ class TimerXLForecastHead(RolloutHead):
                 window = torch.cat([window[:, self.patch_len :], patch.to(window.dtype)], dim=1)  # (B, L, C)
         return torch.cat(patches, dim=1)[:, : self.horizon]  # (B, H, C)
 
-
-register_data("timerxl")(build_forecast_data)

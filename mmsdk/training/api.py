@@ -19,10 +19,10 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
-from mmsdk.backbone import ModelConfig
 from mmsdk.config import Config, require
-from mmsdk.heads import HeadConfig
-from mmsdk.masking import MaskingConfig
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.mask_strategies import MaskingConfig
+from mmsdk.models.config import ModelConfig
 from mmsdk.training.data import DataLike, DataModule
 from mmsdk.training.optim import OptimConfig
 from mmsdk.training.systems import FinetuneSystem, PretrainSystem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -10,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from mmsdk.losses import denormalize_like
-from mmsdk.masking import MaskingConfig, apply_strategy
+from mmsdk.contracts.losses import denormalize_like
+from mmsdk.contracts.mask_strategies import MaskingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -44,42 +45,45 @@ class ReconstructionPlotter(Callback):
         self._last_step = -1  # with gradient accumulation several batches end at the same optimizer step
 
     @torch.no_grad()
-    def plot(self, pl_module: L.LightningModule, step: int) -> Path | None:
-        """Draws one picture for the current weights; returns its path (None if the adapter draws nothing)."""
+    def plot(self, pl_module: L.LightningModule, step: int) -> list[Path]:
+        """Draws the current weights' reconstructions, one picture per modality whose adapter draws one (for
+        several modalities the files are `reconstruction_<modality>_step{N}.png`); returns the paths."""
         model = pl_module.model
-        if model.config.objective == "causal":
-            return None
+        if not model.uses_mask:
+            return []
         was_training = model.training
         model.eval()
         try:
-            batch = model.tokenize(self.inputs.to(pl_module.device))
+            batch = model.tokenize(self._on(self.inputs, pl_module.device))
             masking = self.masking or getattr(pl_module, "masking", None) or MaskingConfig()
-            generator = torch.Generator().manual_seed(self.seed)
-            mask = apply_strategy(
-                masking,
-                batch.batch_size,
-                batch.num_tokens,
-                torch.device("cpu"),
-                generator,
-                padding_mask=None if batch.padding_mask is None else batch.padding_mask.cpu(),
-                group_ids=None if batch.variate_ids is None else batch.variate_ids.cpu(),
-                time_ids=None if batch.time_ids is None else batch.time_ids.cpu(),
-                sample_ids=None if batch.sample_ids is None else batch.sample_ids.cpu(),
-            )
-            mask = type(mask)(*(t.to(pl_module.device) for t in (mask.ids_keep, mask.ids_restore, mask.mask)))
-            out = model(batch, mask)
-            pred = out.pred
-            if model.config.norm_targets and batch.targets is not None:  # trained on per-token normalized targets
-                pred = denormalize_like(pred.float(), batch.targets.float())  # back to data units for the picture
-            path = model.adapter.plot_reconstruction(
-                batch, pred, out.hidden, self.directory / f"reconstruction_step{step:06d}.png"
-            )
+            generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            mask = model.draw_mask(batch, masking, generator)
+            preds = model(batch, mask).preds
+            parts, slices = model.backbone.parts(batch), batch.slices()
+            paths = []
+            for name, part in parts.items():
+                pred = preds[name]
+                if model.config.norm_targets and part.targets is not None:  # trained on per-token normalized targets
+                    pred = denormalize_like(pred.float(), part.targets.float())  # back to data units
+                stem = "reconstruction" if len(parts) == 1 else f"reconstruction_{name}"
+                target = mask.part(slices.get(name, slice(None)))
+                path = model.backbone.adapters[name].plot_reconstruction(
+                    part, pred, target, self.directory / f"{stem}_step{step:06d}.png"
+                )
+                if path is not None:
+                    paths.append(path)
+                    logger.info("reconstruction plot: %s", path)
         finally:
             model.train(was_training)
-        if path is not None:
-            self.paths.append(path)
-            logger.info("reconstruction plot: %s", path)
-        return path
+        self.paths.extend(paths)
+        return paths
+
+    @staticmethod
+    def _on(inputs: object, device: torch.device) -> object:
+        """Raw inputs (a tensor or a mapping of modality tensors) on `device`."""
+        if isinstance(inputs, Mapping):
+            return {name: value.to(device) for name, value in inputs.items()}
+        return inputs.to(device)  # type: ignore[attr-defined]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
         step = trainer.global_step

@@ -13,7 +13,7 @@ a dataset with a `collate_fn` attribute has its loaders collate with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Mapping, Sized
 from typing import Any
 
 import lightning as L
@@ -228,9 +228,9 @@ class DataModule(L.LightningDataModule):
 
 
 def split_batch(batch: Any) -> tuple[Any, Tensor | None]:
-    """`(inputs, targets)` of a batch; targets are None for an inputs-only batch (a Tensor, or an object with a
-    `batch_size` attribute such as a packed batch)."""
-    if isinstance(batch, Tensor) or (not isinstance(batch, (tuple, list)) and hasattr(batch, "batch_size")):
+    """`(inputs, targets)` of a batch; targets are None for an inputs-only batch (a Tensor, a mapping of modality
+    name to input, or an object with a `batch_size` attribute such as a packed batch)."""
+    if isinstance(batch, (Tensor, Mapping)) or (not isinstance(batch, (tuple, list)) and hasattr(batch, "batch_size")):
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) >= 1:
         return batch[0], (batch[1] if len(batch) > 1 else None)
@@ -238,5 +238,15 @@ def split_batch(batch: Any) -> tuple[Any, Tensor | None]:
 
 
 def batch_size_of(inputs: Any) -> int:
-    """The number of samples in a batch's inputs: `shape[0]` of a Tensor, else the object's `batch_size`."""
+    """The number of samples in a batch's inputs: `shape[0]` of a Tensor (or of a mapping's first input), else the
+    object's `batch_size`."""
+    if isinstance(inputs, Mapping):
+        inputs = next(iter(inputs.values()))
     return int(inputs.shape[0]) if isinstance(inputs, Tensor) else int(inputs.batch_size)
+
+
+def batch_device(inputs: Any) -> torch.device:
+    """The device of a batch's inputs (a Tensor, a mapping of them, or an object with a `device` attribute)."""
+    if isinstance(inputs, Mapping):
+        inputs = next(iter(inputs.values()))
+    return inputs.device

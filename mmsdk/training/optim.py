@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmsdk.config import Config, require
-from mmsdk.positions import LearnedPositions
+from mmsdk.layers.positions import LearnedPositions
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""Lightning systems: masking policy, losses, metrics and optimizers around the models (which never compute losses).
+"""Lightning systems: the loop, optimizers, logging and seeding around the models (models never compute losses).
 
-- :class:`PretrainSystem`: masked (MAE/BERT) or causal pretraining of a :func:`~mmsdk.models.build_model` model.
-- :class:`FinetuneSystem`: forecasting, classification or regression with a :class:`~mmsdk.models.TaskModel`,
-  optionally starting from a pretrained backbone and optionally as a linear probe.
+- :class:`PretrainSystem`: pretraining with any registered objective; the objective draws the mask, predicts and
+  returns named loss terms, which the system sums and logs (`train/loss`, `train/loss/<term>`).
+- :class:`FinetuneSystem`: any registered task (forecast, classification, regression, multilabel, ...) with a
+  :class:`~mmsdk.models.TaskModel`, optionally from a pretrained backbone and optionally as a linear probe; the
+  task gives the loss and metrics.
 
 Both save their hyperparameters as plain dicts (so `load_from_checkpoint` rebuilds them), use AdamW with a
 per-step warmup/cosine schedule, and store the torch RNG states in checkpoints so that a resumed run continues
@@ -16,16 +18,15 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from mmsdk.backbone import ModelConfig
-from mmsdk.heads import HeadConfig
-from mmsdk.losses import normalize_targets
-from mmsdk.masking import MaskingConfig, apply_strategy
-from mmsdk.models import TaskModel, build_model, build_task_model
-from mmsdk.objectives import PretrainModel
-from mmsdk.training.data import batch_size_of, split_batch
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.mask_strategies import MaskingConfig
+from mmsdk.models.build import build_model, build_task_model
+from mmsdk.models.config import ModelConfig
+from mmsdk.models.objectives.base import Objective, ObjectiveOutput
+from mmsdk.models.task_model import TaskModel
+from mmsdk.training.data import batch_device, batch_size_of, split_batch
 from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,11 @@ class _System(L.LightningModule):
 
 
 class PretrainSystem(_System):
-    """Masked (MAE/BERT) or causal pretraining.
+    """Pretraining with the model config's objective.
 
     Args:
-        model: the model config (adapter, encoder, objective, decoder, norm_targets).
-        masking: which tokens are hidden (ignored by the causal objective).
+        model: the model config (modalities, encoder, objective, decoder, norm_targets).
+        masking: which tokens are hidden (ignored by objectives without a mask, e.g. causal).
         optim: optimizer and schedule.
         seed: seeds the masks: the mask of a batch is a function of (seed, global step, batch index, stage),
             never of the global RNG; validation masks do not depend on the step, so val/loss is comparable
@@ -109,52 +110,30 @@ class PretrainSystem(_System):
                 "seed": seed,
             }
         )
-        self.model: PretrainModel = build_model(self.model_config)
+        self.model: Objective = build_model(self.model_config)
 
     def _generator(self, device: torch.device, batch_idx: int, stage: str) -> torch.Generator:
         step = self.global_step if stage == "train" else 0
         return torch.Generator(device=device).manual_seed(mask_seed(self.seed, step, batch_idx, stage))
 
+    def compute_step(self, inputs: Any, generator: torch.Generator | None = None) -> ObjectiveOutput:
+        """One objective step on a batch of raw inputs (a Tensor, a mapping of modalities, or what the adapter
+        tokenizes, e.g. packed series): named loss terms and what they were computed from."""
+        return self.model.step(inputs, self.masking, generator)
+
     def compute_loss(self, inputs: Any, generator: torch.Generator | None = None) -> Tensor:
-        """Masks a batch of raw inputs (a Tensor, or what the adapter tokenizes, e.g. packed series), predicts the
-        hidden targets and returns the scalar loss."""
-        model, config = self.model, self.model_config
-        tokens = model.tokenize(inputs)
-        if config.norm_targets and tokens.targets is not None:
-            tokens = tokens.replace(targets=normalize_targets(tokens.targets))
-        b, n = tokens.batch_size, tokens.num_tokens
-        mask = None
-        if config.objective != "causal":
-            mask = apply_strategy(
-                self.masking,
-                b,
-                n,
-                tokens.tokens.device,
-                generator,
-                padding_mask=tokens.padding_mask,
-                group_ids=tokens.variate_ids,
-                time_ids=tokens.time_ids,
-                sample_ids=tokens.sample_ids,
-            )
-        out = model(tokens, mask)
-        pred = out.pred.float()  # (B, N, P)
-        if config.objective == "causal":
-            return model.adapter.next_token_loss(pred, tokens)
-        return model.adapter.reconstruction_loss(pred, tokens, out.hidden)
+        """The scalar loss of :meth:`compute_step`."""
+        return self.compute_step(inputs, generator).loss
 
     def _shared_step(self, batch: Any, batch_idx: int, stage: str) -> Tensor:
         inputs, _ = split_batch(batch)
-        loss = self.compute_loss(inputs, self._generator(inputs.device, batch_idx, stage))
+        out = self.compute_step(inputs, self._generator(batch_device(inputs), batch_idx, stage))
+        loss = out.loss
         on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            loss,
-            prog_bar=True,
-            on_step=on_step,
-            on_epoch=not on_step,
-            batch_size=batch_size_of(inputs),
-            sync_dist=not on_step,
-        )
+        kwargs = {"on_step": on_step, "on_epoch": not on_step, "batch_size": batch_size_of(inputs)}
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=not on_step, **kwargs)
+        for term, value in out.terms.items():
+            self.log(f"{stage}/loss/{term}", value, sync_dist=not on_step, **kwargs)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -169,6 +148,10 @@ class PretrainSystem(_System):
 
 class FinetuneSystem(_System):
     """Fine-tuning (or linear probing) of a task model.
+
+    The task (`HeadConfig.task`, a registered :class:`~mmsdk.contracts.tasks.Task`) gives the loss and the
+    metrics: per-batch ones logged at validation and test (`val/mse`, `val/acc`, ...), and epoch-level ones such
+    as multilabel mean average precision (`val/map`).
 
     Args:
         model: the model config; must match the pretrained one.
@@ -207,6 +190,10 @@ class FinetuneSystem(_System):
             }
         )
         self.model: TaskModel = build_task_model(self.model_config, self.head_config)
+        self.task = self.model.task
+        self.epoch_metrics = nn.ModuleDict(
+            {stage: nn.ModuleDict(self.task.epoch_metrics()) for stage in ("val", "test")}
+        )
         self.load_report = None
         if pretrained is not None:
             from mmsdk.hub import load_backbone
@@ -228,18 +215,19 @@ class FinetuneSystem(_System):
         if self.mode == "linear_probe":
             self.model.backbone.eval()
 
-    def forward(self, inputs: Tensor) -> Tensor:
+    def forward(self, inputs: Any) -> Tensor:
         """Task outputs of raw inputs."""
         return self.model(inputs)
 
-    def _predict(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def _predict(self, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(outputs, targets in the head's space) for a batch; same computation as `TaskModel.forward`."""
         model = self.model
         tokens = model.backbone.tokenize(inputs)
-        outputs = model.predict(tokens)
-        return outputs, model.adapter.task_target(self.head_config, targets, tokens)
+        outputs = model.predict(tokens, inputs)
+        part = model.backbone.parts(tokens)[model.modality]
+        return outputs, model.head_adapter.task_target(self.head_config, targets, part)
 
-    def _targets(self, batch: Any) -> tuple[Tensor, Tensor]:
+    def _targets(self, batch: Any) -> tuple[Any, Tensor]:
         inputs, targets = split_batch(batch)
         if targets is None:
             raise ValueError(
@@ -248,56 +236,22 @@ class FinetuneSystem(_System):
             )
         return inputs, targets
 
-    def _regression_errors(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """(MSE, MAE) over finite targets only; NaN targets (missing values) are ignored."""
-        outputs = outputs.float()
-        if targets.dim() == 1 and outputs.shape == (len(targets), 1):
-            targets = targets.unsqueeze(-1)  # (B,) regression targets for a single-output head
-        if targets.shape != outputs.shape:
-            raise ValueError(
-                f"{self.head_config.task} targets have shape {tuple(targets.shape)} but the head predicts "
-                f"{tuple(outputs.shape)}; check HeadConfig.num_outputs and the dataset's targets"
-            )
-        finite = torch.isfinite(targets)
-        count = finite.sum().clamp_min(1)
-        diff = torch.where(finite, outputs - torch.nan_to_num(targets.to(outputs.dtype)), torch.zeros_like(outputs))
-        return (diff**2).sum() / count, diff.abs().sum() / count
-
-    def _classification(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """(cross-entropy, accuracy) for integer class ids (B,)."""
-        if targets.is_floating_point() or targets.is_complex():
-            raise ValueError(f"classification targets must be integer class ids, got dtype {targets.dtype}")
-        targets = targets.reshape(-1).long()
-        if targets.shape[0] != logits.shape[0]:
-            raise ValueError(f"got {targets.shape[0]} class targets for a batch of {logits.shape[0]} inputs")
-        classes = logits.shape[-1]
-        if targets.numel() and (targets.min() < 0 or targets.max() >= classes):
-            raise ValueError(f"class ids must be in [0, {classes}), got values in [{targets.min()}, {targets.max()}]")
-        logits = logits.float()
-        return F.cross_entropy(logits, targets), (logits.argmax(-1) == targets).float().mean()
-
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         inputs, targets = self._targets(batch)
         outputs, targets = self._predict(inputs, targets)
-        if self.head_config.task == "classification":
-            loss, accuracy = self._classification(outputs, targets)
-            metrics = {"loss": loss, "acc": accuracy}
-        else:
-            loss, mae = self._regression_errors(outputs, targets)
-            metrics = {"loss": loss, "mse": loss, "mae": mae}
+        loss, metrics = self.task.evaluate(outputs, targets)
         train = stage == "train"
-        if train:
-            metrics = {"loss": loss}
-        for name, value in metrics.items():
-            self.log(
-                f"{stage}/{name}",
-                value,
-                prog_bar=name in ("loss", "acc"),
-                on_step=train,
-                on_epoch=not train,
-                batch_size=inputs.shape[0],
-                sync_dist=not train,
-            )
+        kwargs = {"on_step": train, "on_epoch": not train, "batch_size": batch_size_of(inputs), "sync_dist": not train}
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kwargs)
+        if not train:
+            for name, value in metrics.items():
+                self.log(f"{stage}/{name}", value, prog_bar=name == self.task.monitor[0], **kwargs)
+            epoch = self.epoch_metrics[stage] if stage in self.epoch_metrics else {}
+            if epoch:
+                preds, labels = self.task.metric_inputs(outputs.detach(), targets)
+                for name, metric in epoch.items():
+                    metric.update(preds, labels)
+                    self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

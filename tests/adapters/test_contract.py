@@ -9,15 +9,17 @@ import torch
 from tiny_configs import ENCODER_OVERRIDES, TINY, TINY_ENCODER
 from torch import nn
 
-from mmsdk.adapter import Adapter, ExportSpec, available_adapters, get_adapter_class
-from mmsdk.backbone import ModelConfig
+from mmsdk.contracts.adapter import Adapter, ExportSpec, get_adapter_class
+from mmsdk.contracts.registry import available_adapters
+from mmsdk.models.config import ModelConfig
 from mmsdk.config import Config
-from mmsdk.heads import HeadConfig, Task
-from mmsdk.masking import random_mask
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.tasks import Task
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model, build_task_model
-from mmsdk.objectives import PretrainModel
-from mmsdk.tokens import TokenBatch
-from mmsdk.transformer import TransformerConfig
+from mmsdk.models.objectives import Objective
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.transformer import TransformerConfig
 
 ADAPTERS = available_adapters()
 OBJECTIVES = ("mae", "bert", "causal")
@@ -34,7 +36,7 @@ def _config(name: str, objective: str = "mae") -> ModelConfig:
     return ModelConfig(adapter=name, adapter_config=TINY[name], encoder=encoder, objective=objective)  # type: ignore[arg-type]
 
 
-def _tokenize(model: PretrainModel, seed: int = 0) -> tuple[torch.Tensor, TokenBatch]:
+def _tokenize(model: Objective, seed: int = 0) -> tuple[torch.Tensor, TokenBatch]:
     raw = model.adapter.example_input(BATCH, torch.Generator().manual_seed(seed))
     return raw, model.adapter.tokenize(raw).validate()
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from mmsdk.attention_mask import AttentionMask
-from mmsdk.tokens import TokenBatch
-from mmsdk.transformer import Transformer, TransformerConfig
+from mmsdk.layers.attention_mask import AttentionMask
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.transformer import Transformer, TransformerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -377,7 +377,7 @@ def test_flex_with_attention_dropout_is_a_config_error() -> None:
 
 def test_reference_attention_dropout_drops_probabilities_like_sdpa() -> None:
     # with every probability dropped the output is exactly zero on both paths (dropout on weights, not outputs)
-    from mmsdk.attention import reference_attention
+    from mmsdk.layers.attention import reference_attention
 
     q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
     assert torch.equal(reference_attention(q, k, v, None, None, dropout=0.999999), torch.zeros(1, 2, 5, 4))

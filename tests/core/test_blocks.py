@@ -6,9 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from mmsdk.attention import PreparedMask
-from mmsdk.blocks import BatchNorm, Block, DropPath, GeluMlp, SwiGluMlp, build_mlp, build_norm
-from mmsdk.transformer import Transformer, TransformerConfig
+from mmsdk.layers.attention import PreparedMask
+from mmsdk.layers.norms import BatchNorm, build_norm
+from mmsdk.layers.block import Block
+from mmsdk.layers.drop_path import DropPath
+from mmsdk.layers.mlp import GeluMlp, SwiGluMlp, build_mlp
+from mmsdk.layers.transformer import Transformer, TransformerConfig
 
 B, N, M, D = 3, 6, 5, 16
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from mmsdk.losses import masked_mae, masked_mean, masked_mse, normalize_targets
+from mmsdk.contracts.losses import masked_mae, masked_mean, masked_mse, normalize_targets
 
 
 def test_masked_mse_counts_only_hidden_tokens() -> None:

@@ -8,19 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from mmsdk.masking import (
-    Mask,
-    MaskingConfig,
-    apply_strategy,
-    block_mask,
-    group_mask,
-    mask_from_noise,
-    num_kept,
-    random_mask,
-    tail_mask,
-    unshuffle,
-)
-from mmsdk.tokens import gather_tokens
+from mmsdk.contracts.masking import Mask, mask_from_noise, num_kept, unshuffle
+from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy, block_mask, group_mask, random_mask, tail_mask
+from mmsdk.contracts.tokens import gather_tokens
 
 B, N = 4, 20
 VARIATES, STEPS = 4, 5  # N = VARIATES * STEPS, variate-major
@@ -223,7 +213,7 @@ def test_tail_mask_with_right_padding_hides_padding_and_the_last_real_steps() ->
 
 
 def test_ratio_range_draws_within_bounds_and_is_seeded() -> None:
-    from mmsdk.masking import draw_ratio
+    from mmsdk.contracts.mask_strategies import draw_ratio
 
     config = MaskingConfig(strategy="random", ratio=0.15, ratio_max=0.5)
     draws = [draw_ratio(config, "cpu", torch.Generator().manual_seed(s)) for s in range(200)]
@@ -244,7 +234,7 @@ def test_ratio_max_validation_names_the_field() -> None:
 
 
 def test_sample_tail_mask_hides_the_tail_of_every_packed_sample() -> None:
-    from mmsdk.masking import sample_tail_mask
+    from mmsdk.contracts.mask_strategies import sample_tail_mask
 
     # row 0: sample 0 with 2 variates x 4 steps, sample 1 with 1 variate x 10 steps, 2 padding tokens
     t0 = [0, 1, 2, 3, 0, 1, 2, 3, *range(10), 0, 0]

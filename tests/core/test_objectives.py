@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmsdk.backbone import ModelConfig
-from mmsdk.masking import Mask, mask_from_noise, random_mask
+from mmsdk.models.config import ModelConfig
+from mmsdk.contracts.masking import Mask, mask_from_noise
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model
-from mmsdk.objectives import CausalModel, MaskedAutoencoder, MaskedTokenModel, PretrainModel
-from mmsdk.transformer import TransformerConfig
+from mmsdk.models.objectives import CausalModel, MaskedAutoencoder, MaskedTokenModel, Objective
+from mmsdk.layers.transformer import TransformerConfig
 
 B, C, L, P = 3, 2, 32, 8
 TINY_ADAPTER: dict[str, Any] = {"context_length": L, "num_channels": C, "patch_len": P, "stride": P}
@@ -20,7 +21,7 @@ N_END = L // P + 1  # padding_patch="end" adds one patch
 N_NONE = L // P
 
 
-def _model(objective: str, **adapter: Any) -> PretrainModel:
+def _model(objective: str, **adapter: Any) -> Objective:
     config = ModelConfig(
         adapter="patchtst",
         adapter_config={**TINY_ADAPTER, **adapter},
@@ -30,7 +31,7 @@ def _model(objective: str, **adapter: Any) -> PretrainModel:
     return build_model(config)
 
 
-def _loss(model: PretrainModel, pred: Tensor, batch: Any, hidden: Tensor) -> Tensor:
+def _loss(model: Objective, pred: Tensor, batch: Any, hidden: Tensor) -> Tensor:
     if model.config.objective == "causal":
         return model.adapter.next_token_loss(pred, batch)
     return model.adapter.reconstruction_loss(pred, batch, hidden)
@@ -46,7 +47,7 @@ def _hide(patches: list[int], n: int) -> Mask:
 @pytest.mark.parametrize(
     ("objective", "cls"), [("mae", MaskedAutoencoder), ("bert", MaskedTokenModel), ("causal", CausalModel)]
 )
-def test_forward_shapes_hidden_loss_and_backward(objective: str, cls: type[PretrainModel]) -> None:
+def test_forward_shapes_hidden_loss_and_backward(objective: str, cls: type[Objective]) -> None:
     model = _model(objective)
     assert isinstance(model, cls)
     x = model.adapter.example_input(B, torch.Generator().manual_seed(0))

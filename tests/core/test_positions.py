@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmsdk.positions import (
-    ContinuousPositions,
-    LearnedPositions,
-    Rotary,
-    SinCosPositions,
-    build_positions,
-    sincos_1d,
-    sincos_nd,
-    sincos_table,
-)
+from mmsdk.layers.positions import ContinuousPositions, LearnedPositions, SinCosPositions, build_positions, sincos_1d, sincos_nd, sincos_table
+from mmsdk.layers.rotary import Rotary
 
 
 def test_sincos_1d_shape_and_position_zero() -> None:

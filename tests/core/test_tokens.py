@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmsdk.tokens import TokenBatch, gather_tokens
+from mmsdk.contracts.tokens import TokenBatch, gather_tokens
 
 B, N, D, P = 2, 5, 4, 3
 

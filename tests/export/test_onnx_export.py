@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmsdk.backbone import ModelConfig
+from mmsdk.models.config import ModelConfig
 from mmsdk.export import ExportResult, ExportVerificationError, to_onnx, verify_onnx
-from mmsdk.heads import HeadConfig
+from mmsdk.contracts.heads import HeadConfig
 from mmsdk.models import EmbeddingModel, TaskModel, build_task_model
 
 CONFIG: dict[str, Any] = {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsdk.backbone import ModelConfig
+from mmsdk.models.config import ModelConfig
 from mmsdk.export import OnnxModel, to_onnx
 from mmsdk.models import TaskModel, build_task_model
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 import mmsdk
-from mmsdk.losses import denormalize_like, normalize_targets
-from mmsdk.objectives import Prediction
+from mmsdk.contracts.losses import denormalize_like, normalize_targets
+from mmsdk.models.objectives import Prediction
 from mmsdk.training.callbacks import ReconstructionPlotter
 
 MODEL = {

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import mmsdk
-from mmsdk.adapter import build_adapter
+from mmsdk.contracts.adapter import build_adapter
 from mmsdk.adapters.pointcloud import ops
 from mmsdk.adapters.pointcloud.data import make_shapes
 from mmsdk.adapters.pointcloud.pointmae import PointMAEAdapter, PointMAEConfig
-from mmsdk.backbone import ModelConfig
+from mmsdk.models.config import ModelConfig
 from mmsdk.export.onnx import to_onnx
-from mmsdk.heads import HeadConfig
-from mmsdk.masking import random_mask
+from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model, build_task_model
 
 N, S, K, DIM = 128, 16, 8, 32
@@ -225,7 +225,7 @@ def test_config_validation() -> None:
 
 
 def test_recipe_data_builder() -> None:
-    from mmsdk.data import build_data
+    from mmsdk.contracts.data import build_data
 
     config = _model_config()
     pre = build_data("pointmae", {"num_per_class": 2, "batch_size": 4}, config, "pretrain")

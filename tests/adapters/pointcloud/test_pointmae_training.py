@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import mmsdk
 from mmsdk.adapters.pointcloud.data import SHAPE_CLASSES, make_shapes
 from mmsdk.adapters.pointcloud.plots import plot_point_reconstruction
-from mmsdk.adapters.pointcloud.pointmae import BatchNorm1dAnyBatch, PointCloudDataConfig
-from mmsdk.data import build_data
-from mmsdk.masking import random_mask
+from mmsdk.adapters.pointcloud.pointmae import BatchNorm1dAnyBatch
+from mmsdk.adapters.pointcloud.recipe_data import PointCloudDataConfig
+from mmsdk.contracts.data import build_data
+from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model
 from mmsdk.training.callbacks import ReconstructionPlotter
 

@@ -16,8 +16,8 @@ from mmsdk.adapters.timeseries.moirai import (
     mixture_parameters,
     patch_size_for_freq,
 )
-from mmsdk.backbone import ModelConfig
-from mmsdk.masking import MaskingConfig, apply_strategy
+from mmsdk.models.config import ModelConfig
+from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy
 from mmsdk.models import build_model, build_task_model
 
 P = 8

@@ -24,7 +24,7 @@ from mmsdk.adapters.timeseries.data import (
     forecast_datasets,
     load_csv,
 )
-from mmsdk.backbone import ModelConfig
+from mmsdk.models.config import ModelConfig
 from mmsdk.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]

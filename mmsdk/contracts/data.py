@@ -1,0 +1,73 @@
+"""The data contract of recipes: a `data:` section becomes train/val/test datasets through a registered builder.
+
+Adapter families register a builder per adapter name (entry-point group `mmsdk.data_builders`, or
+:func:`~mmsdk.contracts.registry.register_data`). The CLI and the Python API look the builder up by the `builder`
+key of the data section, else by the model's adapter name, so recipes never carry import paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch.utils.data import Dataset
+
+from mmsdk.contracts.registry import DATA_BUILDERS
+
+Stage = Literal["pretrain", "finetune"]
+
+
+@dataclass
+class DataSplits:
+    """Datasets for one job.
+
+    Attributes:
+        train, val, test: datasets (val/test may be None). Pretraining items are inputs; fine-tuning items are
+            (inputs, targets).
+        batch_size: the recipe's batch size.
+        info: anything the builder wants to report (columns, row ranges, scaler statistics).
+    """
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+    batch_size: int = 32
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class InputsOnly(Dataset):
+    """The inputs of an (inputs, targets) dataset, for pretraining on a labelled dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index][0]
+
+
+def build_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> DataSplits:
+    """Builds the datasets of a recipe's `data:` section for a model.
+
+    The builder is `data["builder"]` when given (the key is removed before the builder sees the section), else the
+    one registered under the model's adapter name (single-modality models).
+
+    Raises:
+        ValueError: when no builder is named or registered (listing the known ones).
+    """
+    data = dict(data)
+    name = data.pop("builder", None)
+    if name is None:
+        adapters = [m.adapter for m in model_config.modalities.values()]
+        if len(adapters) != 1:
+            raise ValueError(
+                f"a model of several modalities ({sorted(model_config.modalities)}) needs `data.builder`, the name "
+                f"of a registered data builder; known: {DATA_BUILDERS.names()}"
+            )
+        name = adapters[0]
+    if name not in DATA_BUILDERS:
+        raise ValueError(f"no data builder registered as {name!r}; known: {DATA_BUILDERS.names()}")
+    return DATA_BUILDERS.get(name)(data, model_config, stage)

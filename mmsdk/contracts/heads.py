@@ -1,0 +1,66 @@
+"""The head contract: the fine-tuning head config, and the rollout heads that re-enter the backbone.
+
+Adapters build heads (:meth:`~mmsdk.contracts.adapter.Adapter.build_head`) for the tasks they list; a head is
+called as `head(hidden (B, N, D), batch)` on its modality's features, or, for a :class:`RolloutHead`, as
+`head(hidden, batch, encode)`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from mmsdk.config import Config, require
+from mmsdk.contracts.registry import TASKS
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.pooling import Pooling
+
+
+@dataclass
+class HeadConfig(Config):
+    """The fine-tuning task and its head."""
+
+    task: str = "classification"
+    """A registered task: forecast (future values), classification (class logits), regression (real-valued
+    targets), multilabel (independent label logits), or one another package registers."""
+    num_outputs: int = 2
+    """Forecast horizon, number of classes or labels, or number of regression targets."""
+    pooling: Pooling | None = None
+    """How token features become one vector: mean, max, mean_max, first (class token) or flatten; None = the
+    adapter's default for the task (e.g. PatchTST flattens for forecasts and averages otherwise)."""
+    dropout: float = 0.0
+    """Dropout before the head's linear layer."""
+    modality: str | None = None
+    """Which modality's features the head reads, for models of several modalities (None: the only one)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.task in TASKS, self, "task", f"unknown task {self.task!r}; known: {TASKS.names()}")
+        require(self.num_outputs >= 1, self, "num_outputs", f"must be >= 1, got {self.num_outputs}")
+        require(0.0 <= self.dropout < 1.0, self, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+Encode = Callable[[Tensor], tuple[Tensor, TokenBatch]]
+"""Raw inputs of the head's modality → (hidden (B, N, D), token batch) of that modality: tokenize and run the
+backbone exactly as the task model does (other modalities' inputs stay as they were)."""
+
+
+class RolloutHead(nn.Module, ABC):
+    """Base of heads that feed their own outputs back through the backbone (autoregressive generation).
+
+    :class:`~mmsdk.models.task_model.TaskModel` calls ordinary heads as `head(hidden, batch)` and rollout heads
+    as `head(hidden, batch, encode)`, where `encode` (see :data:`Encode`) re-runs tokenization and the encoder on
+    new raw inputs (e.g. the context extended by a predicted patch). The backbone stays owned by the task model, so
+    its weights are neither duplicated in the head nor hidden from checkpoints and `freeze_backbone`.
+    """
+
+    uses_context_features: bool = True
+    """False for heads that re-encode a modified input from the start (e.g. the context extended by masked
+    forecast slots): the task model then skips encoding the plain context and passes `hidden=None`."""
+
+    @abstractmethod
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
+        """Task output from the features (B, N, D) of `batch`, calling `encode` for every further step."""

@@ -1,0 +1,33 @@
+"""Model assembly: the model config, the backbone over one or more adapters, objectives, tasks, task and embedding
+models."""
+
+from mmsdk.models.backbone import Backbone, attention_mask
+from mmsdk.models.build import build_model, build_task_model
+from mmsdk.models.config import ModalityConfig, ModelConfig
+from mmsdk.models.embedding_model import EmbeddingModel
+from mmsdk.models.objectives import (
+    CausalModel,
+    MaskedAutoencoder,
+    MaskedTokenModel,
+    Objective,
+    ObjectiveOutput,
+    Prediction,
+)
+from mmsdk.models.task_model import TaskModel
+
+__all__ = [
+    "Backbone",
+    "CausalModel",
+    "EmbeddingModel",
+    "MaskedAutoencoder",
+    "MaskedTokenModel",
+    "ModalityConfig",
+    "ModelConfig",
+    "Objective",
+    "ObjectiveOutput",
+    "Prediction",
+    "TaskModel",
+    "attention_mask",
+    "build_model",
+    "build_task_model",
+]

@@ -1,0 +1,198 @@
+"""The objective interface: a pretraining model that owns its forward pass, its mask and its loss.
+
+An objective builds the backbone (one or more adapters and the shared encoder) plus whatever it needs on top (a
+decoder, mask tokens, per-modality prediction heads). A training step is
+
+    batch = objective.tokenize(inputs)                 # adapters → one token sequence
+    mask = objective.draw_mask(batch, masking, gen)    # None for objectives that hide nothing
+    prediction = objective(batch, mask)                # per-modality predictions; never a loss
+    terms = objective.loss(batch, prediction, mask)    # named loss terms; the loss is their sum
+
+(:meth:`Objective.step` runs the four). Each modality's predictions are scored by its own adapter, so the terms of a
+multimodal model are named `<modality>/<term>`; a one-modality model's terms are the adapter's own names ("mse",
+"nll", "chamfer", ...). The training system sums and logs them and holds no objective-specific code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mmsdk.contracts.adapter import Adapter
+from mmsdk.contracts.losses import normalize_targets
+from mmsdk.contracts.mask_strategies import MaskingConfig, draw_mask
+from mmsdk.contracts.masking import Mask
+from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.weight_init import init_weights
+from mmsdk.models.backbone import Backbone
+from mmsdk.models.config import ModelConfig
+
+
+@dataclass
+class Prediction:
+    """What an objective's forward returns.
+
+    Attributes:
+        preds: modality name → (B, N_m, P_m) predictions for every token of that modality ((B, N_m, K) outputs of
+            the adapter's own pretraining head when it defines one, see `Adapter.build_pretrain_head`).
+    """
+
+    preds: dict[str, Tensor]
+
+    @property
+    def pred(self) -> Tensor:
+        """The predictions of a one-modality model (B, N, P).
+
+        Raises:
+            ValueError: for several modalities (use `preds[name]`).
+        """
+        if len(self.preds) != 1:
+            raise ValueError(f"predictions of modalities {list(self.preds)}; use `preds[name]`")
+        return next(iter(self.preds.values()))
+
+
+@dataclass
+class ObjectiveOutput:
+    """One step of an objective: its named loss terms, and what they were computed from.
+
+    Attributes:
+        terms: name → scalar loss term; the loss is their sum.
+        prediction: the objective's predictions.
+        batch: the token batch of the step's inputs.
+        mask: the step's mask (None for objectives without one).
+    """
+
+    terms: dict[str, Tensor]
+    prediction: Prediction
+    batch: TokenBatch
+    mask: Mask | None
+
+    @property
+    def loss(self) -> Tensor:
+        """The scalar loss: the sum of the terms."""
+        return sum(self.terms.values())  # type: ignore[return-value]
+
+
+def build_pretrain_head(adapter: Adapter, dim: int) -> nn.Module:
+    """The adapter's pretraining head for width `dim`, else a freshly initialized `nn.Linear(dim, target_dim)`."""
+    head = adapter.build_pretrain_head(dim)
+    if head is None:
+        head = nn.Linear(dim, adapter.target_dim)
+        head.apply(init_weights)
+    return head
+
+
+class Objective(nn.Module, ABC):
+    """Base of pretraining objectives (registered by name; `ModelConfig.objective` picks one).
+
+    Class attributes:
+        name: the registry name.
+        uses_mask: whether steps draw a mask (masked modeling) or not (causal next-token prediction).
+        causal: whether the encoder runs causally; task models built from this objective's checkpoints do too.
+        default_term: the name of an adapter loss returned as a bare tensor rather than named terms.
+    """
+
+    name: ClassVar[str]
+    uses_mask: ClassVar[bool] = True
+    causal: ClassVar[bool] = False
+    default_term: ClassVar[str] = "loss"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config)
+
+    @classmethod
+    def default_decoder(cls, encoder: TransformerConfig) -> TransformerConfig | None:
+        """The decoder a config without one gets (None: the objective has no decoder)."""
+        return None
+
+    @property
+    def adapters(self) -> nn.ModuleDict:
+        """Modality name → adapter."""
+        return self.backbone.adapters
+
+    @property
+    def adapter(self) -> Adapter:
+        """The adapter of a one-modality model (raises ValueError for several)."""
+        return self.backbone.adapter
+
+    def tokenize(self, inputs: Any) -> TokenBatch:
+        """Validated token batch of raw inputs (a mapping modality → raw input for several modalities)."""
+        return self.backbone.tokenize(inputs)
+
+    def draw_mask(self, batch: TokenBatch, masking: MaskingConfig, generator: torch.Generator | None) -> Mask | None:
+        """The step's mask (each modality masked by its own strategy); None when the objective uses none."""
+        return draw_mask(masking, batch, generator) if self.uses_mask else None
+
+    def build_heads(self, dim: int, initialize: bool = True) -> nn.ModuleDict:
+        """One pretraining head per modality on features of width `dim`: the adapter's own, else a linear layer to
+        its target width, initialized now or (`initialize=False`) by a later :meth:`initialize_heads`."""
+        heads = {}
+        for name, adapter in self.backbone.adapters.items():
+            head = adapter.build_pretrain_head(dim)
+            if head is None:
+                head = nn.Linear(dim, adapter.target_dim)
+                head.is_default_head = True  # initialized by the core, unlike an adapter's own head
+            heads[name] = head
+        built = nn.ModuleDict(heads)
+        if initialize:
+            self.initialize_heads(built)
+        return built
+
+    @staticmethod
+    def initialize_heads(heads: nn.ModuleDict) -> None:
+        """The core's initialization of the default linear heads (adapters' own heads keep theirs)."""
+        for head in heads.values():
+            if getattr(head, "is_default_head", False):
+                head.apply(init_weights)
+
+    def predict(self, heads: nn.ModuleDict, features: Tensor, batch: TokenBatch) -> Prediction:
+        """Each modality's head applied to its slice of the (B, N, D) features."""
+        return Prediction({name: heads[name](f) for name, f in self.backbone.split(features, batch).items()})
+
+    @abstractmethod
+    def forward(self, batch: TokenBatch, mask: Mask | None) -> Prediction:
+        """Per-modality predictions for every token (never a loss)."""
+
+    @abstractmethod
+    def modality_loss(
+        self, adapter: Adapter, pred: Tensor, part: TokenBatch, target: Tensor | None
+    ) -> Tensor | Mapping[str, Tensor]:
+        """One modality's loss: its adapter scores its predictions (`target` (B, N_m) marks what is scored)."""
+
+    def loss(self, batch: TokenBatch, prediction: Prediction, mask: Mask | None) -> dict[str, Tensor]:
+        """Named loss terms: each modality's adapter loss (prefixed with the modality for several modalities)."""
+        parts = self.backbone.parts(batch)
+        slices = batch.slices() if batch.parts else {name: slice(None) for name in parts}
+        terms: dict[str, Tensor] = {}
+        for name, part in parts.items():
+            if self.config.norm_targets and part.targets is not None:
+                part = part.replace(targets=normalize_targets(part.targets))
+            target = None if mask is None else mask.part(slices[name])
+            pred = prediction.preds[name].float()
+            value = self.modality_loss(self.backbone.adapters[name], pred, part, target)
+            named = value if isinstance(value, Mapping) else {self.default_term: value}
+            prefix = f"{name}/" if len(parts) > 1 else ""
+            terms.update({prefix + term: loss for term, loss in named.items()})
+        return terms
+
+    def step(
+        self, inputs: Any, masking: MaskingConfig | None = None, generator: torch.Generator | None = None
+    ) -> ObjectiveOutput:
+        """Tokenize, mask, predict and score one batch of raw inputs."""
+        batch = self.tokenize(inputs)
+        mask = self.draw_mask(batch, masking or MaskingConfig(), generator)
+        prediction = self(batch, mask)
+        return ObjectiveOutput(self.loss(batch, prediction, mask), prediction, batch, mask)
+
+    @torch.no_grad()
+    def embed(self, inputs: Any) -> Tensor:
+        """(B, N, D) encoder features of raw inputs with nothing masked."""
+        return self.backbone(self.tokenize(inputs))
