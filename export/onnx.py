@@ -62,13 +62,14 @@ class ExportResult:
 
     Attributes:
         path: the `.onnx` file.
-        input_name: name of the graph input.
+        input_name: name of the (first) graph input.
         output_names: names of the graph outputs.
         opset: the default-domain ONNX opset of the graph.
         max_abs_error: verification batch size → max |eager − ONNX Runtime| (empty when not verified).
         tolerance: the tolerance verification held the file to.
         metadata: the `metadata_props` stored in the file.
         export_seconds: wall time of tracing and saving.
+        input_names: every graph input, in order (one per modality for a multimodal model).
     """
 
     path: Path
@@ -79,6 +80,7 @@ class ExportResult:
     tolerance: float = DEFAULT_TOLERANCE
     metadata: dict[str, str] = field(default_factory=dict)
     export_seconds: float = 0.0
+    input_names: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -90,7 +92,7 @@ class ExportResult:
         size_kb = self.path.stat().st_size / 1024 if self.path.exists() else float("nan")
         lines = [
             f"ONNX model: {self.path} ({size_kb:.1f} KiB, opset {self.opset}, exported in {self.export_seconds:.1f} s)",
-            f"  input:   {self.input_name} {self.metadata.get('mmsdk.input_layout', '')}".rstrip(),
+            f"  inputs:  {self.metadata.get('mmsdk.input_layouts', self.input_name)}",
             f"  outputs: {', '.join(self.output_names)}",
             f"  model:   {self.metadata.get('mmsdk.kind', 'other')} / adapter {self.metadata.get('mmsdk.adapter')}",
         ]
@@ -102,10 +104,14 @@ class ExportResult:
         return "\n".join(lines)
 
 
+Inputs = Tensor | Mapping[str, Tensor]
+"""One raw-input tensor, or a mapping modality name → raw input for a model of several modalities."""
+
+
 def to_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
-    example_input: Tensor | None = None,
+    example_input: Inputs | None = None,
     *,
     dynamic_batch: bool = True,
     opset: int | None = None,
@@ -114,21 +120,23 @@ def to_onnx(
     verify_batch_sizes: Sequence[int] = (1, 2, 3),
     metadata: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """Exports a model taking one raw-input tensor to ONNX and checks the file against eager PyTorch.
+    """Exports a model of raw inputs to ONNX and checks the file against eager PyTorch.
 
-    Works for any module with a `.backbone.adapter` (:class:`~mmsdk.models.TaskModel`,
-    :class:`~mmsdk.models.EmbeddingModel`), which supplies the input name, dynamic axes, tolerance and example
-    inputs; other modules need `example_input`. The model is traced in eval mode and float32 (a float32 copy is
-    exported when it holds other dtypes); its train/eval modes are restored afterwards.
+    Works for any module with a `.backbone` of adapters (:class:`~mmsdk.models.TaskModel`,
+    :class:`~mmsdk.models.EmbeddingModel`), whose adapters supply the input names, dynamic axes, tolerance and
+    example inputs; other modules need `example_input`. A model of one modality has one graph input named by its
+    adapter's ExportSpec; a model of several has one input per modality, named after the modality, sharing the
+    batch axis. The model is traced in eval mode and float32 (a float32 copy is exported when it holds other
+    dtypes); its train/eval modes are restored afterwards.
 
     Args:
-        model: the module to export; its forward must take one tensor and return one tensor.
+        model: the module to export; its forward must take the raw inputs and return one tensor.
         path: destination file; missing parent directories are created.
-        example_input: tracing input (default: the adapter's `example_input` at batch size 2).
+        example_input: tracing input (default: the adapters' `example_input` at batch size 2).
         dynamic_batch: make axis 0 symbolic ("batch"); other dynamic axes of the ExportSpec are always kept.
         opset: ONNX opset version (the exporter's default when None).
         verify: compare ONNX Runtime with eager PyTorch for `verify_batch_sizes` and raise on a mismatch.
-        tolerance: max absolute error allowed (default: the adapter's ExportSpec tolerance, else 1e-4).
+        tolerance: max absolute error allowed (default: the largest adapter ExportSpec tolerance, else 1e-4).
         verify_batch_sizes: batch sizes of the verification inputs (only the tracing batch size when
             `dynamic_batch` is False).
         metadata: extra string-keyed entries for the file's `metadata_props` (non-strings are JSON-encoded);
@@ -138,77 +146,105 @@ def to_onnx(
         The written file, its signature, the verification errors and the stored metadata.
 
     Raises:
-        ValueError: without an adapter and without `example_input`, or for reserved metadata keys.
+        ValueError: without adapters and without `example_input`, or for reserved metadata keys.
         TypeError: if the model returns something other than a single tensor.
         ExportVerificationError: if ONNX Runtime's output differs from eager beyond the tolerance.
     """
-    adapter = _find_adapter(model)
-    spec = adapter.export_spec() if adapter is not None else ExportSpec()
-    tolerance = spec.tolerance if tolerance is None else tolerance
+    adapters = _find_adapters(model)
+    specs = {name: a.export_spec() for name, a in adapters.items()} or {"inputs": ExportSpec()}
+    names = list(specs) if len(specs) > 1 else [next(iter(specs.values())).input_name]
+    output_name = next(iter(specs.values())).output_names[0]
+    if tolerance is None:
+        tolerance = max(spec.tolerance for spec in specs.values())
     if example_input is None:
-        if adapter is None:
-            raise ValueError(f"{type(model).__name__} has no `.backbone.adapter`; pass `example_input` to export it")
-        example_input = adapter.example_input(_EXPORT_BATCH_SIZE, torch.Generator().manual_seed(_VERIFY_SEED))
+        if not adapters:
+            raise ValueError(f"{type(model).__name__} has no `.backbone` adapters; pass `example_input` to export it")
+        example_input = _example(adapters, _EXPORT_BATCH_SIZE, torch.Generator().manual_seed(_VERIFY_SEED))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     export_model = _as_float32(model)
-    example_input = _float32_input(example_input).to(_device_of(export_model))
-    axes = _dynamic_axes(spec, dynamic_batch)
-    stored = _metadata(model, adapter, spec, example_input, axes, tolerance, metadata)
+    device = _device_of(export_model)
+    example = _as_named(example_input, names)  # input name → tensor, in graph order
+    example = {name: _float32_input(value).to(device) for name, value in example.items()}
+    axes = {name: _dynamic_axes(spec, dynamic_batch) for name, spec in zip(names, specs.values())}
+    stored = _metadata(model, adapters, example, axes, output_name, tolerance, metadata)
+    wrapped = _Positional(export_model, names, multi=len(adapters) > 1)
+    wrapped.training = False  # the wrapper itself; `_eval_mode` sets (and later restores) the model's modules
 
     with _eval_mode(export_model):
         with torch.no_grad():  # unsupported outputs fail here, before the (slower) export
-            _tensor_output(export_model(example_input))
+            _tensor_output(wrapped(*example.values()))
         start = time.perf_counter()
-        program = _export(export_model, example_input, spec, axes, opset)
-        _finalize(program.model, spec, stored)
+        program = _export(wrapped, example, axes, output_name, opset)
+        _finalize(program.model, names, output_name, stored)
         program.save(path)
         seconds = time.perf_counter() - start
         logger.info("exported %s to %s in %.1f s", type(model).__name__, path, seconds)
         result = ExportResult(
             path=path,
-            input_name=spec.input_name,
-            output_names=(spec.output_names[0],),
+            input_name=names[0],
+            output_names=(output_name,),
             opset=int(program.model.opset_imports.get("", 0)),
             tolerance=tolerance,
             metadata=stored,
             export_seconds=seconds,
+            input_names=tuple(names),
         )
         if verify:
-            sizes = list(verify_batch_sizes) if 0 in axes else [int(example_input.shape[0])]
-            inputs = _verification_inputs(adapter, example_input, sizes)
-            errors = verify_onnx(export_model, path, inputs, tolerance)
+            batch = int(next(iter(example.values())).shape[0])
+            sizes = list(verify_batch_sizes) if 0 in axes[names[0]] else [batch]
+            inputs = _verification_inputs(adapters, example, sizes)
+            errors = verify_onnx(wrapped, path, inputs, tolerance)
             result.max_abs_error = {shape[0]: error for shape, error in errors.items()}
     return result
 
 
+class _Positional(nn.Module):
+    """The model with one positional argument per graph input (a multimodal model takes a mapping)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str], multi: bool) -> None:
+        super().__init__()
+        self.model, self.names, self.multi = model, list(names), multi
+
+    def forward(self, *inputs: Tensor) -> Any:
+        if self.multi:
+            return self.model(dict(zip(self.names, inputs)))
+        return self.model(inputs[0])
+
+
 def verify_onnx(
-    model: nn.Module, path: str | os.PathLike[str], inputs_list: Sequence[Tensor], tolerance: float = DEFAULT_TOLERANCE
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    inputs_list: Sequence[Tensor | Sequence[Tensor]],
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[tuple[int, ...], float]:
     """Compares eager PyTorch (eval mode) with ONNX Runtime (CPU) on each input.
 
     Args:
-        model: the eager model the file was exported from.
-        path: the `.onnx` file (single input, first output compared).
-        inputs_list: inputs of possibly different batch sizes.
+        model: the eager model the file was exported from, called with one positional tensor per graph input.
+        path: the `.onnx` file (first output compared).
+        inputs_list: inputs of possibly different batch sizes: a tensor (one graph input) or a sequence of
+            tensors in graph-input order.
         tolerance: max absolute error allowed.
 
     Returns:
-        Input shape → max absolute error.
+        First input's shape → max absolute error.
 
     Raises:
         ExportVerificationError: naming the input shape, the error and the tolerance, on the first input whose
             outputs differ beyond the tolerance, in shape, or in where they are NaN.
     """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    input_names = [arg.name for arg in session.get_inputs()]
     device = _device_of(model)
     errors: dict[tuple[int, ...], float] = {}
     with _eval_mode(model), torch.no_grad():
         for inputs in inputs_list:
-            shape = tuple(inputs.shape)
-            expected = _tensor_output(model(inputs.to(device))).detach().float().cpu().numpy()
-            actual = session.run(None, {input_name: inputs.detach().cpu().numpy()})[0]
+            tensors = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            shape = tuple(tensors[0].shape)
+            expected = _tensor_output(model(*(t.to(device) for t in tensors))).detach().float().cpu().numpy()
+            feed = {name: t.detach().cpu().numpy() for name, t in zip(input_names, tensors)}
+            actual = session.run(None, feed)[0]
             if actual.shape != expected.shape:
                 raise ExportVerificationError(
                     f"{path}: for input shape {shape}, ONNX Runtime output has shape {actual.shape} but eager "
@@ -231,10 +267,31 @@ def verify_onnx(
     return errors
 
 
-def _find_adapter(model: nn.Module) -> Adapter | None:
-    """The model's `.backbone.adapter`, if it has one."""
-    adapter = getattr(getattr(model, "backbone", None), "adapter", None)
-    return adapter if isinstance(adapter, Adapter) else None
+def _find_adapters(model: nn.Module) -> dict[str, Adapter]:
+    """The model's `.backbone.adapters` (modality name → adapter), empty without a backbone."""
+    adapters = getattr(getattr(model, "backbone", None), "adapters", None)
+    if adapters is None:
+        return {}
+    return {name: a for name, a in adapters.items() if isinstance(a, Adapter)}
+
+
+def _example(adapters: Mapping[str, Adapter], batch_size: int, generator: torch.Generator) -> Inputs:
+    """The adapters' example inputs: one tensor for one modality, a mapping for several."""
+    examples = {name: a.example_input(batch_size, generator) for name, a in adapters.items()}
+    return examples if len(examples) > 1 else next(iter(examples.values()))
+
+
+def _as_named(inputs: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
+    """Raw inputs as graph-input name → tensor (a mapping must name exactly the modalities)."""
+    if isinstance(inputs, Mapping):
+        if len(names) == 1 and len(inputs) == 1:
+            return {names[0]: next(iter(inputs.values()))}
+        if set(inputs) != set(names):
+            raise ValueError(f"example_input must name the modalities {list(names)}, got {sorted(inputs)}")
+        return {name: inputs[name] for name in names}
+    if len(names) != 1:
+        raise ValueError(f"this model takes the modalities {list(names)}; pass example_input as a mapping")
+    return {names[0]: inputs}
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -254,7 +311,7 @@ def _as_float32(model: nn.Module) -> nn.Module:
 def _float32_input(inputs: Tensor) -> Tensor:
     """Floating inputs as float32; other dtypes (ids, masks) unchanged."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {type(inputs).__name__}")
+        raise TypeError(f"example_input must be a torch.Tensor (or a mapping of them), got {type(inputs).__name__}")
     return inputs.float() if inputs.is_floating_point() else inputs
 
 
@@ -293,19 +350,24 @@ def _dynamic_axes(spec: ExportSpec, dynamic_batch: bool) -> dict[int, str]:
     return axes
 
 
-def _export(model: nn.Module, example_input: Tensor, spec: ExportSpec, axes: dict[int, str], opset: int | None):
-    """Traces with the dynamo exporter (quietly) and returns the ONNXProgram."""
+def _export(
+    model: nn.Module, example: Mapping[str, Tensor], axes: Mapping[str, dict[int, str]], output: str, opset: int | None
+):
+    """Traces with the dynamo exporter (quietly) and returns the ONNXProgram; equal axis names share one Dim."""
     dims: dict[str, torch.export.Dim] = {}
-    shapes = {axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes.items()}
+    shapes = tuple(
+        {axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes[key].items()} or None
+        for key in example
+    )
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
     with _quiet_exporter():
         return torch.onnx.export(
             model,
-            (example_input,),
+            tuple(example.values()),
             dynamo=True,
-            dynamic_shapes=(shapes,) if shapes else None,
-            input_names=[spec.input_name],
-            output_names=[spec.output_names[0]],
+            dynamic_shapes=(shapes,) if any(s is not None for s in shapes) else None,  # forward(*inputs)
+            input_names=list(example),
+            output_names=[output],
             verbose=False,
             **kwargs,
         )
@@ -327,47 +389,55 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(logging.NOTSET)
 
 
-def _finalize(model: Any, spec: ExportSpec, metadata: Mapping[str, str]) -> None:
-    """Names the graph's input and output after the ExportSpec and stores the metadata (an onnx_ir Model)."""
+def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[str, str]) -> None:
+    """Names the graph's inputs and output and stores the metadata (an onnx_ir Model)."""
     graph = model.graph
-    if len(graph.inputs) != 1:
-        raise ValueError(f"expected a graph with one input, got {[v.name for v in graph.inputs]}")
-    if graph.inputs[0].name != spec.input_name:
-        logger.debug("renaming graph input %r to %r", graph.inputs[0].name, spec.input_name)
-        graph.inputs[0].name = spec.input_name
-    if graph.outputs[0].name != spec.output_names[0]:
-        logger.debug("renaming graph output %r to %r", graph.outputs[0].name, spec.output_names[0])
-        graph.outputs[0].name = spec.output_names[0]
+    if len(graph.inputs) != len(names):
+        raise ValueError(f"expected a graph with inputs {list(names)}, got {[v.name for v in graph.inputs]}")
+    for value, name in zip(graph.inputs, names):
+        if value.name != name:
+            logger.debug("renaming graph input %r to %r", value.name, name)
+            value.name = name
+    if graph.outputs[0].name != output:
+        logger.debug("renaming graph output %r to %r", graph.outputs[0].name, output)
+        graph.outputs[0].name = output
     model.metadata_props.update(metadata)
 
 
 def _metadata(
     model: nn.Module,
-    adapter: Adapter | None,
-    spec: ExportSpec,
-    example_input: Tensor,
-    axes: dict[int, str],
+    adapters: Mapping[str, Adapter],
+    example: Mapping[str, Tensor],
+    axes: Mapping[str, dict[int, str]],
+    output: str,
     tolerance: float,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, str]:
-    """The `metadata_props` entries: versions, model config and head as JSON, kind, input layout, tolerance."""
+    """The `metadata_props` entries: versions, model config and head as JSON, kind, inputs and their layouts."""
     from mmsdk.models import EmbeddingModel, TaskModel
 
     config = getattr(getattr(model, "backbone", None), "config", None)
     head = getattr(model, "head_config", None)
     kind = "task" if isinstance(model, TaskModel) else "embedding" if isinstance(model, EmbeddingModel) else "other"
-    layout = [axes.get(i, size) for i, size in enumerate(example_input.shape)]
-    dtype = str(example_input.dtype).removeprefix("torch.")
+
+    def layout(name: str, value: Tensor) -> str:
+        dims = [axes[name].get(i, size) for i, size in enumerate(value.shape)]
+        return f"{str(value.dtype).removeprefix('torch.')}[{', '.join(map(str, dims))}]"
+
+    layouts = {name: layout(name, value) for name, value in example.items()}
+    first = next(iter(example))
     entries = {
         "mmsdk.version": __version__,
         "mmsdk.torch_version": torch.__version__,
         "mmsdk.kind": kind,
-        "mmsdk.adapter": adapter.name if adapter is not None else "",
+        "mmsdk.adapter": ",".join(a.name for a in adapters.values()),
         "mmsdk.config": json.dumps(config.to_dict() if config is not None else None, sort_keys=True),
         "mmsdk.head": json.dumps(head.to_dict() if head is not None else None, sort_keys=True),
-        "mmsdk.input_name": spec.input_name,
-        "mmsdk.input_layout": f"{dtype}[{', '.join(map(str, layout))}]",
-        "mmsdk.output_names": json.dumps([spec.output_names[0]]),
+        "mmsdk.input_name": first,
+        "mmsdk.input_layout": layouts[first],
+        "mmsdk.input_names": json.dumps(list(example)),
+        "mmsdk.input_layouts": json.dumps(layouts),
+        "mmsdk.output_names": json.dumps([output]),
         "mmsdk.tolerance": repr(float(tolerance)),
     }
     for key, value in (extra or {}).items():
@@ -377,20 +447,25 @@ def _metadata(
     return entries
 
 
-def _verification_inputs(adapter: Adapter | None, example_input: Tensor, batch_sizes: Sequence[int]) -> list[Tensor]:
-    """Seeded inputs of each batch size: the adapter's examples, else rows of `example_input` cycled (with a
-    little noise on floating inputs so that rows differ)."""
+def _verification_inputs(
+    adapters: Mapping[str, Adapter], example: Mapping[str, Tensor], batch_sizes: Sequence[int]
+) -> list[list[Tensor]]:
+    """Seeded inputs of each batch size, in graph-input order: the adapters' examples, else rows of the example
+    cycled (with a little noise on floating inputs so that rows differ)."""
     generator = torch.Generator().manual_seed(_VERIFY_SEED + 1)
     inputs = []
     for size in batch_sizes:
         if size < 1:
             raise ValueError(f"verify_batch_sizes must be positive, got {size}")
-        if adapter is not None:
-            inputs.append(_float32_input(adapter.example_input(size, generator)))
+        if adapters:
+            inputs.append([_float32_input(a.example_input(size, generator)) for a in adapters.values()])
             continue
-        rows = example_input.cpu()[torch.arange(size) % example_input.shape[0]]
-        if rows.is_floating_point():
-            rows = rows + 0.01 * torch.randn(rows.shape, generator=generator) * rows.std().nan_to_num(1.0)
+        rows = []
+        for value in example.values():
+            row = value.cpu()[torch.arange(size) % value.shape[0]]
+            if row.is_floating_point():
+                row = row + 0.01 * torch.randn(row.shape, generator=generator) * row.std().nan_to_num(1.0)
+            rows.append(row)
         inputs.append(rows)
     return inputs
 

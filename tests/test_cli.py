@@ -259,7 +259,7 @@ def test_moirai_corpus_pretrain_probe_finetune_recipes(tmp_path: Path) -> None:
     pretrained, probe = from_pretrained(pre_dir / "model"), from_pretrained(tmp_path / "moirai_linear_probe" / "model")
     encoder = {k: v for k, v in pretrained.state_dict().items() if k.startswith("backbone.encoder.")}
     assert encoder and all(torch.equal(probe.state_dict()[k], v) for k, v in encoder.items())  # frozen
-    mixture = "backbone.adapter.distribution_heads.32.logits.weight"  # the probe trains the mixture head
+    mixture = "backbone.adapters.moirai.distribution_heads.32.logits.weight"  # the probe trains the mixture head
     assert not torch.equal(probe.state_dict()[mixture], pretrained.state_dict()[mixture])
 
 

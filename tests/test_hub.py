@@ -150,7 +150,7 @@ def test_load_backbone_rejects_a_different_adapter(tmp_path: Path) -> None:
 def test_load_backbone_names_shape_mismatches(tmp_path: Path) -> None:
     other = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "context_length": 128}}
     save_pretrained(mmsdk.build_model(other), tmp_path)
-    with pytest.raises(ValueError, match=r"backbone\.positions\.table: \(16, 32\) in the checkpoint vs \(12, 32\)"):
+    with pytest.raises(ValueError, match=r"backbone\.positions\.patchtst\.table: \(16, 32\) in the checkpoint vs \(12, 32\)"):
         load_backbone(mmsdk.build_task_model(MODEL, FORECAST), tmp_path)
 
 
@@ -181,8 +181,9 @@ def test_from_pretrained_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"missing keys \[head\.linear\.weight.*unexpected keys \[decoder"):
         from_pretrained(tmp_path / "m")
     _edit_config(tmp_path / "m", kind="pretrain", head=None)
-    adapter = {**good["model"]["adapter_config"], "patch_len": 8}
-    _edit_config(tmp_path / "m", model={**good["model"], "adapter_config": adapter})
+    modality = good["model"]["modalities"]["patchtst"]
+    modalities = {"patchtst": {**modality, "adapter_config": {**modality["adapter_config"], "patch_len": 8}}}
+    _edit_config(tmp_path / "m", model={**good["model"], "modalities": modalities})
     with pytest.raises(ValueError, match=r"value_embedding\.weight: \(32, 16\) in the checkpoint vs \(32, 8\)"):
         from_pretrained(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{not json")
@@ -191,5 +192,59 @@ def test_from_pretrained_errors(tmp_path: Path) -> None:
 
 
 def test_save_pretrained_rejects_other_modules(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="Objective, TaskModel or EmbeddingModel"):
+    with pytest.raises(ValueError, match=r"pretraining \(Objective\), task or embedding model"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path)
+
+
+def test_load_backbone_rejects_another_rope_or_adapter_config(tmp_path: Path) -> None:
+    """What the weights compute must agree, not only their shapes: rope and adapter fields are compared."""
+    save_pretrained(mmsdk.build_model({**MODEL, "encoder": {**MODEL["encoder"], "rope": "1d"}}), tmp_path / "rope")
+    with pytest.raises(ValueError, match=r"encoder\.rope='1d' in the checkpoint vs 'none'"):
+        load_backbone(mmsdk.build_task_model(MODEL, FORECAST), tmp_path / "rope")
+    other = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "mask_value": "zero_patch", "revin": False}}
+    save_pretrained(mmsdk.build_model(other), tmp_path / "adapter")
+    with pytest.raises(ValueError, match=r"patchtst\.mask_value='zero_patch' in the checkpoint vs 'token'.*revin"):
+        load_backbone(mmsdk.build_task_model(MODEL, FORECAST), tmp_path / "adapter")
+    # fields that do not change what the backbone computes (here dropout) may differ
+    free = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "positional_dropout": 0.3}}
+    save_pretrained(mmsdk.build_model(MODEL), tmp_path / "plain")
+    load_backbone(mmsdk.build_task_model(free, FORECAST), tmp_path / "plain")
+
+
+def test_load_backbone_with_missing_backbone_tensors_needs_partial(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    save_pretrained(mmsdk.build_model(MODEL), tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    dropped = [k for k in weights if k.startswith("backbone.encoder.blocks.1.")]
+    save_file({k: v for k, v in weights.items() if k not in dropped}, str(tmp_path / "model.safetensors"))
+    task = mmsdk.build_task_model(MODEL, FORECAST)
+    with pytest.raises(ValueError, match=r"lacks \d+ backbone tensor\(s\).*blocks\.1\..*partial=True"):
+        load_backbone(task, tmp_path)
+    report = load_backbone(task, tmp_path, partial=True)
+    assert set(dropped) <= set(report.missing)
+
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_v1"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in LEGACY.iterdir()))
+def test_directories_of_format_1_load_with_the_same_outputs(name: str, tmp_path: Path) -> None:
+    """Tiny models saved by the one-adapter code (format 1, commit 63bec01) load and give the outputs they gave."""
+    from safetensors.torch import load_file
+
+    from mmsdk.contracts.masking import Mask
+
+    directory = LEGACY / name
+    assert json.loads((directory / "config.json").read_text())["format_version"] == 1
+    model = from_pretrained(directory)
+    io = load_file(str(directory / "io.safetensors"))
+    with torch.no_grad():
+        if "outputs" in io:  # a task model
+            torch.testing.assert_close(model(io["inputs"]), io["outputs"], atol=0, rtol=0)
+        else:
+            mask = Mask(io["ids_keep"], io["ids_restore"], io["mask"], io["mask"])
+            torch.testing.assert_close(model(model.tokenize(io["inputs"]), mask).pred, io["pred"], atol=0, rtol=0)
+            torch.testing.assert_close(model.embed(io["inputs"]), io["embed"], atol=0, rtol=0)
+    resaved = save_pretrained(model, tmp_path / name)  # and saves in the current format
+    assert json.loads((resaved / "config.json").read_text())["format_version"] == 2

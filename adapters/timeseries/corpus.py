@@ -386,7 +386,8 @@ def build_moirai_data(data: Mapping[str, Any], model_config: Any, stage: Stage) 
     if stage != "pretrain":
         raise ValueError("data.corpus is for pretraining; fine-tune on a CSV (data.path) instead")
     config = CorpusDataConfig.from_dict(corpus_section(data))
-    adapter = model_config.adapter_config
+    _, modality = model_config.only_modality()
+    adapter = modality.adapter_config
     train, val = corpus_datasets(
         config, int(adapter["patch_size"]), int(adapter["context_length"]), int(adapter["max_variates"])
     )

@@ -36,8 +36,7 @@ from mmsdk.adapters.timeseries.windows import (
     ratio_split,
 )
 from mmsdk.config import Config, require
-from mmsdk.contracts.data import DataSplits, Stage
-from mmsdk.contracts.registry import register_data
+from mmsdk.contracts.data import DataSplits, InputsOnly, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -462,19 +461,19 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
     )
 
 
-@register_data("patchtst")
 def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> DataSplits:
     """Recipe `data:` builder for time-series adapters: pretraining windows or (x, y) forecast windows.
 
     Args:
         data: the recipe's `data:` section (`ForecastDataConfig` fields).
-        model_config: the model config; its `adapter_config.context_length` is the window length L.
+        model_config: the (one-modality) model config; its adapter's `context_length` is the window length L.
         stage: pretrain (training items x (L, C); val items x) or finetune (items (x (L, C), y (H, C))).
     """
     config = ForecastDataConfig.from_dict(data)
-    context_length = int(model_config.adapter_config["context_length"])
+    _, modality = model_config.only_modality()
+    context_length = int(modality.adapter_config["context_length"])
     splits = forecast_datasets(config, context_length, pretraining=stage == "pretrain")
-    val = splits.val if stage == "finetune" else _inputs_only(splits.val)
+    val = splits.val if stage == "finetune" else InputsOnly(splits.val)
     info = {
         "columns": splits.columns,
         "items": list(splits.frame.item_ids),
@@ -482,20 +481,3 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
         "scaler_std": splits.scaler.std,
     }
     return DataSplits(splits.train, val, splits.test, config.batch_size, info)
-
-
-class _InputsOnly(Dataset):
-    """Drops the targets of an (x, y) dataset (validation during pretraining)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.dataset[index][0]
-
-
-def _inputs_only(dataset: Dataset) -> Dataset:
-    return _InputsOnly(dataset)

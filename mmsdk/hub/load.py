@@ -137,7 +137,12 @@ def config_differences(saved: ModelConfig, config: ModelConfig) -> list[str]:
     config fields (except each adapter's `free_fields`) and the encoder fields that change what the weights
     compute. Empty when compatible."""
     if saved.modality_names != config.modality_names:
-        return [f"modalities {saved.modality_names} in the checkpoint vs {config.modality_names}"]
+        theirs = {n: m.adapter for n, m in saved.modalities.items()}
+        ours = {n: m.adapter for n, m in config.modalities.items()}
+        if len(theirs) == len(ours) == 1 and list(theirs.values()) != list(ours.values()):
+            return [f"the checkpoint was trained with adapter {saved.only_modality()[1].adapter!r}, but the model uses "
+                    f"{config.only_modality()[1].adapter!r}"]
+        return [f"modalities (name: adapter) {theirs} in the checkpoint vs {ours}"]
     diffs = []
     for name, theirs in saved.modalities.items():
         ours = config.modalities[name]

@@ -352,17 +352,6 @@ def test_no_row_is_fully_masked(name: str) -> None:
     assert bool(dense.diagonal(dim1=-2, dim2=-1).all())
 
 
-def test_from_batch() -> None:
-    tokens = torch.zeros(B, N, D)
-    full = TokenBatch(tokens, padding_mask=torch.ones(B, N, dtype=torch.bool), time_ids=_time_ids())
-    mask = AttentionMask.from_batch(full)
-    assert mask.is_full and mask.time_ids is None  # all-real padding is dropped; time ids only matter if causal
-    causal = AttentionMask.from_batch(full, causal=True)
-    assert causal.time_ids is not None and not causal.is_plain_causal
-    padded = AttentionMask.from_batch(TokenBatch(tokens, padding_mask=_padding(left=True), sample_ids=_sample_ids()))
-    assert padded.padding_mask is not None and padded.sample_ids is not None
-
-
 def test_flex_backward_on_cpu_raises_a_clear_error() -> None:
     model = Transformer(TransformerConfig(dim=16, depth=1, heads=2, attention="flex"))
     x = torch.randn(2, 8, 16, requires_grad=True)

@@ -98,7 +98,7 @@ def test_mlp_hidden_dropout_is_separate() -> None:
 
 @pytest.mark.parametrize("norm", ["layernorm", "batchnorm"])
 def test_post_norm_block_normalizes_the_residual_sum(norm: str) -> None:
-    block = Block(D, 2, norm=norm, norm_position="post").eval()  # type: ignore[arg-type]
+    block = Block(TransformerConfig(dim=D, heads=2, norm=norm, norm_position="post")).eval()  # type: ignore[arg-type]
     for module in block.modules():
         if isinstance(module, nn.BatchNorm1d):  # running statistics away from the identity
             module.running_mean.normal_()
@@ -108,15 +108,15 @@ def test_post_norm_block_normalizes_the_residual_sum(norm: str) -> None:
     h = block.norm1(x + block.attn(x, mask))
     expected = block.norm2(h + block.mlp(h))
     torch.testing.assert_close(block(x, mask), expected)
-    pre = Block(D, 2, norm=norm).eval()  # type: ignore[arg-type]
+    pre = Block(TransformerConfig(dim=D, heads=2, norm=norm)).eval()  # type: ignore[arg-type]
     pre.load_state_dict(block.state_dict())  # same weights, other placement
     assert not torch.allclose(pre(x, mask), expected, atol=1e-4)
     with pytest.raises(ValueError, match="norm_position"):
-        Block(D, 2, norm_position="middle")  # type: ignore[arg-type]
+        TransformerConfig(dim=D, heads=2, norm_position="middle")  # type: ignore[arg-type]
 
 
 def test_post_norm_cross_attention_block() -> None:
-    block = Block(D, 2, cross=True, norm_position="post").eval()
+    block = Block(TransformerConfig(dim=D, heads=2, cross_attention=True, norm_position="post")).eval()
     x, memory = torch.randn(B, N, D), torch.randn(B, M, D)
     mask = PreparedMask("sdpa")
     h = block.norm1(x + block.attn(x, mask))
@@ -161,14 +161,14 @@ def test_transformer_options_build_and_run(norm: str, mlp: str) -> None:
 
 
 def test_block_without_cross_attention_ignores_memory_args() -> None:
-    block = Block(D, 2).eval()
+    block = Block(TransformerConfig(dim=D, heads=2)).eval()
     x = torch.randn(B, N, D)
     out = block(x, PreparedMask("sdpa"))
     assert out.shape == (B, N, D)
 
 
 def test_cross_attention_block_requires_memory() -> None:
-    block = Block(D, 2, cross=True)
+    block = Block(TransformerConfig(dim=D, heads=2, cross_attention=True))
     with pytest.raises(ValueError, match="memory"):
         block(torch.randn(B, N, D), PreparedMask("sdpa"))
 

@@ -98,7 +98,8 @@ def test_model_config_round_trip() -> None:
     assert restored == config
     assert restored.encoder.norm == "rmsnorm"
     assert restored.decoder is not None and restored.decoder.heads == 4
-    assert restored.adapter_config["context_length"] == 32
+    assert restored.modalities["patchtst"].adapter_config["context_length"] == 32
+    assert "adapter" not in data and list(data["modalities"]) == ["patchtst"]  # the canonical form
 
 
 def test_from_dict_of_none_and_instance() -> None:

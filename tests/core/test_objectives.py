@@ -1,4 +1,4 @@
-"""Pretraining objectives (MAE, BERT-style, causal) on a tiny PatchTST model."""
+"""Pretraining objectives (MAE, BERT-style, causal) on a tiny PatchTST model: predictions, named loss terms."""
 
 from __future__ import annotations
 
@@ -31,12 +31,6 @@ def _model(objective: str, **adapter: Any) -> Objective:
     return build_model(config)
 
 
-def _loss(model: Objective, pred: Tensor, batch: Any, hidden: Tensor) -> Tensor:
-    if model.config.objective == "causal":
-        return model.adapter.next_token_loss(pred, batch)
-    return model.adapter.reconstruction_loss(pred, batch, hidden)
-
-
 def _hide(patches: list[int], n: int) -> Mask:
     """A deterministic mask over B·C sequences of n tokens that hides exactly `patches`."""
     noise = torch.zeros(B * C, n)
@@ -47,20 +41,17 @@ def _hide(patches: list[int], n: int) -> Mask:
 @pytest.mark.parametrize(
     ("objective", "cls"), [("mae", MaskedAutoencoder), ("bert", MaskedTokenModel), ("causal", CausalModel)]
 )
-def test_forward_shapes_hidden_loss_and_backward(objective: str, cls: type[Objective]) -> None:
+def test_forward_shapes_named_loss_terms_and_backward(objective: str, cls: type[Objective]) -> None:
     model = _model(objective)
     assert isinstance(model, cls)
     x = model.adapter.example_input(B, torch.Generator().manual_seed(0))
     batch = model.tokenize(x)
     mask = random_mask(B * C, N_END, 0.4, generator=torch.Generator().manual_seed(1))
     out = model(batch, mask)
-    assert out.pred.shape == (B * C, N_END, P)
-    assert out.hidden.shape == (B * C, N_END) and out.hidden.dtype == torch.bool
-    if objective == "causal":
-        assert bool(out.hidden.all())
-    else:
-        assert torch.equal(out.hidden, mask.mask)
-    loss = _loss(model, out.pred, batch, out.hidden)
+    assert list(out.preds) == ["patchtst"] and out.pred.shape == (B * C, N_END, P)
+    terms = model.loss(batch, out, mask)
+    assert list(terms) == ["mse"]  # the adapter's own term name
+    loss = terms["mse"]
     assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() > 0
     loss.backward()
     encoder_grads = [p.grad for p in model.backbone.encoder.parameters()]
@@ -68,6 +59,40 @@ def test_forward_shapes_hidden_loss_and_backward(objective: str, cls: type[Objec
     assert any(float(g.abs().sum()) > 0 for g in encoder_grads)  # type: ignore[union-attr]
     embedding = model.backbone.adapter.value_embedding.weight.grad
     assert embedding is not None and float(embedding.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("objective", ["mae", "bert", "causal"])
+def test_step_draws_the_mask_and_sums_the_terms(objective: str) -> None:
+    from mmsdk.contracts.mask_strategies import MaskingConfig
+
+    model = _model(objective)
+    x = model.adapter.example_input(B, torch.Generator().manual_seed(0))
+    out = model.step(x, MaskingConfig(ratio=0.5), torch.Generator().manual_seed(2))
+    again = model.step(x, MaskingConfig(ratio=0.5), torch.Generator().manual_seed(2))
+    assert (out.mask is None) == (objective == "causal")
+    if out.mask is not None:
+        assert torch.equal(out.mask.hidden, again.mask.hidden)  # a pure function of the generator's seed
+        assert torch.equal(out.mask.target, out.mask.hidden)
+    torch.testing.assert_close(out.loss, sum(out.terms.values()))
+
+
+def test_loss_scores_only_target_tokens() -> None:
+    """A mask may hide tokens without predicting them (inputs and targets disjoint, not complementary)."""
+    model = _model("bert").eval()
+    batch = model.tokenize(model.adapter.example_input(B))
+    hidden = torch.zeros(B * C, N_END, dtype=torch.bool)
+    hidden[:, [1, 3]] = True
+    target = torch.zeros_like(hidden)
+    target[:, 1] = True  # token 3 is hidden but not scored
+    mask = Mask.from_hidden(hidden, target)
+    with torch.no_grad():
+        prediction = model(batch, mask)
+        loss = model.loss(batch, prediction, mask)["mse"]
+        wrong = prediction.pred.clone()
+        wrong[:, 3] += 100.0  # a terrible prediction of the unscored token changes nothing
+        assert float(model.loss(batch, type(prediction)({"patchtst": wrong}), mask)["mse"]) == pytest.approx(
+            float(loss)
+        )
 
 
 def test_mae_encoder_sees_only_visible_tokens() -> None:
@@ -127,10 +152,11 @@ def test_bert_hidden_tokens_equal_mask_token_in_encoder_input() -> None:
     finally:
         handle.remove()
     encoder_input = inputs[0]  # tokens + positions
-    positions = model.backbone.positions(batch.positions)
+    positions = model.backbone.positions["patchtst"](batch.positions)
     content = encoder_input - positions
-    hidden = mask.mask
-    torch.testing.assert_close(content[hidden], model.mask_token.detach().expand(int(hidden.sum()), 16))
+    hidden = mask.hidden
+    token = model.mask_tokens["patchtst"].detach()
+    torch.testing.assert_close(content[hidden], token.expand(int(hidden.sum()), 16))
     torch.testing.assert_close(content[~hidden], batch.tokens[~hidden])
 
 
@@ -153,8 +179,8 @@ def test_causal_loss_compares_with_the_next_token() -> None:
     assert batch.targets is not None
     perfect = torch.zeros_like(batch.targets)
     perfect[:, :-1] = batch.targets[:, 1:]  # prediction at t is the target of t + 1
-    assert float(model.adapter.next_token_loss(perfect, batch)) < 1e-10
-    assert float(model.adapter.next_token_loss(batch.targets, batch)) > 1e-3
+    assert float(model.adapter.next_token_loss(perfect, batch)["mse"]) < 1e-10
+    assert float(model.adapter.next_token_loss(batch.targets, batch)["mse"]) > 1e-3
 
 
 def test_embed_has_no_grad_and_right_shape() -> None:

@@ -36,7 +36,7 @@ def test_causal_models_are_skipped(tmp_path: Path) -> None:
         device = torch.device("cpu")
 
     Module.model = model
-    assert ReconstructionPlotter(torch.randn(1, 32, 2), tmp_path).plot(Module(), 1) is None
+    assert ReconstructionPlotter(torch.randn(1, 32, 2), tmp_path).plot(Module(), 1) == []
 
 
 def test_denormalize_like_inverts_normalize_targets() -> None:
@@ -50,9 +50,9 @@ def test_norm_target_models_are_plotted_in_data_units(tmp_path: Path, monkeypatc
     drawn = {}
 
     def perfect(batch, mask):  # what a perfect norm_targets model predicts
-        return Prediction(normalize_targets(batch.targets), mask.mask)
+        return Prediction({"patchtst": normalize_targets(batch.targets)})
 
-    def capture(batch, pred, hidden, path):
+    def capture(batch, pred, target, path):
         drawn["pred"], drawn["targets"] = pred, batch.targets
         return path
 
@@ -64,5 +64,5 @@ def test_norm_target_models_are_plotted_in_data_units(tmp_path: Path, monkeypatc
 
     Module.model = model
     x = torch.sin(torch.arange(32.0).view(1, 32, 1) / 3 + torch.rand(1, 1, 2) * 6) * 5 + 2
-    assert ReconstructionPlotter(x, tmp_path).plot(Module(), 1) is not None
+    assert ReconstructionPlotter(x, tmp_path).plot(Module(), 1) == [tmp_path / "reconstruction_step000001.png"]
     torch.testing.assert_close(drawn["pred"], drawn["targets"].float(), atol=1e-4, rtol=1e-4)

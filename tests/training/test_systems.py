@@ -172,9 +172,9 @@ def test_no_weight_decay_on_biases_norms_positions_and_mask_tokens() -> None:
     decayed = {names[id(p)] for p in decay["params"]}
     kept = {names[id(p)] for p in no_decay["params"]}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    assert "backbone.positions.table" in kept and "mask_token" in kept
-    assert "backbone.encoder.norm.weight" in kept and "backbone.adapter.value_embedding.bias" in kept
-    assert "backbone.adapter.value_embedding.weight" in decayed and "head.weight" in decayed
+    assert "backbone.positions.patchtst.table" in kept and "mask_token" in kept
+    assert "backbone.encoder.norm.weight" in kept and "backbone.adapters.patchtst.value_embedding.bias" in kept
+    assert "backbone.adapters.patchtst.value_embedding.weight" in decayed and "heads.patchtst.weight" in decayed
     assert not any(n.endswith("bias") or "norm" in n for n in decayed)
     assert len(decayed) + len(kept) == len(names)
 

@@ -108,7 +108,7 @@ def test_mae_loss_finite_backward_and_hidden_only() -> None:
     mask = random_mask(2, S, 0.6, generator=torch.Generator().manual_seed(1))
     out = model(batch, mask)
     assert out.pred.shape == (2, S, K * 3)
-    loss = adapter.reconstruction_loss(out.pred, batch, out.hidden)
+    loss = adapter.reconstruction_loss(out.pred, batch, mask.target)["chamfer"]
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -117,12 +117,12 @@ def test_mae_loss_finite_backward_and_hidden_only() -> None:
     pred, targets = out.pred.detach(), batch.targets
     assert targets is not None
     changed = targets.clone()
-    changed[~out.hidden] += 3.0  # visible groups' targets do not enter the loss
-    same = adapter.reconstruction_loss(pred, batch.replace(targets=changed), out.hidden)
+    changed[~mask.target] += 3.0  # visible groups' targets do not enter the loss
+    same = adapter.reconstruction_loss(pred, batch.replace(targets=changed), mask.target)["chamfer"]
     torch.testing.assert_close(same, loss.detach())
     changed = targets.clone()
-    changed[out.hidden] += 3.0
-    assert adapter.reconstruction_loss(pred, batch.replace(targets=changed), out.hidden) > loss.detach()
+    changed[mask.target] += 3.0
+    assert adapter.reconstruction_loss(pred, batch.replace(targets=changed), mask.target)["chamfer"] > loss.detach()
 
 
 def test_loss_is_chamfer_over_hidden_groups() -> None:
@@ -133,11 +133,11 @@ def test_loss_is_chamfer_over_hidden_groups() -> None:
     hidden = torch.zeros(2, S, dtype=torch.bool)
     hidden[:, :5] = True
     expected = ops.chamfer_distance(pred[:, :5].reshape(-1, K, 3), batch.targets[:, :5].reshape(-1, K, 3), norm="l1")
-    torch.testing.assert_close(adapter.reconstruction_loss(pred, batch, hidden), expected)
+    torch.testing.assert_close(adapter.reconstruction_loss(pred, batch, hidden)["chamfer"], expected)
     # a perfect prediction up to the order of points within each group costs nothing
     perm = torch.randperm(K, generator=torch.Generator().manual_seed(5))
     shuffled = batch.targets.view(2, S, K, 3)[:, :, perm].reshape(2, S, K * 3)
-    assert float(adapter.reconstruction_loss(shuffled, batch, hidden)) < 1e-6
+    assert float(adapter.reconstruction_loss(shuffled, batch, hidden)["chamfer"]) < 1e-6
 
 
 def _fixed_batch_loss(model: torch.nn.Module, points: torch.Tensor) -> float:
@@ -146,7 +146,7 @@ def _fixed_batch_loss(model: torch.nn.Module, points: torch.Tensor) -> float:
         batch = model.tokenize(points)
         mask = random_mask(points.shape[0], S, 0.6, generator=torch.Generator().manual_seed(7))
         out = model(batch, mask)
-        return float(model.adapter.reconstruction_loss(out.pred, batch, out.hidden))
+        return float(model.adapter.reconstruction_loss(out.pred, batch, mask.target)["chamfer"])
 
 
 def test_pretraining_lowers_chamfer(shapes: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
@@ -228,10 +228,10 @@ def test_recipe_data_builder() -> None:
     from mmsdk.contracts.data import build_data
 
     config = _model_config()
-    pre = build_data("pointmae", {"num_per_class": 2, "batch_size": 4}, config, "pretrain")
+    pre = build_data({"num_per_class": 2, "batch_size": 4}, config, "pretrain")
     item = pre.train[0]
     assert isinstance(item, torch.Tensor) and item.shape == (N, 3)
-    fine = build_data("pointmae", {"num_per_class": 2}, config, "finetune")
+    fine = build_data({"num_per_class": 2}, config, "finetune")
     cloud, label = fine.train[0]
     assert cloud.shape == (N, 3) and int(label) >= 0
     assert fine.test is not None and len(fine.test) + len(fine.train) == 20  # type: ignore[arg-type]

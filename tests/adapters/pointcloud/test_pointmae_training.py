@@ -109,11 +109,12 @@ def test_adapter_plot_uses_the_token_batch(tmp_path: Path) -> None:
     points = model.adapter.example_input(2, torch.Generator().manual_seed(0))
     with torch.no_grad():
         batch = model.tokenize(points)
-        out = model(batch, random_mask(2, S, 0.6, generator=torch.Generator().manual_seed(1)))
+        mask = random_mask(2, S, 0.6, generator=torch.Generator().manual_seed(1))
+        out = model(batch, mask)
     torch.testing.assert_close(batch.context["points"], points)  # the raw cloud travels with the tokens
-    path = model.adapter.plot_reconstruction(batch, out.pred, out.hidden, tmp_path / "r.png")
+    path = model.adapter.plot_reconstruction(batch, out.pred, mask.target, tmp_path / "r.png")
     assert path is not None and _read_png(path).shape[0] > 200
-    assert model.adapter.plot_reconstruction(batch, out.pred[..., :-1], out.hidden, tmp_path / "bad.png") is None
+    assert model.adapter.plot_reconstruction(batch, out.pred[..., :-1], mask.target, tmp_path / "bad.png") is None
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -156,11 +157,11 @@ def test_pretrain_then_finetune_classification(easy_shapes: tuple[torch.Tensor, 
         callbacks=[recorder],
     )
     loaded = result.load_report.loaded
-    assert any(k.startswith("backbone.adapter.embed.") for k in loaded)  # the mini-PointNet came from pretraining
+    assert any(k.startswith("backbone.adapters.pointmae.embed.") for k in loaded)  # the mini-PointNet came from pretraining
     assert any(k.startswith("backbone.encoder.") for k in loaded)
     assert not any(k.startswith("head.") for k in loaded)
     weights = mmsdk.from_pretrained(tmp_path / "pretrained").backbone.state_dict()
-    key = "adapter.embed.first_conv.0.weight"
+    key = "adapters.pointmae.embed.first_conv.0.weight"
     assert not torch.equal(weights[key], build_model(MODEL).backbone.state_dict()[key])  # a real pretrained value
     assert len(recorder.losses) == 90
     first, last = np.mean(recorder.losses[:5]), np.mean(recorder.losses[-5:])
@@ -221,21 +222,21 @@ def test_recipe_data_from_a_folder(tmp_path: Path) -> None:
     config = mmsdk.ModelConfig.from_dict(MODEL)
     _write_folder(tmp_path / "train", {"blobs": 5, "spheres": 4})
     data = {"folder": str(tmp_path / "train"), "test_fraction": 0.25, "batch_size": 4}
-    pre = build_data("pointmae", data, config, "pretrain")
+    pre = build_data(data, config, "pretrain")
     assert pre.info["class_names"] == ["blobs", "spheres"]
     assert len(pre.train) + len(pre.val) == 9  # type: ignore[arg-type]
     assert pre.train[0].shape == (N, 3) and pre.train[0].dtype == torch.float32
-    fine = build_data("pointmae", data, config, "finetune")
+    fine = build_data(data, config, "finetune")
     assert fine.test is not None and fine.batch_size == 4
     test_labels = sorted(int(fine.test[i][1]) for i in range(len(fine.test)))  # type: ignore[arg-type]
     assert test_labels == [0, 1]  # one of each class held out (round(0.25 * 5) = round(0.25 * 4) = 1)
     assert len(fine.train) == 7  # type: ignore[arg-type]
     torch.testing.assert_close(fine.test[0][0], fine.test[0][0])  # test clouds are fixed (seeded)
-    few = build_data("pointmae", {**data, "labels_per_class": 2}, config, "finetune")
+    few = build_data({**data, "labels_per_class": 2}, config, "finetune")
     assert sorted(int(few.train[i][1]) for i in range(len(few.train))) == [0, 0, 1, 1]  # type: ignore[arg-type]
 
     _write_folder(tmp_path / "test", {"blobs": 2, "spheres": 3}, seed=1)
-    separate = build_data("pointmae", {**data, "test_folder": str(tmp_path / "test")}, config, "finetune")
+    separate = build_data({**data, "test_folder": str(tmp_path / "test")}, config, "finetune")
     assert len(separate.train) == 9 and len(separate.test) == 5  # type: ignore[arg-type]
     labels = [int(separate.test[i][1]) for i in range(5)]  # type: ignore[index]
     assert labels == [0, 0, 1, 1, 1]
@@ -245,7 +246,7 @@ def test_recipe_data_validation(tmp_path: Path) -> None:
     config = mmsdk.ModelConfig.from_dict(MODEL)
     _write_folder(tmp_path, {"a": 2})
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.channels: give 6 values per point"):
-        build_data("pointmae", {"folder": str(tmp_path), "channels": ["xyz", "rgb"]}, config, "finetune")
+        build_data({"folder": str(tmp_path), "channels": ["xyz", "rgb"]}, config, "finetune")
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.channels: unknown channel"):
         PointCloudDataConfig(channels=("xyz", "colour"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.test_folder"):
@@ -253,16 +254,16 @@ def test_recipe_data_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.labels_per_class"):
         PointCloudDataConfig(labels_per_class=0)
     with pytest.raises(FileNotFoundError, match="missing"):
-        build_data("pointmae", {"folder": str(tmp_path / "missing")}, config, "pretrain")
+        build_data({"folder": str(tmp_path / "missing")}, config, "pretrain")
 
 
 def test_recipe_data_shapes_few_labels_and_augment() -> None:
     config = mmsdk.ModelConfig.from_dict(MODEL)
     data = {"num_per_class": 5, "labels_per_class": 2, "augment": {"scale_translate": True}, "seed": 3}
-    fine = build_data("pointmae", data, config, "finetune")
+    fine = build_data(data, config, "finetune")
     labels = sorted(int(fine.train[i][1]) for i in range(len(fine.train)))  # type: ignore[arg-type]
     assert labels == sorted(list(range(10)) * 2)
     assert not torch.equal(fine.train[0][0], fine.train[0][0])  # augmented afresh on every access
     assert fine.test is not None and torch.equal(fine.test[0][0], fine.test[0][0])  # test clouds are not augmented
-    pre = build_data("pointmae", data, config, "pretrain")
+    pre = build_data(data, config, "pretrain")
     assert len(pre.train) == 40  # type: ignore[arg-type]  # pretraining uses every training cloud

@@ -110,7 +110,7 @@ def test_held_out_slice_is_the_tail_of_every_long_enough_series() -> None:
 def test_moirai_recipe_data_builder_uses_the_corpus_or_the_csv() -> None:
     corpus = {"statsmodels": [], "synthetic_series": 20, "synthetic_length": 256, "synthetic_variates": 2}
     data = {"corpus": corpus, "max_tokens": 32, "batch_size": 4, "stride": 64}
-    splits = build_data("moirai", data, _moirai(), "pretrain")
+    splits = build_data(data, _moirai(), "pretrain")
     assert isinstance(splits.train, SeriesWindows) and isinstance(splits.val, SeriesWindows)
     assert splits.batch_size == 4 and splits.test is None
     assert all(x.shape[0] % 8 == 0 and x.shape[0] <= 64 for x in (splits.train[i] for i in range(len(splits.train))))
@@ -119,8 +119,8 @@ def test_moirai_recipe_data_builder_uses_the_corpus_or_the_csv() -> None:
     with pytest.raises(ValueError, match="corpus is for pretraining"):
         build_moirai_data(data, _moirai(), "finetune")
     with pytest.raises(ValueError, match=r"CorpusDataConfig\.max_tokens"):
-        build_data("moirai", {**data, "max_tokens": 0}, _moirai(), "pretrain")
-    csv = build_data("moirai", {"horizon": 16, "stride": 500}, _moirai(), "finetune")  # bundled ETTh1 windows
+        build_data({**data, "max_tokens": 0}, _moirai(), "pretrain")
+    csv = build_data({"horizon": 16, "stride": 500}, _moirai(), "finetune")  # bundled ETTh1 windows
     x, y = csv.train[0]
     assert tuple(x.shape) == (64, 7) and tuple(y.shape) == (16, 7) and torch.isfinite(x).all()
 

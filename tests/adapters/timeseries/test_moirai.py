@@ -111,21 +111,19 @@ def test_nll_is_finite_and_ignores_unobserved_values() -> None:
     x[1, -P:, 2] = float("nan")  # a whole hidden patch missing
     batch = model.tokenize(x)
     assert batch.targets is not None and batch.target_mask is not None
-    mask = apply_strategy(
-        MaskingConfig(strategy="tail", ratio=0.5), 2, batch.num_tokens, x.device, time_ids=batch.time_ids
-    )
+    mask = apply_strategy(MaskingConfig(strategy="tail", ratio=0.5), batch)
     out = model(batch, mask)
     assert out.pred.shape[:2] == (2, batch.num_tokens)
-    loss = adapter.reconstruction_loss(out.pred, batch, out.hidden)
+    loss = adapter.reconstruction_loss(out.pred, batch, mask.target)["nll"]
     assert torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert adapter.distribution_head.logits.weight.grad is not None  # the shared head is trained
     scrambled = torch.where(batch.target_mask, batch.targets, torch.full_like(batch.targets, 1e6))
-    again = adapter.reconstruction_loss(out.pred.detach(), batch.replace(targets=scrambled), out.hidden)
+    again = adapter.reconstruction_loss(out.pred.detach(), batch.replace(targets=scrambled), mask.target)["nll"]
     torch.testing.assert_close(again, loss.detach())
     causal = build_model(_config("causal"))
-    assert torch.isfinite(causal.adapter.next_token_loss(causal(causal.tokenize(x)).pred, causal.tokenize(x)))
+    assert torch.isfinite(causal.adapter.next_token_loss(causal(causal.tokenize(x)).pred, causal.tokenize(x))["nll"])
 
 
 def test_mixture_parameters_round_trip() -> None:
@@ -134,7 +132,7 @@ def test_mixture_parameters_round_trip() -> None:
     rebuilt = mixture_from_parameters(mixture_parameters(head, features), head.components, P)
     torch.testing.assert_close(rebuilt.mean, head(features).mean)
     model = build_model(_config())
-    assert model.head.mixture is model.adapter.distribution_head  # shared: load_backbone carries it
+    assert model.heads["moirai"].mixture is model.adapter.distribution_head  # shared: load_backbone carries it
 
 
 @pytest.mark.parametrize(("stat_ratio", "leaks"), [(0.5, False), (1.0, True)])
@@ -142,13 +140,11 @@ def test_hidden_tail_values_do_not_leak(stat_ratio: float, leaks: bool) -> None:
     model = build_model(_config(stat_ratio=stat_ratio, context_length=8 * P)).eval()
     x = _sines(2, 8 * P, 3, seed=4)
     batch = model.tokenize(x)
-    mask = apply_strategy(
-        MaskingConfig(strategy="tail", ratio=0.5), 2, batch.num_tokens, x.device, time_ids=batch.time_ids
-    )
+    mask = apply_strategy(MaskingConfig(strategy="tail", ratio=0.5), batch)
     changed = x.clone()
     changed[:, -4 * P :] = 10 * changed[:, -4 * P :] + 5  # only the masked tail (4 of 8 patches)
     changed[0, -3, 1] = float("nan")
-    assert batch.time_ids is not None and bool((mask.mask == (batch.time_ids >= 4)).all())
+    assert batch.time_ids is not None and bool((mask.hidden == (batch.time_ids >= 4)).all())
     with torch.no_grad():
         first, second = model(batch, mask).pred, model(model.tokenize(changed), mask).pred
     assert torch.allclose(first, second, atol=1e-6) != leaks  # stat_ratio = 1 leaks through the statistics

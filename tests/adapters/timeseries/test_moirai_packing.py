@@ -98,17 +98,7 @@ def _packed_mask(
     """The packed token batch of `series` (rows of 16 tokens) and its per-sample tail mask."""
     batch = model.tokenize(PackedInputs(series, 16))
     masking = MaskingConfig(strategy="tail", ratio=ratio, ratio_max=max_ratio)
-    mask = apply_strategy(
-        masking,
-        batch.batch_size,
-        batch.num_tokens,
-        batch.tokens.device,
-        torch.Generator().manual_seed(seed),
-        padding_mask=batch.padding_mask,
-        group_ids=batch.variate_ids,
-        time_ids=batch.time_ids,
-        sample_ids=batch.sample_ids,
-    )
+    mask = apply_strategy(masking, batch, torch.Generator().manual_seed(seed))
     return batch, mask
 
 
@@ -118,15 +108,15 @@ def test_packed_tail_masks_hide_every_sample_tail_and_never_its_statistics(ratio
     series = _mixed()
     batch, mask = _packed_mask(model, series, ratio)
     spans = model.adapter.pack(series, 16).spans
-    assert bool(mask.mask[~batch.padding_mask].all())  # padding is always hidden
+    assert bool(mask.hidden[~batch.padding_mask].all())  # padding is always hidden
     for s, span in zip(series, spans):
         n = s.shape[0] // P
         time = batch.time_ids[span.row, span.start : span.stop]
-        hidden = mask.mask[span.row, span.start : span.stop]
+        hidden = mask.hidden[span.row, span.start : span.stop]
         tail = time >= n - max(1, round(n * ratio))
         assert bool(hidden[tail].all()), (span, hidden, tail)  # the tail of every variate of every sample
     # what the loss counts is never inside a statistics region (extra hidden tokens of a row included)
-    counted = mask.mask & batch.padding_mask & ~batch.context["stat_tokens"]
+    counted = mask.hidden & batch.padding_mask & ~batch.context["stat_tokens"]
     assert counted.any() and not (counted & batch.context["stat_tokens"]).any()
 
 
@@ -137,11 +127,11 @@ def test_packed_tail_ratio_is_drawn_per_batch_from_the_range() -> None:
     totals = set()
     for seed in range(8):
         batch, mask = _packed_mask(model, series, 0.15, 0.5, seed=seed)
-        totals.add(int((mask.mask & batch.padding_mask).sum()))
+        totals.add(int((mask.hidden & batch.padding_mask).sum()))
         for s, span in zip(series, spans):
             n = s.shape[0] // P
             time = batch.time_ids[span.row, span.start : span.stop]
-            assert bool(mask.mask[span.row, span.start : span.stop][time >= n - max(1, round(n * 0.15))].all())
+            assert bool(mask.hidden[span.row, span.start : span.stop][time >= n - max(1, round(n * 0.15))].all())
     assert len(totals) > 1  # different batches hide different shares
 
 
@@ -154,7 +144,7 @@ def test_packed_predictions_ignore_loss_targets_and_other_samples() -> None:
     series = _mixed()
     batch, mask = _packed_mask(model, series, 0.5)
     spans = model.adapter.pack(series, 16).spans
-    counted = mask.mask & batch.padding_mask & ~batch.context["stat_tokens"]
+    counted = mask.hidden & batch.padding_mask & ~batch.context["stat_tokens"]
     changed = [s.clone() for s in series]
     for s, span in zip(changed, spans):
         n, c = s.shape[0] // P, s.shape[1]

@@ -118,7 +118,7 @@ def _mmsdk_mask(hf_mask: Tensor) -> Mask:
     """The HF mask (B, C, N) as an mmsdk Mask over B·C sequences (same count hidden in every sequence)."""
     hidden = hf_mask.reshape(-1, hf_mask.shape[-1])  # (B·C, N), sequence b*C + c as in the adapter
     mask = mask_from_noise(hidden.float(), int((~hidden[0]).sum()))
-    assert torch.equal(mask.mask, hidden)
+    assert torch.equal(mask.hidden, hidden)
     return mask
 
 
@@ -140,7 +140,7 @@ def test_pretraining_reconstruction_matches_reference_for_the_same_mask(name: st
     torch.manual_seed(0)
     hf = _randomize(transformers.PatchTSTForPretraining(_hf_config(name)), seed=2)
     model = load_hf_patchtst(hf)
-    assert isinstance(model, MaskedTokenModel) and model.mask_token is None
+    assert isinstance(model, MaskedTokenModel) and len(model.mask_tokens) == 0  # PatchTST's zero patch
     x = _series(hf.config.context_length, seed=3)
     expected, hf_mask = _hf_masked_reconstruction(hf, x, seed=4)
     assert hf_mask.any() and not hf_mask.all()
@@ -191,8 +191,8 @@ def test_unconverted_keys_are_reported(caplog: pytest.LogCaptureFixture) -> None
 def test_config_mapping() -> None:
     model, head = config_from_hf(_hf_config("post_bn_sincos_noscale"), "prediction")
     assert model["objective"] == "bert" and head is not None
-    assert head == {"task": "forecast", "num_outputs": 5, "pooling": "flatten", "dropout": 0.1}
-    encoder, adapter = model["encoder"], model["adapter_config"]
+    assert head == {"task": "forecast", "num_outputs": 5, "pooling": "flatten", "dropout": 0.1, "modality": None}
+    encoder, adapter = model["encoder"], model["modalities"]["patchtst"]["adapter_config"]
     assert encoder["norm_position"] == "post" and encoder["final_norm"] is False and encoder["norm"] == "batchnorm"
     assert encoder["dropout"] == 0.1 and encoder["mlp_dropout"] == 0.2 and encoder["attention_dropout"] == 0.1
     assert adapter["revin"] is False and adapter["positions"] == "sincos_normalized"

@@ -92,9 +92,9 @@ def test_nan_values_are_missing(revin: bool) -> None:
     assert not bool(batch.target_mask[1 * C + 0, 2, 1])
     assert int((~batch.target_mask).sum()) == 4
     mask = random_mask(batch.batch_size, batch.num_tokens, 0.5, generator=torch.Generator().manual_seed(0))
-    hidden = torch.ones_like(mask.mask)  # count every token, including the ones with missing values
+    every = torch.ones_like(mask.target)  # count every token, including the ones with missing values
     out = model(batch, mask)
-    loss = model.adapter.reconstruction_loss(out.pred, batch, hidden)
+    loss = model.adapter.reconstruction_loss(out.pred, batch, every)["mse"]
     assert torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -149,11 +149,11 @@ def test_positional_dropout_acts_in_training_only() -> None:
         objective="bert",
     )
     model = build_model(config)
-    assert model.backbone.embed_dropout.p == 0.5
+    assert model.backbone.embed_dropout["patchtst"].p == 0.5
     batch = model.tokenize(model.adapter.example_input(2))
     model.eval()
     assert model.backbone.positions is not None and batch.positions is not None
-    expected = batch.tokens + model.backbone.positions(batch.positions)
+    expected = batch.tokens + model.backbone.positions["patchtst"](batch.positions)
     torch.testing.assert_close(model.backbone.embed(batch), expected)
     model.train()
     assert bool((model.backbone.embed(batch) == 0).any())
@@ -169,12 +169,12 @@ def test_zero_patch_masking_embeds_masked_patches_as_zeros() -> None:
         objective="bert",
     )
     model = build_model(config).eval()
-    assert model.mask_token is None and "mask_token" not in model.state_dict()
+    assert len(model.mask_tokens) == 0 and not any("mask_token" in key for key in model.state_dict())
     batch = model.tokenize(model.adapter.example_input(2))
     n = batch.num_tokens
     mask = random_mask(batch.batch_size, n, 0.5, generator=torch.Generator().manual_seed(0))
     assert batch.targets is not None
-    zeroed = batch.targets.masked_fill(mask.mask.unsqueeze(-1), 0.0)  # masked patches set to 0 in patch space
+    zeroed = batch.targets.masked_fill(mask.hidden.unsqueeze(-1), 0.0)  # masked patches set to 0 in patch space
     nothing = mask_from_noise(torch.zeros(batch.batch_size, n), n)  # every token visible
     expected = model(batch.replace(tokens=model.adapter.value_embedding(zeroed)), nothing).pred
     torch.testing.assert_close(model(batch, mask).pred, expected)

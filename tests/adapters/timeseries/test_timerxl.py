@@ -133,8 +133,8 @@ def test_next_token_loss_pairs_each_patch_with_the_next_of_its_own_variate() -> 
     pred[:, :, :-1] = targets[:, :, 1:]  # (c, n) → (c, n + 1)
     pred[:, :, -1] = 100.0  # the last patch of a variate has no next patch (not the next variate's first)
     pred, batch = pred.reshape(2, C * N, P), _batch_with_targets(targets)
-    assert float(adapter.next_token_loss(pred, batch)) == 0.0
-    assert float(Adapter.next_token_loss(adapter, pred, batch)) > 1.0  # the flat one-token shift would differ
+    assert float(adapter.next_token_loss(pred, batch)["mse"]) == 0.0
+    assert float(Adapter.next_token_loss(adapter, pred, batch)["mse"]) > 1.0  # the flat one-token shift would differ
 
 
 def test_next_token_loss_skips_warmup_and_missing_values() -> None:
@@ -147,10 +147,10 @@ def test_next_token_loss_skips_warmup_and_missing_values() -> None:
     mask[:, 1, 2, :3] = False
     pred[:, 1, 1, :3] = -50.0  # its targets are unobserved
     batch = _batch_with_targets(targets, mask.reshape(2, C * N, P))
-    assert float(adapter.next_token_loss(pred.reshape(2, C * N, P), batch)) == 0.0
+    assert float(adapter.next_token_loss(pred.reshape(2, C * N, P), batch)["mse"]) == 0.0
     pred[:, 2, 1] += 1.0
     observed = C * (N - 2) * P - 3  # per series: pairs n = 1 .. N-2 of every variate, minus 3 missing values
-    assert float(adapter.next_token_loss(pred.reshape(2, C * N, P), batch)) == pytest.approx(P / observed)
+    assert float(adapter.next_token_loss(pred.reshape(2, C * N, P), batch)["mse"]) == pytest.approx(P / observed)
 
 
 def test_next_token_loss_needs_a_pair() -> None:
@@ -246,7 +246,7 @@ def test_onnx_export_unrolls_the_rollout(tmp_path: Path) -> None:
 
 def test_data_builder_is_registered() -> None:
     model_config = build_model(_config(context_length=96, num_channels=7)).config
-    splits = build_data("timerxl", {"horizon": 16, "batch_size": 4, "stride": 500}, model_config, "finetune")
+    splits = build_data({"horizon": 16, "batch_size": 4, "stride": 500}, model_config, "finetune")
     x, y = splits.train[0]
     assert x.shape == (96, 7) and y.shape == (16, 7)
 

@@ -105,10 +105,10 @@ def test_baselines() -> None:
 
 def test_recipe_data_builder_and_plot(tmp_path) -> None:
     model = ModelConfig.from_dict({"adapter": "patchtst", "adapter_config": {"context_length": 336}})
-    pre = build_data("patchtst", {"horizon": 96, "batch_size": 8}, model, "pretrain")
+    pre = build_data({"horizon": 96, "batch_size": 8}, model, "pretrain")
     assert pre.train[0].shape == (336, 7) and pre.val[0].shape == (336, 7) and pre.batch_size == 8
     with pytest.raises(ValueError, match="unknown config key"):
-        build_data("patchtst", {"horizn": 96}, model, "finetune")
+        build_data({"horizn": 96}, model, "finetune")
     x, y = pre.test[0]
     png = plot_forecasts(x.numpy(), y.numpy(), {"naive": y.numpy() * 0}, pre.info["columns"], tmp_path / "f.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
