@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +160,11 @@ class PointMAEAdapter(Adapter):
     def __init__(self, config: PointMAEConfig, dim: int) -> None:
         super().__init__(config, dim)
         self.embed = MiniPointNet(config, dim)
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"num_points": 64, "num_groups": 8, "group_size": 8, "embed_hidden": 16, "embed_local": 16,
+                "embed_global": 32, "cls_hidden": 16}  # fmt: skip
 
     @property
     def target_dim(self) -> int:

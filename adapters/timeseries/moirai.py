@@ -46,6 +46,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -234,6 +235,10 @@ class MoiraiAdapter(Adapter):
         self.input_projections = nn.ModuleDict({str(p): nn.Linear(p, dim) for p in config.patch_sizes})
         self.distribution_heads = nn.ModuleDict({str(p): MixtureHead(dim, p, mixture) for p in config.patch_sizes})
         self.mask_token = nn.Parameter(torch.randn(dim) * 0.02)
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"context_length": 32, "num_channels": 2, "patch_sizes": [4, 8], "patch_size": 8, "max_variates": 4}
 
     @property
     def target_dim(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -198,6 +198,10 @@ class PatchTSTAdapter(Adapter):
         else:
             index = patch_indices(config.context_length, config.patch_len, config.stride, align="end")
         self.register_buffer("index", index, persistent=False)  # (N, P)
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8}
 
     @property
     def target_dim(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -108,6 +108,10 @@ class TimerXLAdapter(Adapter):
         self.register_buffer("index", patch_indices(config.context_length, config.patch_len, config.patch_len), False)
         self.register_buffer("time_ids", torch.arange(n).repeat(c), persistent=False)  # (C·N,) patch n
         self.register_buffer("variate_ids", torch.arange(c).repeat_interleave(n), persistent=False)  # (C·N,) c
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"context_length": 32, "num_channels": 2, "patch_len": 8}
 
     @property
     def target_dim(self) -> int:

@@ -68,6 +68,12 @@ class Adapter(nn.Module, ABC):
         self.config = config
         self.dim = dim
 
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        """A small valid config (plain fields) for examples, smoke runs and the contract tests, which build every
+        registered adapter from it; the default is the config class's defaults."""
+        return cls.config_class().to_dict()
+
     @property
     @abstractmethod
     def target_dim(self) -> int:
