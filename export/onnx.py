@@ -1,9 +1,10 @@
 """ONNX export of mmsdk models with the dynamo exporter, metadata, and eager-vs-ONNX Runtime verification.
 
 Adapters keep normalization and patching inside the model, so the exported graph takes raw inputs (e.g. a
-(B, L, C) series with NaN for missing values) and needs no preprocessing at serving time. The adapter's
-:class:`~mmsdk.contracts.adapter.ExportSpec` supplies the input name, the dynamic axes, the output name and the tolerance;
-its `example_input` supplies the tracing and verification inputs.
+(B, L, C) series with NaN for missing values) and needs no preprocessing at serving time. Each adapter's
+:class:`~mmsdk.contracts.adapter.ExportSpec` supplies the input name, the dynamic axes, the output name and the
+tolerance; its `example_input` supplies the tracing and verification inputs. A model of several modalities takes
+one graph input per modality, named after it.
 """
 
 from __future__ import annotations
@@ -383,6 +384,8 @@ def _quiet_exporter() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+            # several inputs share the "batch" axis on purpose
+            warnings.filterwarnings("ignore", message=".*shares the same shape constraints with another axis.*")
             yield
     finally:
         for lg in quieted:

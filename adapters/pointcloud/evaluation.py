@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsdk.models.backbone import Backbone
 from mmsdk.models import EmbeddingModel
+from mmsdk.models.backbone import Backbone
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[int]
 

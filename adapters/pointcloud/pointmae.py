@@ -163,8 +163,15 @@ class PointMAEAdapter(Adapter):
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:
-        return {"num_points": 64, "num_groups": 8, "group_size": 8, "embed_hidden": 16, "embed_local": 16,
-                "embed_global": 32, "cls_hidden": 16}  # fmt: skip
+        return {
+            "num_points": 64,
+            "num_groups": 8,
+            "group_size": 8,
+            "embed_hidden": 16,
+            "embed_local": 16,
+            "embed_global": 32,
+            "cls_hidden": 16,
+        }
 
     @property
     def target_dim(self) -> int:

@@ -28,11 +28,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mmsdk.models.config import ModelConfig
 from mmsdk.contracts.heads import HeadConfig
-from mmsdk.models import TaskModel, build_model
-from mmsdk.models.objectives import Objective
 from mmsdk.layers.positions import normalized_sincos_table
+from mmsdk.models import TaskModel, build_model
+from mmsdk.models.config import ModelConfig
+from mmsdk.models.objectives import Objective
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def config_from_hf(hf_config: Any, kind: HFKind | None = None) -> tuple[dict[str
             `hf_config.architectures`, defaulting to pretraining.
 
     Returns:
-        The :class:`~mmsdk.models.config.ModelConfig` dict (bert objective) and the :class:`~mmsdk.contracts.heads.HeadConfig`
-        dict for prediction, or None for pretraining.
+        The :class:`~mmsdk.models.config.ModelConfig` dict (bert objective) and the
+        :class:`~mmsdk.contracts.heads.HeadConfig` dict for prediction, or None for pretraining.
 
     Raises:
         ValueError: naming the HF option that has no mmsdk equivalent.
@@ -147,7 +147,9 @@ def config_from_hf(hf_config: Any, kind: HFKind | None = None) -> tuple[dict[str
         "positional_dropout": float(hf_config.positional_dropout),
         "mask_value": "zero_patch",
     }
-    model = ModelConfig.from_dict({"adapter": "patchtst", "adapter_config": adapter, "encoder": encoder, "objective": "bert"})
+    model = ModelConfig.from_dict(
+        {"adapter": "patchtst", "adapter_config": adapter, "encoder": encoder, "objective": "bert"}
+    )
     head = None
     if kind == "prediction":
         head = HeadConfig(

@@ -317,7 +317,8 @@ class MoiraiAdapter(Adapter):
 
     def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
         """Patch values (B, C·N, P) in normalized units (e.g. `mixture(raw).mean`) → the (B, L, C) series in data
-        units; packed rows have no single layout (their `PackedSeries.spans` say where each series lies), so they raise."""
+        units. Packed rows have no single layout (their `PackedSeries.spans` say where each series lies): they
+        raise."""
         if "loc" not in batch.context:
             raise ValueError("Moirai.decode needs an unpacked batch (one series per row)")
         b, c = pred.shape[0], batch.context["loc"].shape[-1]
@@ -503,4 +504,3 @@ class MoiraiForecastHead(RolloutHead):
     def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
         hidden, batch = encode(self.extend(batch.context["inputs"]))  # (B, C·(N + steps), D)
         return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
-

@@ -240,4 +240,3 @@ class TimerXLForecastHead(RolloutHead):
             if step + 1 < self.steps:
                 window = torch.cat([window[:, self.patch_len :], patch.to(window.dtype)], dim=1)  # (B, L, C)
         return torch.cat(patches, dim=1)[:, : self.horizon]  # (B, H, C)
-

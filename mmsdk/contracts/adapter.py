@@ -50,9 +50,9 @@ class ExportSpec:
 class Adapter(nn.Module, ABC):
     """Base class of modality adapters.
 
-    Subclasses set `name`, `config_class`, `tasks` (and `free_fields`), and implement `target_dim`, `tokenize`, `build_head` and
-    `example_input` (abstract: a subclass missing one cannot be instantiated or registered). They are constructed
-    with their config and the encoder width `dim`.
+    Subclasses set `name`, `config_class`, `tasks` (and `free_fields`), and implement `target_dim`, `tokenize`,
+    `build_head` and `example_input` (abstract: a subclass missing one cannot be instantiated or registered). They
+    are constructed with their config and the encoder width `dim`.
     """
 
     name: ClassVar[str]

@@ -236,9 +236,7 @@ def apply_strategy(config: MaskingConfig, batch: TokenBatch, generator: torch.Ge
     return MASK_STRATEGIES.get(config.strategy)(batch, config, ratio, generator)
 
 
-def draw_mask(
-    config: MaskingConfig, batch: TokenBatch, generator: torch.Generator | None = None
-) -> Mask:
+def draw_mask(config: MaskingConfig, batch: TokenBatch, generator: torch.Generator | None = None) -> Mask:
     """The mask of a token batch; a multimodal batch (with `parts`) is masked part by part, in order.
 
     Each modality uses :meth:`MaskingConfig.for_modality` and draws from the same generator, so the whole mask is a

@@ -104,7 +104,8 @@ class Mask:
         counts = hidden.sum(dim=1)  # (B,)
         if bool((counts != counts[0]).any()):
             raise ValueError(
-                f"Mask.from_hidden: every row must hide the same number of tokens (static shapes), got {counts.tolist()}"
+                "Mask.from_hidden: every row must hide the same number of tokens (static shapes), got "
+                f"{counts.tolist()}"
             )
         num_keep = hidden.shape[1] - int(counts[0])
         if num_keep < 1:

@@ -74,10 +74,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Runs the demo and returns (and writes) its summary."""
     from mmsdk.adapters.timeseries.data import ForecastDataConfig, forecast_datasets
     from mmsdk.adapters.timeseries.evaluation import evaluate_forecaster, plot_forecasts
+    from mmsdk.contracts.mask_strategies import MaskingConfig
     from mmsdk.export.onnx import to_onnx
     from mmsdk.export.runtime import OnnxModel
     from mmsdk.hub import save_pretrained
-    from mmsdk.contracts.mask_strategies import MaskingConfig
     from mmsdk.training.api import TrainerConfig, finetune, pretrain
     from mmsdk.training.optim import OptimConfig
 

@@ -140,8 +140,10 @@ def config_differences(saved: ModelConfig, config: ModelConfig) -> list[str]:
         theirs = {n: m.adapter for n, m in saved.modalities.items()}
         ours = {n: m.adapter for n, m in config.modalities.items()}
         if len(theirs) == len(ours) == 1 and list(theirs.values()) != list(ours.values()):
-            return [f"the checkpoint was trained with adapter {saved.only_modality()[1].adapter!r}, but the model uses "
-                    f"{config.only_modality()[1].adapter!r}"]
+            return [
+                f"the checkpoint was trained with adapter {saved.only_modality()[1].adapter!r}, but the model uses "
+                f"{config.only_modality()[1].adapter!r}"
+            ]
         return [f"modalities (name: adapter) {theirs} in the checkpoint vs {ours}"]
     diffs = []
     for name, theirs in saved.modalities.items():

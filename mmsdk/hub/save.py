@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def kind_of(model: nn.Module) -> str:
-    """"task", "embedding" or "pretrain" for the three model kinds the format holds.
+    """ "task", "embedding" or "pretrain" for the three model kinds the format holds.
 
     Raises:
         ValueError: for any other module.

@@ -36,9 +36,13 @@ class Block(nn.Module):
         self.post_norm = config.norm_position == "post"
         self.norm1 = build_norm(config.norm, dim, eps)
         self.attn = Attention(
-            dim, heads, qk_norm=config.qk_norm, rope=rope, variate_bias=config.variate_bias,
+            dim,
+            heads,
+            qk_norm=config.qk_norm,
+            rope=rope,
+            variate_bias=config.variate_bias,
             dropout=config.attention_dropout,
-        )  # fmt: skip
+        )
         self.attn_dropout = nn.Dropout(config.dropout)
         cross = config.cross_attention
         self.cross_norm = build_norm(config.norm, dim, eps) if cross else None

@@ -35,7 +35,9 @@ class ModalityConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.adapter in ADAPTERS, self, "adapter", f"unknown adapter {self.adapter!r}; known: {ADAPTERS.names()}")
+        require(
+            self.adapter in ADAPTERS, self, "adapter", f"unknown adapter {self.adapter!r}; known: {ADAPTERS.names()}"
+        )
         cls = get_adapter_class(self.adapter)
         self.adapter_config = cls.config_class.from_dict(self.adapter_config).to_dict()
 

@@ -48,8 +48,7 @@ class TaskModel(nn.Module):
         tasks = self.backbone.adapters[self.modality].tasks
         if head.task not in tasks:
             raise ValueError(
-                f"HeadConfig.task={head.task!r} is not supported by adapter {adapter_name!r}; "
-                f"it supports {list(tasks)}"
+                f"HeadConfig.task={head.task!r} is not supported by adapter {adapter_name!r}; it supports {list(tasks)}"
             )
         self.config, self.head_config = config, head
         self.task = TASKS.get(head.task)(head.num_outputs)

@@ -246,7 +246,7 @@ class FinetuneSystem(_System):
         if not train:
             for name, value in metrics.items():
                 self.log(f"{stage}/{name}", value, prog_bar=name == self.task.monitor[0], **kwargs)
-            epoch = self.epoch_metrics[stage] if stage in self.epoch_metrics else {}
+            epoch = self.epoch_metrics[stage] if stage in self.epoch_metrics else nn.ModuleDict()
             if epoch:
                 preds, labels = self.task.metric_inputs(outputs.detach(), targets)
                 for name, metric in epoch.items():

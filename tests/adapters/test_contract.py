@@ -47,8 +47,9 @@ def _raw(model: nn.Module, batch_size: int = BATCH, seed: int = 0) -> Any:
 
 def _mask(model: Objective, raw: Any, seed: int = 1) -> Mask:
     batch = model.tokenize(raw)
-    return random_mask(batch.batch_size, batch.num_tokens, 0.5, torch.Generator().manual_seed(seed), None,
-                       batch.padding_mask)  # fmt: skip
+    return random_mask(
+        batch.batch_size, batch.num_tokens, 0.5, torch.Generator().manual_seed(seed), None, batch.padding_mask
+    )
 
 
 def _loss(model: Objective, raw: Any, mask: Mask) -> torch.Tensor:

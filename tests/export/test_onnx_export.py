@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmsdk.models.config import ModelConfig
-from mmsdk.export import ExportResult, ExportVerificationError, to_onnx, verify_onnx
 from mmsdk.contracts.heads import HeadConfig
+from mmsdk.export import ExportResult, ExportVerificationError, to_onnx, verify_onnx
 from mmsdk.models import EmbeddingModel, TaskModel, build_task_model
+from mmsdk.models.config import ModelConfig
 
 CONFIG: dict[str, Any] = {
     "adapter": "patchtst",

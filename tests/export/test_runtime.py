@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmsdk.models.config import ModelConfig
 from mmsdk.export import OnnxModel, to_onnx
 from mmsdk.models import TaskModel, build_task_model
+from mmsdk.models.config import ModelConfig
 
 CONFIG = {
     "adapter": "patchtst",
@@ -48,7 +48,10 @@ def test_signature_and_metadata(runtime: OnnxModel, exported: tuple[TaskModel, P
     assert runtime.input_shape == ["batch", 96, 3]
     assert runtime.output_names == ["outputs"]
     assert ModelConfig.from_dict(runtime.metadata["config"]) == exported[0].config
-    assert runtime.metadata["head"] == {**{"task": "forecast", "num_outputs": 24, "pooling": None, "dropout": 0.0}, "modality": None}
+    assert runtime.metadata["head"] == {
+        **{"task": "forecast", "num_outputs": 24, "pooling": None, "dropout": 0.0},
+        "modality": None,
+    }
     assert runtime.metadata["mmsdk.adapter"] == "patchtst"
     assert "series(batch, 96, 3)" in repr(runtime)
 

@@ -120,12 +120,20 @@ def test_mae_decodes_both_modalities() -> None:
 
 
 def test_channel_independent_adapters_cannot_share_a_sequence() -> None:
-    config = {**MODEL, "modalities": {**MODEL["modalities"], "series": {"adapter": "patchtst", "adapter_config": {
-        "context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8}}}}  # fmt: skip
+    config = {
+        **MODEL,
+        "modalities": {
+            **MODEL["modalities"],
+            "series": {
+                "adapter": "patchtst",
+                "adapter_config": {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8},
+            },
+        },
+    }
     model = build_model(config)
     with pytest.raises(ValueError, match="one sequence per sample"):
         model.tokenize(_inputs(model))
-    with pytest.raises(ValueError, match="modality .b. has 3 sequences but .a. has 6"):
+    with pytest.raises(ValueError, match=r"modality 'b' has 3 sequences but 'a' has 6"):
         TokenBatch.concat({"a": TokenBatch(torch.zeros(6, 2, 4)), "b": TokenBatch(torch.zeros(3, 2, 4))})
 
 
@@ -145,7 +153,9 @@ def test_two_modality_pretraining_save_reload_finetune_and_onnx_encoder(tmp_path
     with torch.no_grad():
         batch = model.tokenize(probe)
         mask = Mask.from_hidden(torch.arange(16).expand(8, 16) % 3 == 0)
-        torch.testing.assert_close(loaded(loaded.tokenize(probe), mask).preds["cloud"], model(batch, mask).preds["cloud"])
+        torch.testing.assert_close(
+            loaded(loaded.tokenize(probe), mask).preds["cloud"], model(batch, mask).preds["cloud"]
+        )
 
     task = build_task_model(MODEL, {"task": "forecast", "num_outputs": 8, "modality": "series"})
     report = load_backbone(task, tmp_path / "pretrained")

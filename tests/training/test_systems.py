@@ -11,6 +11,9 @@ import lightning as L
 import pytest
 import torch
 
+import mmsdk
+from mmsdk.models.config import ModelConfig
+from mmsdk.models.objectives import Objective
 from mmsdk.training import FinetuneSystem, OptimConfig, PretrainSystem, build_trainer, warmup_cosine
 from mmsdk.training.data import DataModule
 from mmsdk.training.optim import build_optimizer, build_scheduler, parameter_groups
@@ -209,3 +212,42 @@ def test_cuda_uses_fused_adamw_and_bf16(tmp_path: Path) -> None:
     assert trainer.precision == "bf16-mixed"
     trainer.fit(PretrainSystem(MODEL), datamodule=DataModule(sine_series(64), batch_size=16))
     assert len(recorder.losses) == 5 and all(math.isfinite(v) for v in recorder.losses)
+
+
+class _Denoising(Objective):
+    """An objective registered from outside the core: every token is an input, perturbed by noise, and every
+    token is predicted. The system trains it with no code of its own."""
+
+    name = "test_denoising"
+    uses_mask = False
+    default_term = "denoise"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.heads = self.build_heads(config.encoder.dim)
+
+    def forward(self, batch, mask=None):
+        noisy = batch.replace(tokens=batch.tokens + 0.1 * torch.randn_like(batch.tokens))
+        return self.predict(self.heads, self.backbone(noisy), batch)
+
+    def modality_loss(self, adapter, pred, part, target):
+        every = torch.ones(pred.shape[:2], dtype=torch.bool)
+        return adapter.reconstruction_loss(pred, part, every)["mse"]  # a bare tensor: named `default_term`
+
+
+def test_a_registered_objective_trains_through_the_system_and_logs_its_terms(tmp_path) -> None:
+    from mmsdk.contracts.registry import register_objective
+
+    register_objective(_Denoising)
+    config = {**MODEL, "objective": "test_denoising"}
+    trainer = {
+        "max_steps": 4,
+        "logger": "csv",
+        "progress_bar": False,
+        "default_root_dir": str(tmp_path),
+        "log_every_n_steps": 1,
+    }
+    result = mmsdk.pretrain(config, sine_series(16), trainer=trainer, batch_size=4)
+    assert isinstance(result.model, _Denoising)
+    assert {"train/loss", "train/loss/denoise"} <= set(result.metrics)
+    assert result.metrics["train/loss"] == pytest.approx(result.metrics["train/loss/denoise"])

@@ -40,7 +40,9 @@ class MaskedTokenModel(Objective):
         """The embedding placed at hidden tokens: (D,) for one modality, (N, D) for several."""
         pieces = []
         for name, part in self.backbone.parts(batch).items():
-            token = self.mask_tokens[name] if name in self.mask_tokens else self.backbone.adapters[name].mask_embedding()
+            token = (
+                self.mask_tokens[name] if name in self.mask_tokens else self.backbone.adapters[name].mask_embedding()
+            )
             assert token is not None  # the adapter defined one when the model was built
             pieces.append(token if not batch.parts else token.expand(part.num_tokens, -1))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 import mmsdk
-from mmsdk.contracts.adapter import build_adapter
 from mmsdk.adapters.pointcloud import ops
 from mmsdk.adapters.pointcloud.data import make_shapes
 from mmsdk.adapters.pointcloud.pointmae import PointMAEAdapter, PointMAEConfig
-from mmsdk.models.config import ModelConfig
-from mmsdk.export.onnx import to_onnx
+from mmsdk.contracts.adapter import build_adapter
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.mask_strategies import random_mask
+from mmsdk.export.onnx import to_onnx
 from mmsdk.models import build_model, build_task_model
+from mmsdk.models.config import ModelConfig
 
 N, S, K, DIM = 128, 16, 8, 32
 ADAPTER: dict[str, Any] = {"num_points": N, "num_groups": S, "group_size": K, "embed_hidden": 32}

@@ -157,7 +157,9 @@ def test_pretrain_then_finetune_classification(easy_shapes: tuple[torch.Tensor, 
         callbacks=[recorder],
     )
     loaded = result.load_report.loaded
-    assert any(k.startswith("backbone.adapters.pointmae.embed.") for k in loaded)  # the mini-PointNet came from pretraining
+    assert any(
+        k.startswith("backbone.adapters.pointmae.embed.") for k in loaded
+    )  # the mini-PointNet came from pretraining
     assert any(k.startswith("backbone.encoder.") for k in loaded)
     assert not any(k.startswith("head.") for k in loaded)
     weights = mmsdk.from_pretrained(tmp_path / "pretrained").backbone.state_dict()

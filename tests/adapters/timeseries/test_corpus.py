@@ -24,8 +24,8 @@ from mmsdk.adapters.timeseries.corpus import (
     split_corpus,
 )
 from mmsdk.adapters.timeseries.packing import PackedInputs, SeriesWindows
-from mmsdk.models.config import ModelConfig
 from mmsdk.contracts.data import build_data
+from mmsdk.models.config import ModelConfig
 
 
 def _moirai(context_length: int = 64, patch_size: int = 8) -> ModelConfig:

@@ -16,9 +16,9 @@ from mmsdk.adapters.timeseries.moirai import (
     mixture_parameters,
     patch_size_for_freq,
 )
-from mmsdk.models.config import ModelConfig
 from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy
 from mmsdk.models import build_model, build_task_model
+from mmsdk.models.config import ModelConfig
 
 P = 8
 ENCODER = {"dim": 16, "depth": 2, "heads": 2, "rope": "1d", "variate_bias": True, "attention": "reference"}

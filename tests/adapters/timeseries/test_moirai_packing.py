@@ -11,11 +11,11 @@ import torch
 
 from mmsdk.adapters.timeseries.moirai import MoiraiAdapter
 from mmsdk.adapters.timeseries.packing import PackCollate, PackedInputs, SeriesWindows
-from mmsdk.models.config import ModelConfig
-from mmsdk.contracts.masking import Mask
 from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy
-from mmsdk.models import build_model
+from mmsdk.contracts.masking import Mask
 from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.models import build_model
+from mmsdk.models.config import ModelConfig
 from mmsdk.training.data import DataModule, batch_size_of, split_batch
 
 P = 4

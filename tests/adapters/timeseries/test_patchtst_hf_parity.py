@@ -13,8 +13,8 @@ from torch import Tensor, nn
 transformers = pytest.importorskip("transformers")
 
 from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf, load_hf_patchtst  # noqa: E402
-from mmsdk.hub import from_pretrained, save_pretrained  # noqa: E402
 from mmsdk.contracts.masking import Mask, mask_from_noise  # noqa: E402
+from mmsdk.hub import from_pretrained, save_pretrained  # noqa: E402
 from mmsdk.models import TaskModel  # noqa: E402
 from mmsdk.models.objectives import MaskedTokenModel  # noqa: E402
 

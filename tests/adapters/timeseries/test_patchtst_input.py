@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mmsdk.adapters.timeseries import PatchTSTAdapter, PatchTSTConfig
-from mmsdk.models.config import ModelConfig
-from mmsdk.contracts.masking import mask_from_noise
 from mmsdk.contracts.mask_strategies import random_mask
-from mmsdk.models import build_model
+from mmsdk.contracts.masking import mask_from_noise
 from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.models import build_model
+from mmsdk.models.config import ModelConfig
 
 L, C, P = 32, 3, 8
 CONFIG: dict[str, Any] = {"context_length": L, "num_channels": C, "patch_len": P, "stride": P}

@@ -24,8 +24,8 @@ from mmsdk.adapters.timeseries.data import (
     forecast_datasets,
     load_csv,
 )
-from mmsdk.models.config import ModelConfig
 from mmsdk.cli import main
+from mmsdk.models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 RECIPE = ROOT / "examples" / "recipes" / "timeseries" / "patchtst_long_format.yaml"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from mmsdk.contracts.adapter import Adapter
 from mmsdk.adapters.timeseries.timerxl import TimerXLAdapter, TimerXLConfig
+from mmsdk.contracts.adapter import Adapter
 from mmsdk.contracts.data import build_data
 from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.models import TaskModel, build_model, build_task_model
 from mmsdk.models.objectives import CausalModel
-from mmsdk.contracts.tokens import TokenBatch
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from mmsdk.adapters.timeseries.evaluation import (
     plot_forecasts,
     seasonal_naive_forecast,
 )
-from mmsdk.models.config import ModelConfig
 from mmsdk.contracts.data import build_data
+from mmsdk.models.config import ModelConfig
 
 
 def test_bundled_etth1_is_unmodified() -> None:

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmsdk.models.config import ModelConfig
-from mmsdk.contracts.masking import Mask, mask_from_noise
 from mmsdk.contracts.mask_strategies import random_mask
-from mmsdk.models import build_model
-from mmsdk.models.objectives import CausalModel, MaskedAutoencoder, MaskedTokenModel, Objective
+from mmsdk.contracts.masking import Mask, mask_from_noise
 from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.models import build_model
+from mmsdk.models.config import ModelConfig
+from mmsdk.models.objectives import CausalModel, MaskedAutoencoder, MaskedTokenModel, Objective
 
 B, C, L, P = 3, 2, 32, 8
 TINY_ADAPTER: dict[str, Any] = {"context_length": L, "num_channels": C, "patch_len": P, "stride": P}

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmsdk.layers.positions import ContinuousPositions, LearnedPositions, SinCosPositions, build_positions, sincos_1d, sincos_nd, sincos_table
+from mmsdk.layers.positions import (
+    ContinuousPositions,
+    LearnedPositions,
+    SinCosPositions,
+    build_positions,
+    sincos_1d,
+    sincos_nd,
+    sincos_table,
+)
 from mmsdk.layers.rotary import Rotary
 
 

@@ -15,7 +15,7 @@ from mmsdk.cli import main
 from mmsdk.export.runtime import OnnxModel
 from mmsdk.hub import from_pretrained
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "examples" / "recipes"
 TINY = [
     "--model.adapter_config.context_length=96",

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from mmsdk.layers.attention import PreparedMask
-from mmsdk.layers.norms import BatchNorm, build_norm
 from mmsdk.layers.block import Block
 from mmsdk.layers.drop_path import DropPath
 from mmsdk.layers.mlp import GeluMlp, SwiGluMlp, build_mlp
+from mmsdk.layers.norms import BatchNorm, build_norm
 from mmsdk.layers.transformer import Transformer, TransformerConfig
 
 B, N, M, D = 3, 6, 5, 16

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import mmsdk
-from mmsdk.contracts.registry import register_adapter
 from mmsdk.adapters.timeseries import PatchTSTAdapter
-from mmsdk.hub import LoadReport, from_pretrained, load_backbone, save_pretrained
 from mmsdk.contracts.mask_strategies import random_mask
+from mmsdk.contracts.registry import register_adapter
+from mmsdk.hub import LoadReport, from_pretrained, load_backbone, save_pretrained
 from mmsdk.models import EmbeddingModel
 
 MODEL = {
@@ -150,7 +150,9 @@ def test_load_backbone_rejects_a_different_adapter(tmp_path: Path) -> None:
 def test_load_backbone_names_shape_mismatches(tmp_path: Path) -> None:
     other = {**MODEL, "adapter_config": {**MODEL["adapter_config"], "context_length": 128}}
     save_pretrained(mmsdk.build_model(other), tmp_path)
-    with pytest.raises(ValueError, match=r"backbone\.positions\.patchtst\.table: \(16, 32\) in the checkpoint vs \(12, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"backbone\.positions\.patchtst\.table: \(16, 32\) in the checkpoint vs \(12, 32\)"
+    ):
         load_backbone(mmsdk.build_task_model(MODEL, FORECAST), tmp_path)
 
 
@@ -225,7 +227,7 @@ def test_load_backbone_with_missing_backbone_tensors_needs_partial(tmp_path: Pat
     assert set(dropped) <= set(report.missing)
 
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_v1"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy_v1"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in LEGACY.iterdir()))

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mmsdk.layers.attention_mask import AttentionMask
-from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.transformer import Transformer, TransformerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -373,3 +373,51 @@ def test_reference_attention_dropout_drops_probabilities_like_sdpa() -> None:
     assert not torch.equal(
         reference_attention(q, k, v, None, None, dropout=0.5), reference_attention(q, k, v, None, None)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rope", ["none", "1d"])
+def test_flex_inside_a_compiled_model_matches_the_reference(rope: str) -> None:
+    """Inductor lowers FlexAttention on CPU once keys and values are separate buffers (the fused key/value
+    projection used to fail with "query, key, value are the same buffer"), and rotary keys no longer deviate
+    (~1e-2 before)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    b, c, t, d = 2, 3, 8, 32
+    x = torch.randn(b, c * t, d)
+    time_ids = torch.arange(t).repeat(c).expand(b, -1)
+    variates = torch.arange(c).repeat_interleave(t).expand(b, -1)
+    config = {"dim": d, "depth": 2, "heads": 4, "rope": rope, "variate_bias": True}
+    reference = Transformer(TransformerConfig(**config, attention="reference")).eval()
+    with torch.no_grad():
+        for block in reference.blocks:
+            block.attn.variate_bias.normal_()
+    flex = Transformer(TransformerConfig(**config, attention="flex")).eval()
+    flex.load_state_dict(reference.state_dict())
+    mask = AttentionMask(causal=True, time_ids=time_ids)
+    with torch.no_grad():
+        expected = reference(x, mask, positions=time_ids, variate_ids=variates)
+        got = torch.compile(flex, fullgraph=True)(x, mask, positions=time_ids, variate_ids=variates)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_flex_kernel_recompiles_at_most_once_for_new_lengths() -> None:
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from mmsdk.layers import attention
+
+    torch._dynamo.reset()
+    counters.clear()
+    attention._compiled_flex = None
+    kernel = attention.compiled_flex_attention()
+    for n in (16, 24, 40):
+        q, k, v = (torch.randn(1, 2, n, 8) for _ in range(3))
+        block = create_block_mask(lambda b, h, qi, ki: ki <= qi, B=None, H=None, Q_LEN=n, KV_LEN=n, device="cpu")
+        out = kernel(q, k, v, block_mask=block)
+        torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] <= 2  # the first length, then one kernel for every other length
+    attention._compiled_flex = None

@@ -7,11 +7,11 @@ from typing import Literal
 
 import pytest
 
-from mmsdk.models.config import ModelConfig
 from mmsdk.config import Config, require
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.mask_strategies import MaskingConfig
 from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.models.config import ModelConfig
 
 
 @dataclass

@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import Tensor
 
+from mmsdk.contracts.mask_strategies import (
+    MaskingConfig,
+    apply_strategy,
+    block_mask,
+    group_mask,
+    random_mask,
+    tail_mask,
+)
 from mmsdk.contracts.masking import Mask, mask_from_noise, num_kept, unshuffle
-from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy, block_mask, group_mask, random_mask, tail_mask
 from mmsdk.contracts.tokens import TokenBatch, gather_tokens
 
 B, N = 4, 20
@@ -159,7 +166,6 @@ def test_tail_mask_with_time_ids_hides_last_steps_of_every_variate() -> None:
 
 
 def test_apply_strategy_dispatch() -> None:
-    device = torch.device("cpu")
     g = torch.Generator().manual_seed(0)
     random = apply_strategy(MaskingConfig("random", 0.5), _batch(), g)
     assert random.num_keep == 10
