@@ -101,7 +101,7 @@ def held_out_chamfer(model: torch.nn.Module, points: torch.Tensor, ratio: float)
     batch = model.tokenize(points)
     mask = random_mask(batch.batch_size, batch.num_tokens, ratio, generator=torch.Generator().manual_seed(123))
     out = model(batch, mask)
-    return float(model.adapter.reconstruction_loss(out.pred, batch, out.hidden))
+    return float(model.adapter.reconstruction_loss(out.pred, batch, mask.target)["chamfer"])
 
 
 def labelled_subset(labels: torch.Tensor, k: int, seed: int) -> np.ndarray:

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     # building blocks
-    "TransformerConfig": "mmsdk.layers.transformer",
+    "TransformerConfig": "mmsdk.layers.transformer_config",
     "Transformer": "mmsdk.layers.transformer",
     "AttentionMask": "mmsdk.layers.attention_mask",
     # contracts

@@ -10,7 +10,7 @@ import pytest
 from mmsdk.config import Config, require
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.mask_strategies import MaskingConfig
-from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.models.config import ModelConfig
 
 

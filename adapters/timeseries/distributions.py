@@ -388,3 +388,36 @@ class MixtureHead(nn.Module):
             params.append(family.constrain(raw))
         logits = self.logits(features).view(*lead, self.out_dim, len(self.components))  # (..., P, K)
         return Mixture(self.components, params, logits)
+
+
+def mixture_parameters(head: MixtureHead, features: Tensor) -> Tensor:
+    """The raw outputs of a mixture head, concatenated: (..., D) → (..., K) with K = P · (sum of params + comps).
+
+    Layout: every component's projection output (P · n_params, in the head's order), then the logits (P · comps).
+    """
+    return torch.cat([projection(features) for projection in head.projections] + [head.logits(features)], dim=-1)
+
+
+def mixture_from_parameters(raw: Tensor, components: Sequence[str], out_dim: int) -> Mixture:
+    """Inverse of :func:`mixture_parameters`: raw (..., K) → the :class:`Mixture` a MixtureHead would return."""
+    widths = [out_dim * len(FAMILIES[name].params) for name in components] + [out_dim * len(components)]
+    if raw.shape[-1] != sum(widths):
+        raise ValueError(f"expected {sum(widths)} raw mixture parameters per token, got {raw.shape[-1]}")
+    chunks = raw.split(widths, dim=-1)
+    lead = raw.shape[:-1]
+    params = [
+        FAMILIES[name].constrain(chunk.reshape(*lead, out_dim, len(FAMILIES[name].params)))
+        for name, chunk in zip(components, chunks)
+    ]
+    return Mixture(components, params, chunks[-1].reshape(*lead, out_dim, len(components)))
+
+
+class MixtureParameterHead(nn.Module):
+    """Pretraining head: features (B, N, D) → raw mixture parameters (B, N, K) of a (possibly shared) MixtureHead."""
+
+    def __init__(self, mixture: MixtureHead) -> None:
+        super().__init__()
+        self.mixture = mixture
+
+    def forward(self, features: Tensor) -> Tensor:
+        return mixture_parameters(self.mixture, features)

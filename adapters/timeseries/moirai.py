@@ -51,7 +51,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mmsdk.adapters.timeseries.distributions import FAMILIES, ComponentName, Mixture, MixtureConfig, MixtureHead
+from mmsdk.adapters.timeseries.distributions import (
+    ComponentName,
+    Mixture,
+    MixtureConfig,
+    MixtureHead,
+    MixtureParameterHead,
+    mixture_from_parameters,
+)
 from mmsdk.adapters.timeseries.packing import PackedInputs
 from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, prefix_normalize
 from mmsdk.config import Config, require
@@ -150,39 +157,6 @@ class MoiraiConfig(Config):
             "context_length",
             f"must be a positive multiple of patch_size={self.patch_size}, got {self.context_length}",
         )
-
-
-def mixture_parameters(head: MixtureHead, features: Tensor) -> Tensor:
-    """The raw outputs of a mixture head, concatenated: (..., D) → (..., K) with K = P · (sum of params + comps).
-
-    Layout: every component's projection output (P · n_params, in the head's order), then the logits (P · comps).
-    """
-    return torch.cat([projection(features) for projection in head.projections] + [head.logits(features)], dim=-1)
-
-
-def mixture_from_parameters(raw: Tensor, components: Sequence[str], out_dim: int) -> Mixture:
-    """Inverse of :func:`mixture_parameters`: raw (..., K) → the :class:`Mixture` a MixtureHead would return."""
-    widths = [out_dim * len(FAMILIES[name].params) for name in components] + [out_dim * len(components)]
-    if raw.shape[-1] != sum(widths):
-        raise ValueError(f"expected {sum(widths)} raw mixture parameters per token, got {raw.shape[-1]}")
-    chunks = raw.split(widths, dim=-1)
-    lead = raw.shape[:-1]
-    params = [
-        FAMILIES[name].constrain(chunk.reshape(*lead, out_dim, len(FAMILIES[name].params)))
-        for name, chunk in zip(components, chunks)
-    ]
-    return Mixture(components, params, chunks[-1].reshape(*lead, out_dim, len(components)))
-
-
-class MixtureParameterHead(nn.Module):
-    """Pretraining head: features (B, N, D) → raw mixture parameters (B, N, K) of a (possibly shared) MixtureHead."""
-
-    def __init__(self, mixture: MixtureHead) -> None:
-        super().__init__()
-        self.mixture = mixture
-
-    def forward(self, features: Tensor) -> Tensor:
-        return mixture_parameters(self.mixture, features)
 
 
 @dataclass

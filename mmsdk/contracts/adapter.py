@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from mmsdk.config import Config
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.losses import masked_mse
-from mmsdk.contracts.registry import ADAPTERS
+from mmsdk.contracts.registry import ADAPTERS, concrete_subclass_of
 from mmsdk.contracts.tokens import TokenBatch
 
 LossTerms = Mapping[str, Tensor]
@@ -166,6 +166,9 @@ class Adapter(nn.Module, ABC):
         adapter has no picture to draw.
         """
         return None
+
+
+ADAPTERS.set_check(concrete_subclass_of(Adapter))
 
 
 def get_adapter_class(name: str) -> type[Adapter]:

@@ -21,6 +21,7 @@ Every lookup error names the registry and lists the known names.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from importlib import metadata
@@ -37,13 +38,18 @@ class Registry(Generic[T]):
     Args:
         kind: what is registered, for messages ("adapter", "mask strategy", ...).
         group: the entry-point group, e.g. "mmsdk.adapters".
-        check: validates an object before it is registered (raises TypeError naming what is wrong).
+        check: validates an object before it is registered (raises TypeError naming what is wrong); the module
+            that defines a registry's base class installs it with :meth:`set_check`.
     """
 
     def __init__(self, kind: str, group: str, check: Callable[[str, Any], None] | None = None) -> None:
         self.kind, self.group, self._check = kind, group, check
         self._items: dict[str, T] = {}
         self._entry_points: dict[str, metadata.EntryPoint] | None = None
+
+    def set_check(self, check: Callable[[str, Any], None]) -> None:
+        """Installs the validation of registered objects (e.g. "a concrete subclass of Adapter")."""
+        self._check = check
 
     def _declared(self) -> dict[str, metadata.EntryPoint]:
         """The group's entry points by name (read once; installed packages do not change while running)."""
@@ -109,13 +115,10 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
-def _subclass_of(base_of: Callable[[], type]) -> Callable[[str, Any], None]:
-    """A check that the object is a concrete subclass of `base_of()` (resolved lazily, at registration)."""
+def concrete_subclass_of(base: type) -> Callable[[str, Any], None]:
+    """A registry check: the object is a subclass of `base` that implements every abstract method."""
 
     def check(name: str, obj: Any) -> None:
-        import inspect
-
-        base = base_of()
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise TypeError(f"{name!r} must be a subclass of {base.__name__}, got {_qualname(obj)}")
         if inspect.isabstract(obj):
@@ -130,29 +133,12 @@ def _callable(name: str, obj: Any) -> None:
         raise TypeError(f"{name!r} must be callable, got {type(obj).__name__}")
 
 
-def _adapter_base() -> type:
-    from mmsdk.contracts.adapter import Adapter
-
-    return Adapter
-
-
-def _task_base() -> type:
-    from mmsdk.contracts.tasks import Task
-
-    return Task
-
-
-def _module_base() -> type:
-    from torch import nn
-
-    return nn.Module
-
-
-ADAPTERS: Registry[Any] = Registry("adapter", "mmsdk.adapters", _subclass_of(_adapter_base))
+# the modules that define Adapter, Task and Objective install their checks (`concrete_subclass_of`)
+ADAPTERS: Registry[Any] = Registry("adapter", "mmsdk.adapters")
 DATA_BUILDERS: Registry[Callable[..., Any]] = Registry("data builder", "mmsdk.data_builders", _callable)
 MASK_STRATEGIES: Registry[Callable[..., Any]] = Registry("mask strategy", "mmsdk.mask_strategies", _callable)
-TASKS: Registry[Any] = Registry("task", "mmsdk.tasks", _subclass_of(_task_base))
-OBJECTIVES: Registry[Any] = Registry("objective", "mmsdk.objectives", _subclass_of(_module_base))
+TASKS: Registry[Any] = Registry("task", "mmsdk.tasks")
+OBJECTIVES: Registry[Any] = Registry("objective", "mmsdk.objectives")
 
 
 def register_adapter(cls: type[T]) -> type[T]:

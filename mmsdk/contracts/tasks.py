@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from mmsdk.contracts.registry import TASKS, concrete_subclass_of
+
 Output = Literal["vector", "sequence"]
 
 
@@ -55,3 +57,6 @@ class Task(ABC):
     @abstractmethod
     def example_targets(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Valid random targets for a batch of head outputs (the contract tests train every head on them)."""
+
+
+TASKS.set_check(concrete_subclass_of(Task))

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class DemoConfig(Config):
     """What the demo runs; the defaults finish in under 5 minutes on 2 CPU cores."""
 
-    output_dir: str = "outputs/demo"
+    output_dir: str = "outputs/demo_timeseries"
     """Where plots, the checkpoint, the ONNX model and summary.json go."""
     data: str | None = None
     """A wide CSV to use instead of the bundled ETTh1 (needs the ETT length for the standard split)."""

@@ -25,7 +25,8 @@ from mmsdk.layers.positions import (
     sincos_table,
 )
 from mmsdk.layers.rotary import Rotary
-from mmsdk.layers.transformer import Transformer, TransformerConfig
+from mmsdk.layers.transformer import Transformer
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.layers.weight_init import init_weights
 
 __all__ = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
 from torch import Tensor, nn
 
 from mmsdk.layers.attention import Attention, PreparedMask
@@ -11,11 +9,9 @@ from mmsdk.layers.drop_path import DropPath
 from mmsdk.layers.mlp import build_mlp
 from mmsdk.layers.norms import build_norm
 from mmsdk.layers.rotary import Rotary
+from mmsdk.layers.transformer_config import NormPosition, TransformerConfig
 
-if TYPE_CHECKING:
-    from mmsdk.layers.transformer import TransformerConfig
-
-NormPosition = Literal["pre", "post"]
+__all__ = ["Block", "NormPosition", "memory_mask"]
 
 
 class Block(nn.Module):

@@ -21,7 +21,7 @@ from typing import Any
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import get_adapter_class
 from mmsdk.contracts.registry import ADAPTERS, OBJECTIVES
-from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.transformer_config import TransformerConfig
 
 
 @dataclass

@@ -195,6 +195,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_demo_of_an_unknown_modality_names_the_known_ones(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--modality=holograms", "--progress_bar=false"])
+    assert exit_info.value.code == 2
+    assert "unknown demo 'holograms'; known: ['pointcloud', 'timeseries']" in caplog.text
+
+
 @pytest.mark.slow
 def test_finetune_own_csv_example_runs(tmp_path: Path) -> None:
     script = ROOT / "examples" / "finetune_own_csv.py"

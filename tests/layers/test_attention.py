@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmsdk.layers.attention_mask import AttentionMask
-from mmsdk.layers.transformer import Transformer, TransformerConfig
+from mmsdk.layers.transformer import Transformer
+from mmsdk.layers.transformer_config import TransformerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 

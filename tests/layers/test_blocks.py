@@ -11,7 +11,8 @@ from mmsdk.layers.block import Block
 from mmsdk.layers.drop_path import DropPath
 from mmsdk.layers.mlp import GeluMlp, SwiGluMlp, build_mlp
 from mmsdk.layers.norms import BatchNorm, build_norm
-from mmsdk.layers.transformer import Transformer, TransformerConfig
+from mmsdk.layers.transformer import Transformer
+from mmsdk.layers.transformer_config import TransformerConfig
 
 B, N, M, D = 3, 6, 5, 16
 

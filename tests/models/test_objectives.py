@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.contracts.masking import Mask, mask_from_noise
-from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.models import build_model
 from mmsdk.models.config import ModelConfig
 from mmsdk.models.objectives import CausalModel, MaskedAutoencoder, MaskedTokenModel, Objective

@@ -27,8 +27,9 @@ from mmsdk.contracts.adapter import Adapter
 from mmsdk.contracts.losses import normalize_targets
 from mmsdk.contracts.mask_strategies import MaskingConfig, draw_mask
 from mmsdk.contracts.masking import Mask
+from mmsdk.contracts.registry import OBJECTIVES, concrete_subclass_of
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.layers.weight_init import init_weights
 from mmsdk.models.backbone import Backbone
 from mmsdk.models.config import ModelConfig
@@ -196,3 +197,6 @@ class Objective(nn.Module, ABC):
     def embed(self, inputs: Any) -> Tensor:
         """(B, N, D) encoder features of raw inputs with nothing masked."""
         return self.backbone(self.tokenize(inputs))
+
+
+OBJECTIVES.set_check(concrete_subclass_of(Objective))

@@ -11,7 +11,8 @@ from mmsdk.contracts.adapter import Adapter
 from mmsdk.contracts.masking import Mask, unshuffle
 from mmsdk.contracts.registry import register_objective
 from mmsdk.contracts.tokens import TokenBatch, gather_tokens
-from mmsdk.layers.transformer import Transformer, TransformerConfig
+from mmsdk.layers.transformer import Transformer
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.layers.weight_init import init_weights
 from mmsdk.models.backbone import attention_mask
 from mmsdk.models.config import ModelConfig

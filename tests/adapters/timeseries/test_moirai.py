@@ -8,14 +8,8 @@ import math
 import pytest
 import torch
 
-from mmsdk.adapters.timeseries.distributions import MixtureHead
-from mmsdk.adapters.timeseries.moirai import (
-    MoiraiAdapter,
-    MoiraiConfig,
-    mixture_from_parameters,
-    mixture_parameters,
-    patch_size_for_freq,
-)
+from mmsdk.adapters.timeseries.distributions import MixtureHead, mixture_from_parameters, mixture_parameters
+from mmsdk.adapters.timeseries.moirai import MoiraiAdapter, MoiraiConfig, patch_size_for_freq
 from mmsdk.contracts.mask_strategies import MaskingConfig, apply_strategy
 from mmsdk.models import build_model, build_task_model
 from mmsdk.models.config import ModelConfig

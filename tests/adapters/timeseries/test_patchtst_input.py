@@ -10,7 +10,7 @@ import torch
 from mmsdk.adapters.timeseries import PatchTSTAdapter, PatchTSTConfig
 from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.contracts.masking import mask_from_noise
-from mmsdk.layers.transformer import TransformerConfig
+from mmsdk.layers.transformer_config import TransformerConfig
 from mmsdk.models import build_model
 from mmsdk.models.config import ModelConfig
 
