@@ -10,8 +10,7 @@ Every name is imported lazily, on first attribute access, so `import mmsdk.expor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmsdk.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -24,14 +23,4 @@ _LAZY: dict[str, str] = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mmsdk.export' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

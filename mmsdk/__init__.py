@@ -10,8 +10,7 @@ so that `import mmsdk.export.runtime` (numpy + onnxruntime only) never pulls in 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmsdk.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -55,14 +54,4 @@ _LAZY: dict[str, str] = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mmsdk' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
