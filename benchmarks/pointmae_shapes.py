@@ -37,37 +37,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 import mmsdk
-from mmsdk.adapters.pointcloud.data import Augment, ShapesDataset, subsample
+from mmsdk.adapters.pointcloud.data import Augment, ShapesDataset
 from mmsdk.adapters.pointcloud.evaluation import embed, few_shot, linear_probe, vote_predict
+from mmsdk.adapters.pointcloud.resampled import ResampledClouds
 from mmsdk.contracts.mask_strategies import random_mask
 from mmsdk.models import build_model
 
 logger = logging.getLogger("benchmarks.pointmae_shapes")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class Clouds(Dataset):
-    """Dense clouds (M, N_dense, 3) served as fresh random `n`-point subsets, augmented; (points, label) or points.
-
-    Randomness comes from torch's global RNG, which the training API seeds, so runs are reproducible.
-    """
-
-    def __init__(self, points: torch.Tensor, labels: torch.Tensor | None, n: int, augment: Augment | None) -> None:
-        self.points, self.labels, self.n, self.augment = points, labels, n, augment
-
-    def __len__(self) -> int:
-        return int(self.points.shape[0])
-
-    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, int]:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
-        cloud = subsample(self.points[index], self.n, "random", rng)  # (n, 3)
-        if self.augment is not None:
-            cloud = self.augment(cloud, rng)
-        return cloud if self.labels is None else (cloud, int(self.labels[index]))
 
 
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,7 +116,7 @@ def run_seed(seed: int, data: dict[str, torch.Tensor], args: argparse.Namespace,
     start, cpu = time.perf_counter(), time.process_time()
     pre = mmsdk.pretrain(
         config,
-        Clouds(data["train_dense"], None, args.points, augment),
+        ResampledClouds(data["train_dense"], None, args.points, augment),
         masking={"strategy": "random", "ratio": args.mask_ratio},
         optim={"lr": args.pretrain_lr, "weight_decay": 0.05, "warmup_ratio": 0.05},
         trainer=quiet_trainer(args.pretrain_steps, seed, work / f"pre{seed}"),
@@ -165,7 +145,7 @@ def run_seed(seed: int, data: dict[str, torch.Tensor], args: argparse.Namespace,
     result["finetune"] = {}
     for k in args.labels_per_class:
         subset = labelled_subset(data["train_labels"], k, seed)
-        train = Clouds(data["train_dense"][subset], data["train_labels"][subset], args.points, augment)
+        train = ResampledClouds(data["train_dense"][subset], data["train_labels"][subset], args.points, augment)
         for init in ("scratch", "pretrained"):
             start, cpu = time.perf_counter(), time.process_time()
             run = mmsdk.finetune(

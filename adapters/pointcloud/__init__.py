@@ -19,6 +19,7 @@ _LAZY: dict[str, str] = {
     "PointCloudFolder": "mmsdk.adapters.pointcloud.data",
     "PointMAEAdapter": "mmsdk.adapters.pointcloud.pointmae",
     "PointMAEConfig": "mmsdk.adapters.pointcloud.pointmae",
+    "ResampledClouds": "mmsdk.adapters.pointcloud.resampled",
     "ShapesDataset": "mmsdk.adapters.pointcloud.data",
     "chamfer_distance": "mmsdk.adapters.pointcloud.ops",
     "embed": "mmsdk.adapters.pointcloud.evaluation",

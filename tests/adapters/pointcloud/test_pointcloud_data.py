@@ -331,3 +331,21 @@ def test_import_without_open3d() -> None:
         "else:\n    raise SystemExit(1)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_resampled_clouds_serve_fresh_subsets_reproducibly() -> None:
+    from mmsdk.adapters.pointcloud.resampled import ResampledClouds
+
+    dense = torch.randn(3, 40, 3)
+    data = ResampledClouds(dense, torch.tensor([0, 1, 2]), 16, None)
+    torch.manual_seed(0)
+    first, label = data[1]
+    second, _ = data[1]
+    assert first.shape == (16, 3) and label == 1 and not torch.equal(first, second)  # a new subset every access
+    assert all(bool((dense[1] == p).all(dim=-1).any()) for p in first)  # points of the dense cloud
+    torch.manual_seed(0)
+    assert torch.equal(data[1][0], first)  # seeded by torch's global RNG
+    with pytest.raises(ValueError, match="n <= N_dense"):
+        ResampledClouds(dense, None, 41, None)
+    with pytest.raises(ValueError, match="2 labels for 3 clouds"):
+        ResampledClouds(dense, torch.tensor([0, 1]), 16, None)
