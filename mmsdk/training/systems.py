@@ -243,15 +243,16 @@ class FinetuneSystem(_System):
         train = stage == "train"
         kwargs = {"on_step": train, "on_epoch": not train, "batch_size": batch_size_of(inputs), "sync_dist": not train}
         self.log(f"{stage}/loss", loss, prog_bar=True, **kwargs)
-        if not train:
-            for name, value in metrics.items():
-                self.log(f"{stage}/{name}", value, prog_bar=name == self.task.monitor[0], **kwargs)
-            epoch = self.epoch_metrics[stage] if stage in self.epoch_metrics else nn.ModuleDict()
-            if epoch:
-                preds, labels = self.task.metric_inputs(outputs.detach(), targets)
-                for name, metric in epoch.items():
-                    metric.update(preds, labels)
-                    self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
+        if train:
+            return loss
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == self.task.monitor[0], **kwargs)
+        epoch_metrics = self.epoch_metrics[stage]  # (val and test) metrics that need the whole epoch, e.g. mAP
+        if len(epoch_metrics):
+            preds, labels = self.task.metric_inputs(outputs.detach(), targets)
+            for name, metric in epoch_metrics.items():
+                metric.update(preds, labels)
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

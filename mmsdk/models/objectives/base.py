@@ -80,13 +80,8 @@ class ObjectiveOutput:
         return sum(self.terms.values())  # type: ignore[return-value]
 
 
-def build_pretrain_head(adapter: Adapter, dim: int) -> nn.Module:
-    """The adapter's pretraining head for width `dim`, else a freshly initialized `nn.Linear(dim, target_dim)`."""
-    head = adapter.build_pretrain_head(dim)
-    if head is None:
-        head = nn.Linear(dim, adapter.target_dim)
-        head.apply(init_weights)
-    return head
+class DefaultHead(nn.Linear):
+    """The core's pretraining head of an adapter without its own: features (..., D) → targets (..., P)."""
 
 
 class Objective(nn.Module, ABC):
@@ -135,14 +130,13 @@ class Objective(nn.Module, ABC):
     def build_heads(self, dim: int, initialize: bool = True) -> nn.ModuleDict:
         """One pretraining head per modality on features of width `dim`: the adapter's own, else a linear layer to
         its target width, initialized now or (`initialize=False`) by a later :meth:`initialize_heads`."""
-        heads = {}
-        for name, adapter in self.backbone.adapters.items():
-            head = adapter.build_pretrain_head(dim)
-            if head is None:
-                head = nn.Linear(dim, adapter.target_dim)
-                head.is_default_head = True  # initialized by the core, unlike an adapter's own head
-            heads[name] = head
-        built = nn.ModuleDict(heads)
+        heads = {name: adapter.build_pretrain_head(dim) for name, adapter in self.backbone.adapters.items()}
+        built = nn.ModuleDict(
+            {
+                name: DefaultHead(dim, self.backbone.adapters[name].target_dim) if head is None else head
+                for name, head in heads.items()
+            }
+        )
         if initialize:
             self.initialize_heads(built)
         return built
@@ -151,7 +145,7 @@ class Objective(nn.Module, ABC):
     def initialize_heads(heads: nn.ModuleDict) -> None:
         """The core's initialization of the default linear heads (adapters' own heads keep theirs)."""
         for head in heads.values():
-            if getattr(head, "is_default_head", False):
+            if isinstance(head, DefaultHead):
                 head.apply(init_weights)
 
     def predict(self, heads: nn.ModuleDict, features: Tensor, batch: TokenBatch) -> Prediction:
