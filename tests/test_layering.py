@@ -126,3 +126,41 @@ def test_importing_the_adapters_model_code_pulls_in_no_data_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", (modules, out.stdout, out.stderr[-2000:])
+
+
+def test_every_public_name_of_the_packages_resolves() -> None:
+    """The lazily exported names (`mmsdk.X`, `mmsdk.export.X`, `mmsdk.adapters.<family>.X`) all import, including the
+    ones of the one-adapter API (ModelConfig, HeadConfig, Mask, build_model, save_pretrained, pretrain, ...)."""
+    import importlib
+
+    before = {
+        "TokenBatch",
+        "Config",
+        "TransformerConfig",
+        "Transformer",
+        "AttentionMask",
+        "Mask",
+        "MaskingConfig",
+        "ModelConfig",
+        "HeadConfig",
+        "Adapter",
+        "register_adapter",
+        "available_adapters",
+        "build_model",
+        "build_task_model",
+        "TaskModel",
+        "EmbeddingModel",
+        "save_pretrained",
+        "from_pretrained",
+        "pretrain",
+        "finetune",
+        "OptimConfig",
+        "TrainerConfig",
+    }
+    import mmsdk
+
+    assert before <= set(mmsdk.__all__)
+    for package in ("mmsdk", "mmsdk.export", "mmsdk.adapters.timeseries", "mmsdk.adapters.pointcloud"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)
