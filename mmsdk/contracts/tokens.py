@@ -172,14 +172,14 @@ class TokenBatch:
                 raise ValueError(f"TokenBatch.concat: modality {name!r} is packed (sample_ids); pack after concat")
         m = len(items)
 
-        def ids(name: str, fill: int = 0) -> Tensor | None:
+        def ids(name: str) -> Tensor | None:
             if all(getattr(part, name) is None for _, part in items):
                 return None
             values = []
             for index, (_, part) in enumerate(items):
                 value = getattr(part, name)
                 if value is None:
-                    value = torch.full((b, part.num_tokens), fill, dtype=torch.long, device=part.tokens.device)
+                    value = torch.zeros(b, part.num_tokens, dtype=torch.long, device=part.tokens.device)
                 if name == "variate_ids":
                     value = value * m + index
                 values.append(value)

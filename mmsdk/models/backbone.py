@@ -115,6 +115,10 @@ class Backbone(nn.Module):
         """Modality name → that modality's token batch (the batch itself for a one-modality model)."""
         return dict(batch.parts) if batch.parts else {self.names[0]: batch}
 
+    def slices(self, batch: TokenBatch) -> dict[str, slice]:
+        """Modality name → where its tokens lie along N (the whole sequence for a one-modality model)."""
+        return batch.slices() if batch.parts else {self.names[0]: slice(None)}
+
     def split(self, features: Tensor, batch: TokenBatch) -> dict[str, Tensor]:
         """Per-token features (B, N, ...) of a whole sequence → modality name → (B, N_m, ...)."""
         if not batch.parts:

@@ -59,14 +59,14 @@ class ReconstructionPlotter(Callback):
             generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
             mask = model.draw_mask(batch, masking, generator)
             preds = model(batch, mask).preds
-            parts, slices = model.backbone.parts(batch), batch.slices()
+            parts, slices = model.backbone.parts(batch), model.backbone.slices(batch)
             paths = []
             for name, part in parts.items():
                 pred = preds[name]
                 if model.config.norm_targets and part.targets is not None:  # trained on per-token normalized targets
                     pred = denormalize_like(pred.float(), part.targets.float())  # back to data units
                 stem = "reconstruction" if len(parts) == 1 else f"reconstruction_{name}"
-                target = mask.part(slices.get(name, slice(None)))
+                target = mask.part(slices[name])
                 path = model.backbone.adapters[name].plot_reconstruction(
                     part, pred, target, self.directory / f"{stem}_step{step:06d}.png"
                 )

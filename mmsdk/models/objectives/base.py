@@ -165,7 +165,7 @@ class Objective(nn.Module, ABC):
     def loss(self, batch: TokenBatch, prediction: Prediction, mask: Mask | None) -> dict[str, Tensor]:
         """Named loss terms: each modality's adapter loss (prefixed with the modality for several modalities)."""
         parts = self.backbone.parts(batch)
-        slices = batch.slices() if batch.parts else {name: slice(None) for name in parts}
+        slices = self.backbone.slices(batch)
         terms: dict[str, Tensor] = {}
         for name, part in parts.items():
             if self.config.norm_targets and part.targets is not None:
