@@ -66,11 +66,13 @@ class ExportResult:
         input_name: name of the (first) graph input.
         output_names: names of the graph outputs.
         opset: the default-domain ONNX opset of the graph.
-        max_abs_error: verification batch size → max |eager − ONNX Runtime| (empty when not verified).
+        max_abs_error: verification batch size → max |eager − ONNX Runtime| over the inputs of that batch size
+            (empty when not verified).
         tolerance: the tolerance verification held the file to.
         metadata: the `metadata_props` stored in the file.
         export_seconds: wall time of tracing and saving.
         input_names: every graph input, in order (one per modality for a multimodal model).
+        shape_errors: first input's shape → max abs error, for every verification input (e.g. clip lengths).
     """
 
     path: Path
@@ -82,6 +84,7 @@ class ExportResult:
     metadata: dict[str, str] = field(default_factory=dict)
     export_seconds: float = 0.0
     input_names: tuple[str, ...] = ()
+    shape_errors: dict[tuple[int, ...], float] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -99,7 +102,8 @@ class ExportResult:
         ]
         if self.verified:
             errors = ", ".join(f"batch {b}: {e:.2e}" for b, e in sorted(self.max_abs_error.items()))
-            lines.append(f"  verified vs eager (tolerance {self.tolerance:.0e}): {errors}")
+            shapes = f" over {len(self.shape_errors)} input shapes" if len(self.shape_errors) > 1 else ""
+            lines.append(f"  verified vs eager (tolerance {self.tolerance:.0e}){shapes}: {errors}")
         else:
             lines.append("  not verified")
         return "\n".join(lines)
@@ -194,9 +198,11 @@ def to_onnx(
         if verify:
             batch = int(next(iter(example.values())).shape[0])
             sizes = list(verify_batch_sizes) if 0 in axes[names[0]] else [batch]
-            inputs = _verification_inputs(adapters, example, sizes)
+            inputs = [x for x in _verification_inputs(adapters, example, sizes) if int(x[0].shape[0]) in sizes]
             errors = verify_onnx(wrapped, path, inputs, tolerance)
-            result.max_abs_error = {shape[0]: error for shape, error in errors.items()}
+            result.shape_errors = errors
+            for shape, error in errors.items():
+                result.max_abs_error[shape[0]] = max(error, result.max_abs_error.get(shape[0], 0.0))
     return result
 
 
@@ -443,6 +449,12 @@ def _metadata(
         "mmsdk.output_names": json.dumps([output]),
         "mmsdk.tolerance": repr(float(tolerance)),
     }
+    labels = getattr(head, "labels", None)
+    if labels is not None:
+        entries["mmsdk.labels"] = json.dumps(list(labels))
+    for adapter in adapters.values():
+        for key, value in adapter.export_spec().metadata.items():
+            entries[_RESERVED_PREFIX + key] = str(value)
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or key.startswith(_RESERVED_PREFIX):
             raise ValueError(f"metadata key {key!r} must be a string not starting with {_RESERVED_PREFIX!r}")
@@ -454,9 +466,12 @@ def _verification_inputs(
     adapters: Mapping[str, Adapter], example: Mapping[str, Tensor], batch_sizes: Sequence[int]
 ) -> list[list[Tensor]]:
     """Seeded inputs of each batch size, in graph-input order: the adapters' examples, else rows of the example
-    cycled (with a little noise on floating inputs so that rows differ)."""
+    cycled (with a little noise on floating inputs so that rows differ); plus a one-modality adapter's own
+    `verification_inputs` (other clip or series lengths)."""
     generator = torch.Generator().manual_seed(_VERIFY_SEED + 1)
-    inputs = []
+    inputs: list[list[Tensor]] = []
+    if len(adapters) == 1:  # other lengths of the dynamic axes, padded inputs
+        inputs += [[_float32_input(x)] for x in next(iter(adapters.values())).verification_inputs(generator)]
     for size in batch_sizes:
         if size < 1:
             raise ValueError(f"verify_batch_sizes must be positive, got {size}")

@@ -110,21 +110,48 @@ class OnnxModel:
             f"outputs={self.output_names}, providers={self.session.get_providers()})"
         )
 
-    def __call__(self, inputs: np.ndarray | Sequence[Any]) -> np.ndarray:
-        """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series)."""
+    @property
+    def sample_rate(self) -> int | None:
+        """The sample rate (Hz) an audio model's waveform input must have (`mmsdk.sample_rate`); None otherwise."""
+        value = self.metadata.get("mmsdk.sample_rate")
+        return None if value is None else int(value)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Class or label names in output order (`mmsdk.labels`), when the model was saved with them."""
+        value = self.metadata.get("mmsdk.labels")
+        return None if value is None else list(json.loads(value))
+
+    def __call__(self, inputs: np.ndarray | Sequence[Any], sample_rate: int | None = None) -> np.ndarray:
+        """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series or a (B, T) waveform).
+
+        Args:
+            inputs: the array.
+            sample_rate: the rate of a waveform input, checked against the model's (see :meth:`run`).
+        """
         if len(self._inputs) != 1 or len(self.output_names) != 1:
             raise ValueError(
                 f"calling the model needs one input and one output; it has inputs {self.input_names} and outputs "
                 f"{self.output_names}: use run() with a dict"
             )
-        return self.run({self.input_name: inputs})[self.output_names[0]]
+        return self.run({self.input_name: inputs}, sample_rate=sample_rate)[self.output_names[0]]
 
-    def run(self, inputs: Mapping[str, np.ndarray | Sequence[Any]]) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, np.ndarray | Sequence[Any]], sample_rate: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs the model on named inputs and returns every output by name.
 
+        Args:
+            inputs: input name → array.
+            sample_rate: when given, the sample rate of the caller's audio; it must equal the rate stored in the
+                model (resample first, e.g. with `torchaudio.functional.resample` or `soxr`).
+
         Raises:
-            ValueError: for a missing or unknown input name, or an input of the wrong rank, size or dtype.
+            ValueError: for a missing or unknown input name, an input of the wrong rank, size or dtype, or a
+                sample rate that differs from the model's (or a rate passed to a model without one).
         """
+        if sample_rate is not None:
+            self._check_sample_rate(sample_rate)
         unknown = sorted(set(inputs) - set(self._inputs))
         missing = sorted(set(self._inputs) - set(inputs))
         if unknown or missing:
@@ -132,6 +159,16 @@ class OnnxModel:
         feed = {name: self._validate(name, value) for name, value in inputs.items()}
         outputs = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, outputs))
+
+    def _check_sample_rate(self, sample_rate: int) -> None:
+        expected = self.sample_rate
+        if expected is None:
+            raise ValueError(f"{self.path.name} stores no sample rate (mmsdk.sample_rate): it takes no audio input")
+        if int(sample_rate) != expected:
+            raise ValueError(
+                f"{self.path.name} was trained on {expected} Hz audio but got {sample_rate} Hz; resample the waveform "
+                f"to {expected} Hz first"
+            )
 
     def _validate(self, name: str, value: np.ndarray | Sequence[Any]) -> np.ndarray:
         """Converts `value` to the input's dtype where that is lossless in kind, and checks its shape."""

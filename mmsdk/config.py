@@ -37,6 +37,33 @@ def _config_type(annotation: Any) -> type[Config] | None:
     return None
 
 
+_SCALARS: dict[type, Any] = {
+    bool: lambda text: {"true": True, "false": False}[text.strip().lower()],
+    int: int,
+    float: float,
+}
+
+
+def _from_text(annotation: Any, value: Any) -> Any:
+    """A command-line string for a scalar field (`int`, `float`, `bool`, optionally `| None`) as that scalar.
+
+    Overrides of fields inside free-form mappings (e.g. `--model.adapter_config.fbank.num_mel_bins=64`) reach the
+    config as text; anything that does not parse is returned unchanged for `__post_init__` to reject by name.
+    """
+    if not isinstance(value, str):
+        return value
+    union = get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+    kinds = [a for a in (get_args(annotation) if union else (annotation,)) if a is not type(None)]
+    if len(kinds) != 1 or kinds[0] not in _SCALARS:
+        return value
+    if union and value.strip().lower() in ("null", "none"):
+        return None
+    try:
+        return _SCALARS[kinds[0]](value)
+    except (KeyError, ValueError):
+        return value
+
+
 @dataclasses.dataclass
 class Config:
     """Base class of all mmsdk configs.
@@ -83,7 +110,7 @@ class Config:
                 value = nested.from_dict(value)
             elif isinstance(value, list) and get_origin(hints[name]) is tuple:
                 value = tuple(value)
-            kwargs[name] = value
+            kwargs[name] = _from_text(hints[name], value)
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

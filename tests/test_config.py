@@ -157,3 +157,22 @@ def test_head_config_checks() -> None:
 def test_custom_range_check_names_owner_and_field() -> None:
     with pytest.raises(ValueError, match=r"_Outer\.scale: must be positive"):
         _Outer(scale=-1.0)
+
+
+def test_command_line_text_for_scalar_fields_becomes_the_scalar() -> None:
+    """Overrides inside free-form mappings (`--model.adapter_config.fbank.num_mel_bins=64`) arrive as text."""
+    from dataclasses import dataclass
+
+    from mmsdk.config import Config
+
+    @dataclass
+    class Inner(Config):
+        bins: int = 3
+        scale: float = 1.0
+        flag: bool = False
+        limit: int | None = 5
+        name: str = "x"
+
+    parsed = Inner.from_dict({"bins": "64", "scale": "0.5", "flag": "true", "limit": "null", "name": "7"})
+    assert (parsed.bins, parsed.scale, parsed.flag, parsed.limit, parsed.name) == (64, 0.5, True, None, "7")
+    assert Inner.from_dict({"bins": "many"}).bins == "many"  # left for validation to reject by name

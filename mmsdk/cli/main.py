@@ -105,6 +105,9 @@ def finetune(
     from mmsdk.training.api import finetune as run
 
     splits = build_data(data, model, "finetune")
+    names = splits.info.get("class_names")
+    if head.labels is None and names is not None and len(names) == head.num_outputs:
+        head = head.replace(labels=tuple(names))  # saved with the model and exported into the ONNX metadata
     trainer = trainer or TrainerConfig(default_root_dir=output_dir)
     result = run(
         model,

@@ -39,12 +39,15 @@ class ExportSpec:
         dynamic_axes: axis index → symbolic name for axes that may vary (batch is always axis 0).
         output_names: names of the graph outputs, per task.
         tolerance: absolute tolerance for eager-vs-runtime verification.
+        metadata: facts a serving program needs to feed the graph (e.g. `{"sample_rate": "16000"}`), stored in the
+            ONNX metadata as `mmsdk.<key>`.
     """
 
     input_name: str = "inputs"
     dynamic_axes: dict[int, str] = field(default_factory=lambda: {0: "batch"})
     output_names: tuple[str, ...] = ("outputs",)
     tolerance: float = 1e-4
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class Adapter(nn.Module, ABC):
@@ -113,6 +116,11 @@ class Adapter(nn.Module, ABC):
     def export_spec(self) -> ExportSpec:
         """Input name and dynamic axes for ONNX export."""
         return ExportSpec()
+
+    def verification_inputs(self, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Extra raw inputs an exported graph is verified on besides `example_input` at several batch sizes: other
+        sizes of the dynamic axes (clip lengths, series lengths) and padded inputs. None by default."""
+        return []
 
     def build_pretrain_head(self, dim: int) -> nn.Module | None:
         """The pretraining models' output head on features of width `dim`; None = `nn.Linear(dim, target_dim)`.

@@ -35,12 +35,23 @@ class HeadConfig(Config):
     """Dropout before the head's linear layer."""
     modality: str | None = None
     """Which modality's features the head reads, for models of several modalities (None: the only one)."""
+    labels: tuple[str, ...] | None = None
+    """Names of the classes or labels, in output order (saved with the model and written into exported ONNX
+    metadata); None = unnamed. Recipes fill them from the dataset's class names when left out."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.task in TASKS, self, "task", f"unknown task {self.task!r}; known: {TASKS.names()}")
         require(self.num_outputs >= 1, self, "num_outputs", f"must be >= 1, got {self.num_outputs}")
         require(0.0 <= self.dropout < 1.0, self, "dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.labels is not None:
+            self.labels = tuple(str(label) for label in self.labels)
+            require(
+                len(self.labels) == self.num_outputs,
+                self,
+                "labels",
+                f"names {len(self.labels)} labels but num_outputs={self.num_outputs}",
+            )
 
 
 Encode = Callable[[Tensor], tuple[Tensor, TokenBatch]]

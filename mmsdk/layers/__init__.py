@@ -15,6 +15,7 @@ from mmsdk.layers.pooling import Pooling, pool_tokens
 from mmsdk.layers.positions import (
     ContinuousPositions,
     FixedPositions,
+    InterpolatedPositions,
     LearnedPositions,
     PositionKind,
     SinCosPositions,
@@ -39,6 +40,7 @@ __all__ = [
     "DropPath",
     "FixedPositions",
     "GeluMlp",
+    "InterpolatedPositions",
     "LearnedPositions",
     "MlpKind",
     "NormKind",

@@ -112,6 +112,38 @@ class LearnedPositions(nn.Module):
         self.grid = tuple(grid)
 
 
+class InterpolatedPositions(LearnedPositions):
+    """A learned grid table looked up at fractional coordinates by n-linear interpolation.
+
+    Integer coordinates read the table exactly as :class:`LearnedPositions` does; coordinates between grid points
+    (e.g. patches taken with an overlapping stride, in units of the non-overlapping patch grid) blend the
+    neighbouring entries. Coordinates outside the grid are clamped to its edge.
+    """
+
+    def forward(self, positions: Tensor) -> Tensor:
+        coords = positions.to(self.table.dtype)  # (B, N, k)
+        if coords.shape[-1] != len(self.grid):
+            raise ValueError(f"InterpolatedPositions over grid {self.grid} got {coords.shape[-1]}-D positions")
+        table = self.table.reshape(-1, self.table.shape[-1])  # (prod(grid), D)
+        lows, highs, weights = [], [], []
+        for axis, size in enumerate(self.grid):
+            c = coords[..., axis].clamp(0, size - 1)  # (B, N)
+            low = c.floor()
+            lows.append(low.long())
+            highs.append((low + 1).clamp(max=size - 1).long())
+            weights.append(c - low)
+        out = torch.zeros(*coords.shape[:-1], table.shape[-1], dtype=table.dtype, device=table.device)
+        for corner in range(2 ** len(self.grid)):  # every corner of the enclosing grid cell
+            flat = torch.zeros_like(lows[0])
+            weight = torch.ones_like(weights[0])
+            for axis, size in enumerate(self.grid):
+                upper = (corner >> axis) & 1
+                flat = flat * size + (highs[axis] if upper else lows[axis])
+                weight = weight * (weights[axis] if upper else 1 - weights[axis])
+            out = out + weight.unsqueeze(-1) * table[flat]  # (B, N, D)
+        return out
+
+
 class ContinuousPositions(nn.Module):
     """An MLP on continuous coordinates (Point-MAE's center embedding): (B, N, k) -> (B, N, D)."""
 

@@ -64,24 +64,40 @@ class Regression(_RealValued):
 
 @register_task
 class Classification(Task):
-    """One of `num_outputs` classes: logits (B, classes), integer class ids (B,), cross-entropy and accuracy."""
+    """One of `num_outputs` classes: logits (B, classes), integer class ids (B,) (or class probabilities
+    (B, classes), e.g. from mixup), cross-entropy and accuracy."""
 
     name = "classification"
     output = "vector"
     monitor = ("acc", "max")
 
     def evaluate(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        logits = outputs.float()
+        if targets.is_floating_point() and targets.shape == outputs.shape:
+            return self._evaluate_soft(logits, targets.float())
         if targets.is_floating_point() or targets.is_complex():
-            raise ValueError(f"classification targets must be integer class ids, got dtype {targets.dtype}")
+            raise ValueError(
+                f"classification targets must be integer class ids (B,) or class probabilities of the head's shape "
+                f"{tuple(outputs.shape)}, got dtype {targets.dtype} shape {tuple(targets.shape)}"
+            )
         targets = targets.reshape(-1).long()
         if targets.shape[0] != outputs.shape[0]:
             raise ValueError(f"got {targets.shape[0]} class targets for a batch of {outputs.shape[0]} inputs")
         classes = outputs.shape[-1]
         if targets.numel() and (targets.min() < 0 or targets.max() >= classes):
             raise ValueError(f"class ids must be in [0, {classes}), got values in [{targets.min()}, {targets.max()}]")
-        logits = outputs.float()
         loss = F.cross_entropy(logits, targets)
         return loss, {"acc": (logits.argmax(-1) == targets).float().mean()}
+
+    @staticmethod
+    def _evaluate_soft(logits: Tensor, probs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Soft targets (B, classes), e.g. mixup's blends of two one-hot labels: cross-entropy against the
+        distribution; accuracy counts the most probable class."""
+        total = probs.sum(-1)
+        if not bool(((probs >= 0).all()) & ((total - 1).abs() < 1e-3).all()):
+            raise ValueError("soft classification targets must be non-negative and sum to 1 per sample")
+        loss = F.cross_entropy(logits, probs)
+        return loss, {"acc": (logits.argmax(-1) == probs.argmax(-1)).float().mean()}
 
     def example_targets(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.randint(0, outputs.shape[-1], (outputs.shape[0],), generator=generator)
@@ -90,8 +106,8 @@ class Classification(Task):
 @register_task
 class Multilabel(Task):
     """Any subset of `num_outputs` labels (audio tagging, multi-fault detection): logits (B, labels), targets of
-    0/1 (B, labels) with NaN for unknown labels; binary cross-entropy per label, mean average precision (macro, over
-    labels with a positive in the epoch) once per epoch."""
+    0/1 (B, labels) (soft values in [0, 1] from mixup) with NaN for unknown labels; binary cross-entropy per label,
+    mean average precision (macro, over labels with a positive in the epoch) once per epoch."""
 
     name = "multilabel"
     output = "vector"
@@ -105,8 +121,8 @@ class Multilabel(Task):
             )
         targets = targets.float()
         known = targets[torch.isfinite(targets)]
-        if known.numel() and not bool(((known == 0) | (known == 1)).all()):
-            raise ValueError("multilabel targets must be 0 or 1 (NaN for unknown labels)")
+        if known.numel() and not bool(((known >= 0) & (known <= 1)).all()):
+            raise ValueError("multilabel targets must be in [0, 1]: 0/1 labels, soft ones from mixup, NaN unknown")
         return targets
 
     def evaluate(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -126,7 +142,8 @@ class Multilabel(Task):
 
     def metric_inputs(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         targets = self._targets(outputs, targets)
-        return outputs.float(), torch.where(torch.isfinite(targets), targets, -1.0).long()
+        binary = (targets >= 0.5).float()  # soft (mixup) labels count as present from 0.5
+        return outputs.float(), torch.where(torch.isfinite(targets), binary, -1.0).long()
 
     def example_targets(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return (torch.rand(outputs.shape, generator=generator) < 0.5).float()

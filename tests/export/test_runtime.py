@@ -51,6 +51,7 @@ def test_signature_and_metadata(runtime: OnnxModel, exported: tuple[TaskModel, P
     assert runtime.metadata["head"] == {
         **{"task": "forecast", "num_outputs": 24, "pooling": None, "dropout": 0.0},
         "modality": None,
+        "labels": None,
     }
     assert runtime.metadata["mmsdk.adapter"] == "patchtst"
     assert "series(batch, 96, 3)" in repr(runtime)

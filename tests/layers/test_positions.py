@@ -7,6 +7,7 @@ import torch
 
 from mmsdk.layers.positions import (
     ContinuousPositions,
+    InterpolatedPositions,
     LearnedPositions,
     SinCosPositions,
     build_positions,
@@ -175,3 +176,26 @@ def test_rotary_bad_inputs_raise() -> None:
         Rotary(6, axes=2)
     with pytest.raises(ValueError, match="axes"):
         Rotary(8, axes=2).angles(torch.zeros(1, 4, 3))
+
+
+def test_interpolated_positions_match_the_table_at_grid_points_and_blend_between() -> None:
+    torch.manual_seed(0)
+    exact, blended = LearnedPositions(8, (3, 5), init="normal"), InterpolatedPositions(8, (3, 5), init="normal")
+    blended.table.data.copy_(exact.table.data)
+    grid = torch.stack(torch.meshgrid(torch.arange(3), torch.arange(5), indexing="ij"), -1).reshape(1, -1, 2)
+    torch.testing.assert_close(blended(grid.float()), exact(grid))
+    table = exact.table.detach()
+    halfway = blended(torch.tensor([[[0.5, 1.0], [2.0, 3.25], [1.5, 0.5]]]))[0]
+    torch.testing.assert_close(halfway[0], (table[0, 1] + table[1, 1]) / 2)
+    torch.testing.assert_close(halfway[1], 0.75 * table[2, 3] + 0.25 * table[2, 4])
+    corners = (table[1, 0] + table[1, 1] + table[2, 0] + table[2, 1]) / 4
+    torch.testing.assert_close(halfway[2], corners)
+    torch.testing.assert_close(blended(torch.tensor([[[-1.0, 9.0]]]))[0, 0], table[0, 4])  # clamped to the edge
+
+
+def test_interpolated_positions_gradients_reach_the_neighbouring_entries() -> None:
+    pos = InterpolatedPositions(4, (2, 2), init="normal")
+    pos(torch.tensor([[[0.25, 0.0]]])).sum().backward()
+    touched = pos.table.grad.abs().sum(-1)
+    assert touched[0, 0] > 0 and touched[1, 0] > 0
+    assert touched[0, 1] == 0 and touched[1, 1] == 0

@@ -29,6 +29,12 @@ def test_classification_checks_class_ids() -> None:
     assert float(metrics["acc"]) == 0.5
     with pytest.raises(ValueError, match="integer class ids"):
         Classification(2).evaluate(logits, torch.tensor([0.0, 1.0]))
+    soft = torch.tensor([[0.7, 0.3], [0.0, 1.0]])  # mixup: a blend of two classes
+    loss, metrics = Classification(2).evaluate(logits, soft)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, soft))
+    assert float(metrics["acc"]) == 1.0
+    with pytest.raises(ValueError, match="sum to 1"):
+        Classification(2).evaluate(logits, torch.tensor([[0.7, 0.7], [0.0, 1.0]]))
     with pytest.raises(ValueError, match=r"class ids must be in \[0, 2\)"):
         Classification(2).evaluate(logits, torch.tensor([0, 2]))
 
@@ -42,8 +48,10 @@ def test_multilabel_bce_skips_unknown_labels_and_map_is_per_label() -> None:
     expected = F.binary_cross_entropy_with_logits(logits[known], targets[known])
     torch.testing.assert_close(loss, expected)
     assert float(metrics["label_acc"]) == 1.0
-    with pytest.raises(ValueError, match="0 or 1"):
-        task.evaluate(logits, torch.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        task.evaluate(logits, torch.full((2, 3), 1.5))
+    soft, _ = task.evaluate(logits, torch.full((2, 3), 0.5))  # mixup's blends of two label sets
+    torch.testing.assert_close(soft, F.binary_cross_entropy_with_logits(logits, torch.full((2, 3), 0.5)))
     with pytest.raises(ValueError, match=r"\(batch, labels\) = \(2, 3\)"):
         task.evaluate(logits, torch.zeros(2))
     metric = task.epoch_metrics()["map"]
