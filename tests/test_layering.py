@@ -121,7 +121,8 @@ def test_importing_the_adapters_model_code_pulls_in_no_data_stack() -> None:
         "for name in ADAPTERS.names():\n"
         "    cls = ADAPTERS.get(name)\n"
         "    build_model({'adapter': name, 'adapter_config': cls.example_config()})\n"
-        "heavy = ('pandas', 'xarray', 'yaml', 'statsmodels', 'open3d', 'matplotlib', 'lightning', 'onnx', 'scipy')\n"
+        "heavy = ('pandas', 'xarray', 'yaml', 'statsmodels', 'open3d', 'matplotlib', 'lightning', 'onnx', 'scipy',\n"
+        "         'soundfile', 'torchaudio')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -160,7 +161,13 @@ def test_every_public_name_of_the_packages_resolves() -> None:
     import mmsdk
 
     assert before <= set(mmsdk.__all__)
-    for package in ("mmsdk", "mmsdk.export", "mmsdk.adapters.timeseries", "mmsdk.adapters.pointcloud"):
+    for package in (
+        "mmsdk",
+        "mmsdk.export",
+        "mmsdk.adapters.timeseries",
+        "mmsdk.adapters.pointcloud",
+        "mmsdk.adapters.audio",
+    ):
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, (package, name)

@@ -12,7 +12,38 @@ from __future__ import annotations
 from mmsdk.lazy import lazy_exports
 
 # public name -> module that defines it
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "AUDIOSET_MEAN": "mmsdk.adapters.audio.spectrogram",
+    "AUDIOSET_STD": "mmsdk.adapters.audio.spectrogram",
+    "AUDIO_EXTENSIONS": "mmsdk.adapters.audio.io",
+    "AudioDataConfig": "mmsdk.adapters.audio.recipe_data",
+    "AudioFileError": "mmsdk.adapters.audio.io",
+    "AudioFiles": "mmsdk.adapters.audio.datasets",
+    "AudioFolder": "mmsdk.adapters.audio.datasets",
+    "AudioInfo": "mmsdk.adapters.audio.io",
+    "AudioMAEAdapter": "mmsdk.adapters.audio.audiomae",
+    "AudioMAEConfig": "mmsdk.adapters.audio.audiomae",
+    "AudioManifest": "mmsdk.adapters.audio.datasets",
+    "ClipHead": "mmsdk.adapters.audio.spectrogram",
+    "Fbank": "mmsdk.adapters.audio.frontend",
+    "FbankConfig": "mmsdk.adapters.audio.frontend",
+    "Mixup": "mmsdk.adapters.audio.mixup",
+    "SSASTAdapter": "mmsdk.adapters.audio.ssast",
+    "SSASTConfig": "mmsdk.adapters.audio.ssast",
+    "SpectrogramAdapter": "mmsdk.adapters.audio.spectrogram",
+    "SpectrogramConfig": "mmsdk.adapters.audio.spectrogram",
+    "build_audio_data": "mmsdk.adapters.audio.recipe_data",
+    "cluster_strategy": "mmsdk.adapters.audio.masking",
+    "fbank_statistics": "mmsdk.adapters.audio.stats",
+    "fit_length": "mmsdk.adapters.audio.io",
+    "fold_patches": "mmsdk.adapters.audio.spectrogram",
+    "group_split": "mmsdk.adapters.audio.splits",
+    "info_nce": "mmsdk.adapters.audio.ssast",
+    "load_audio": "mmsdk.adapters.audio.io",
+    "mel_filterbank": "mmsdk.adapters.audio.frontend",
+    "plot_spectrogram_reconstruction": "mmsdk.adapters.audio.plots",
+    "spec_augment": "mmsdk.adapters.audio.spectrogram",
+}
 
 __all__ = sorted(_LAZY)
 

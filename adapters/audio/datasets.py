@@ -1,5 +1,5 @@
 """Audio datasets: unlabelled folders for pretraining, class folders and CSV manifests for fine-tuning, a
-group-disjoint split (speakers, voices) and waveform mixup.
+group-disjoint split (`splits`) and waveform mixup (`mixup`) live beside them.
 
 Items are clips of exactly `clip_samples` float32 samples at `sample_rate` (`io.load_audio`: mono mixdown,
 resampling), cropped from longer files, NaN-padded at the end of shorter ones. Files are decoded lazily, so a corpus
@@ -35,7 +35,6 @@ from mmsdk.adapters.audio.io import (
     _read,
     find_audio_files,
     fit_length,
-    mix_clips,
     probe_audio,
     resampled_length,
 )
@@ -46,8 +45,6 @@ __all__ = [
     "AudioFiles",
     "AudioFolder",
     "AudioManifest",
-    "Mixup",
-    "group_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -444,115 +441,3 @@ class AudioManifest(_ClipDataset):
         target = torch.zeros(len(self.class_names), dtype=torch.float32)
         target[self.labels[index]] = 1.0
         return self._clip(index), target
-
-
-def group_split(
-    groups: Sequence[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> tuple[list[int], list[int], list[int]]:
-    """Splits items into (train, val, test) index lists such that no group (speaker, voice, recording session) is in
-    two splits.
-
-    Groups are visited in a seeded random order and each goes whole to the split whose item count it brings closest
-    to its target (`fraction * len(groups)`), so the splits match the fractions by item count up to about one
-    group's size. Every split with a positive fraction then gets at least one group (an empty one takes the smallest
-    group of the split most above its target); a zero fraction gives an empty split.
-
-    Args:
-        groups: the group of each item, e.g. `manifest.column("speaker")`.
-        fractions: shares of items for train, val and test; non-negative, summing to 1.
-        seed: fixes the assignment.
-
-    Returns:
-        Sorted item indices of train, val and test.
-
-    Raises:
-        ValueError: bad fractions, no items, or fewer groups than splits with a positive fraction.
-    """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"group_split: fractions must be 3 non-negative shares summing to 1, got {fractions}")
-    if not groups:
-        raise ValueError("group_split: no items")
-    members: dict[str, list[int]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(group, []).append(i)
-    names = list(members)  # first-appearance order: deterministic for a seed
-    active = [s for s in range(3) if fractions[s] > 0]
-    if len(names) < len(active):
-        raise ValueError(f"group_split: {len(names)} groups cannot fill {len(active)} non-empty splits {fractions}")
-    targets = [f * len(groups) for f in fractions]
-    counts = [0, 0, 0]
-    chosen: list[list[int]] = [[], [], []]  # group positions per split, in visit order
-    sizes = [len(members[name]) for name in names]
-    for group in np.random.default_rng(seed).permutation(len(names)).tolist():
-        # the split whose distance to its target shrinks most; ties go to the split furthest below target
-        deficits = [(s, targets[s] - counts[s]) for s in active]
-        split = -max((abs(d) - abs(d - sizes[group]), d, -s) for s, d in deficits)[2]
-        chosen[split].append(group)
-        counts[split] += sizes[group]
-    for split in active:  # an empty split takes the smallest group of the split most above its target
-        if not chosen[split]:
-            donor = max((d for d in active if len(chosen[d]) > 1), key=lambda d: (counts[d] - targets[d], -d))
-            group = min(chosen[donor], key=lambda g: sizes[g])
-            chosen[donor].remove(group)
-            chosen[split].append(group)
-            counts[donor], counts[split] = counts[donor] - sizes[group], sizes[group]
-    splits = [sorted(i for group in chosen[s] for i in members[names[group]]) for s in range(3)]
-    return splits[0], splits[1], splits[2]
-
-
-class Mixup(Dataset):
-    """Waveform mixup for fine-tuning: wraps a labelled dataset of (clip, target) items, target an int class id or
-    a multi-hot (C,) vector; items are (clip, soft target float32 (C,)).
-
-    With probability `prob` an item is mixed with another random item of the dataset: clip = λ·a + (1−λ)·b (see
-    `mix_clips` for padding) and target = λ·t_a + (1−λ)·t_b, with λ ~ Beta(alpha, alpha). Unmixed items return
-    their one-hot (or multi-hot) target as floats, so every batch collates.
-
-    The default alpha = 10 is AST's (λ concentrated around 0.5, std ≈ 0.11, so a mixed clip clearly holds both
-    sounds); image-style mixup uses alpha ≤ 1, where most λ lie near 0 or 1. prob = 0.5 is AST's mixup rate.
-
-    Args:
-        dataset: the labelled dataset (e.g. `AudioFolder`, `AudioManifest`, a `Subset` of one).
-        num_classes: C.
-        alpha: Beta parameter.
-        prob: share of mixed items.
-        seed: None = a new draw per access from torch's RNG (seeded per DataLoader worker); an int fixes each item's
-            partner and λ (the same every epoch; for reproducible tests).
-    """
-
-    def __init__(
-        self, dataset: Dataset, num_classes: int, alpha: float = 10.0, prob: float = 0.5, seed: int | None = None
-    ) -> None:
-        require(num_classes >= 1, self, "num_classes", f"must be >= 1, got {num_classes}")
-        require(alpha > 0, self, "alpha", f"must be > 0, got {alpha}")
-        require(0 <= prob <= 1, self, "prob", f"must be in [0, 1], got {prob}")
-        require(len(dataset) >= 1, self, "dataset", "is empty")  # type: ignore[arg-type]
-        self.dataset, self.num_classes, self.alpha, self.prob, self.seed = dataset, num_classes, alpha, prob, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def _target(self, label: int | Tensor) -> Tensor:
-        if isinstance(label, Tensor) and label.ndim == 1:
-            if label.shape[0] != self.num_classes:
-                raise ValueError(f"Mixup: target has {label.shape[0]} classes, num_classes is {self.num_classes}")
-            return label.to(torch.float32)
-        label = int(label)
-        if not 0 <= label < self.num_classes:
-            raise ValueError(f"Mixup: label {label} out of range for num_classes={self.num_classes}")
-        target = torch.zeros(self.num_classes, dtype=torch.float32)
-        target[label] = 1.0
-        return target
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        index, n = _check_index(self, index), len(self)
-        clip, label = self.dataset[index]
-        target = self._target(label)
-        rng = _item_rng(self.seed, index)
-        if n < 2 or rng.random() >= self.prob:
-            return clip, target
-        other = int(rng.integers(0, n - 1))
-        other += other >= index  # any item but this one
-        clip_b, label_b = self.dataset[other]
-        lam = float(rng.beta(self.alpha, self.alpha))
-        return mix_clips(clip, clip_b, lam), lam * target + (1 - lam) * self._target(label_b)

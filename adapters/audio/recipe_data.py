@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest, Mixup, group_split
+from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest
+from mmsdk.adapters.audio.mixup import Mixup
 from mmsdk.adapters.audio.spectrogram import SpectrogramConfig
+from mmsdk.adapters.audio.splits import group_split
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import get_adapter_class
 from mmsdk.contracts.data import DataSplits, InputsOnly, Stage

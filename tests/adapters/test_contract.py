@@ -59,7 +59,7 @@ def _loss(model: Objective, raw: Any, mask: Mask) -> torch.Tensor:
 
 
 def test_the_registry_holds_the_built_in_families() -> None:
-    assert {"patchtst", "timerxl", "moirai", "pointmae"} <= set(ADAPTER_NAMES)
+    assert {"patchtst", "timerxl", "moirai", "pointmae", "ssast", "audiomae"} <= set(ADAPTER_NAMES)
     assert {"mae", "bert", "causal"} <= set(OBJECTIVE_NAMES)
     assert {"forecast", "classification", "regression", "multilabel"} <= set(TASKS.names())
 

@@ -11,8 +11,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import mmsdk.adapters.audio.datasets as datasets
-from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest, Mixup, group_split
+from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest
 from mmsdk.adapters.audio.io import AudioFileError
+from mmsdk.adapters.audio.mixup import Mixup
+from mmsdk.adapters.audio.splits import group_split
 
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("torchaudio")

@@ -131,3 +131,22 @@ def test_ssast_pretraining_reduces_both_loss_terms_and_draws_the_picture(tmp_pat
         out.batch, out.prediction.pred.detach(), out.mask.target, tmp_path / "r.png"
     )
     assert path is not None and path.stat().st_size > 10_000
+
+
+def test_frame_tokens_cover_every_mel_bin_and_pretrain_with_random_masking() -> None:
+    config = ModelConfig.from_dict(
+        {
+            "adapter": "ssast",
+            "adapter_config": {"fbank": {"num_mel_bins": 32}, "tokens": "frame", "max_frames": 64},
+            "encoder": {"dim": 16, "depth": 1, "heads": 2},
+            "objective": "bert",
+        }
+    )
+    model = MaskedTokenModel(config)
+    wave = model.adapter.example_input(2)
+    batch = model.tokenize(wave)
+    frames = batch.context["spectrogram"].shape[1]
+    assert batch.num_tokens == frames // 2 and batch.targets.shape[-1] == 32 * 2
+    assert (batch.positions[..., 0] == 0).all()  # one token per time step: frequency position 0
+    out = model.step(wave, MaskingConfig(strategy="random", ratio=0.5), torch.Generator().manual_seed(0))
+    assert set(out.terms) == {"infonce", "mse"} and torch.isfinite(out.loss)
