@@ -160,8 +160,9 @@ def demo(
     """Pretrain → fine-tune → evaluate vs baselines → export ONNX → run it with onnxruntime → plots, on bundled data.
 
     Args:
-        modality: which demo: timeseries (PatchTST forecasting on ETTh1) or pointcloud (Point-MAE shape
-            classification); see `mmsdk.demos.DEMOS.names()`.
+        modality: which demo: timeseries (PatchTST forecasting on ETTh1), pointcloud (Point-MAE shape
+            classification) or audio (SSAST sound-event classification from raw waveforms); see
+            `mmsdk.demos.DEMOS.names()`.
         output_dir: where plots, models and summary.json go (default `outputs/demo_<modality>`).
         pretrain_steps: masked-pretraining steps (default: the demo's own).
         finetune_steps: fine-tuning steps (default: the demo's own).

@@ -191,7 +191,14 @@ def test_unconverted_keys_are_reported(caplog: pytest.LogCaptureFixture) -> None
 def test_config_mapping() -> None:
     model, head = config_from_hf(_hf_config("post_bn_sincos_noscale"), "prediction")
     assert model["objective"] == "bert" and head is not None
-    assert head == {"task": "forecast", "num_outputs": 5, "pooling": "flatten", "dropout": 0.1, "modality": None}
+    assert head == {
+        "task": "forecast",
+        "num_outputs": 5,
+        "pooling": "flatten",
+        "dropout": 0.1,
+        "modality": None,
+        "labels": None,
+    }
     encoder, adapter = model["encoder"], model["modalities"]["patchtst"]["adapter_config"]
     assert encoder["norm_position"] == "post" and encoder["final_norm"] is False and encoder["norm"] == "batchnorm"
     assert encoder["dropout"] == 0.1 and encoder["mlp_dropout"] == 0.2 and encoder["attention_dropout"] == 0.1
