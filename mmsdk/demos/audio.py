@@ -189,7 +189,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Runs the demo and returns (and writes) its summary."""
     from mmsdk.adapters.audio.stats import fbank_statistics
     from mmsdk.contracts.mask_strategies import MaskingConfig
-    from mmsdk.demos.audio_data import plot_confusion, plot_examples
+    from mmsdk.demos.audio_data import plot_examples
+    from mmsdk.demos.plots import plot_confusion
     from mmsdk.hub import save_pretrained
     from mmsdk.training.api import TrainerConfig, pretrain
     from mmsdk.training.optim import OptimConfig

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mmsdk.config import Config, require
+from mmsdk.demos.plots import plot_confusion
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +216,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     # 5. pictures
     predicted = runs["pretrained"]["predicted"]  # (T,)
-    confusion_png = _plot_confusion(data["test_labels"], predicted, data["class_names"], out / "confusion.png")
+    title = "Point-MAE fine-tuned, test confusion matrix"
+    confusion_png = plot_confusion(data["test_labels"], predicted, data["class_names"], title, out / "confusion.png")
     timings["total_s"] = time.perf_counter() - start
 
     summary = {
@@ -291,30 +293,6 @@ def _plot_reconstruction(
         one = model.tokenize(data["test_plain"][i : i + 1])  # the same cloud alone: the plot draws the first
         png = model.adapter.plot_reconstruction(one, pred[i : i + 1], mask.target[i : i + 1], path)
     return png, chamfer
-
-
-def _plot_confusion(labels: torch.Tensor, predicted: torch.Tensor, names: list[str], path: Path) -> Path:
-    """Draws the (K, K) confusion matrix of (T,) test labels and predictions: rows true, columns predicted."""
-    from mmsdk.adapters._plotting import pyplot, save_figure
-
-    k = len(names)
-    matrix = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k).numpy()  # (K, K) counts
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    image = ax.imshow(matrix, cmap="Blues")
-    for row in range(k):
-        for col in range(k):
-            if matrix[row, col]:
-                color = "white" if matrix[row, col] > matrix.max() / 2 else "black"
-                ax.text(col, row, str(matrix[row, col]), ha="center", va="center", fontsize=8, color=color)
-    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    accuracy = float(np.trace(matrix) / max(1, matrix.sum()))
-    ax.set_title(f"Point-MAE fine-tuned, test confusion matrix (accuracy {accuracy:.1%})", fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return save_figure(fig, path)
 
 
 def render_summary(summary: dict[str, Any]) -> None:
