@@ -10,11 +10,10 @@ unlabelled audio.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest
@@ -23,7 +22,7 @@ from mmsdk.adapters.audio.spectrogram import SpectrogramConfig
 from mmsdk.adapters.audio.splits import group_split
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import get_adapter_class
-from mmsdk.contracts.data import DataSplits, InputsOnly, Stage
+from mmsdk.contracts.data import DataSplits, InputsOnly, Stage, per_class_split
 
 logger = logging.getLogger(__name__)
 
@@ -114,20 +113,6 @@ def _labelled(config: AudioDataConfig, clip: int, rate: int, min_samples: int, t
     return AudioManifest(config.manifest, rate, clip, multilabel=config.multilabel, **common)  # type: ignore[arg-type]
 
 
-def _per_class(labels: Sequence[Any], seed: int, take: Callable[[int], int]) -> tuple[list[int], list[int]]:
-    """Seeded stratified split: per class, `take(n_class)` shuffled items go to the first list."""
-    rng = np.random.default_rng([seed, 3])
-    keys = np.asarray([str(label) for label in labels])
-    first: list[int] = []
-    rest: list[int] = []
-    for key in np.unique(keys):
-        members = rng.permutation(np.flatnonzero(keys == key))
-        count = take(len(members))
-        first += members[:count].tolist()
-        rest += members[count:].tolist()
-    return sorted(first), sorted(rest)
-
-
 def _splits(config: AudioDataConfig, dataset: Any) -> tuple[list[int], list[int], list[int]]:
     """(train, val, test) item indices: group-disjoint by `split_by`, else stratified by label."""
     labels = dataset.column("label")
@@ -143,14 +128,16 @@ def _splits(config: AudioDataConfig, dataset: Any) -> tuple[list[int], list[int]
             )
         return train, val, test
     held = config.val_fraction + config.test_fraction
-    held_ids, train = _per_class(labels, config.seed, lambda n: round(held * n) if n > 2 else 0)
+    held_ids, train = per_class_split(labels, config.seed, lambda n: round(held * n) if n > 2 else 0, stream=3)
     share = config.test_fraction / held if held else 0.0
-    test_local, val_local = _per_class([labels[i] for i in held_ids], config.seed + 1, lambda n: round(share * n))
+    test_local, val_local = per_class_split(
+        [labels[i] for i in held_ids], config.seed + 1, lambda n: round(share * n), stream=3
+    )
     return train, [held_ids[i] for i in val_local], [held_ids[i] for i in test_local]
 
 
 def _few_labels(labels: Sequence[Any], train: list[int], per_class: int, seed: int) -> list[int]:
-    chosen, _ = _per_class([labels[i] for i in train], seed, lambda n: min(n, per_class))
+    chosen, _ = per_class_split([labels[i] for i in train], seed, lambda n: min(n, per_class), stream=3)
     return [train[i] for i in chosen]
 
 

@@ -4,17 +4,16 @@ shapes or a folder of your own clouds and meshes, split into train/test, with fe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from mmsdk.adapters.pointcloud.data import Augment, AugmentConfig, Channel, PointCloudFolder, ShapesDataset
 from mmsdk.adapters.pointcloud.pointmae import PointMAEConfig
 from mmsdk.config import Config, require
-from mmsdk.contracts.data import DataSplits, InputsOnly, Stage
+from mmsdk.contracts.data import DataSplits, InputsOnly, Stage, per_class_split
 
 logger = logging.getLogger(__name__)
 
@@ -80,20 +79,6 @@ class PointCloudDataConfig(Config):
         )
 
 
-def _per_class(labels: Sequence[int], seed: int, take: Callable[[int], int]) -> tuple[list[int], list[int]]:
-    """Seeded stratified split of item indices: per class, `take(n_class)` shuffled items go to the first list."""
-    rng = np.random.default_rng([seed, 2])
-    labels_array = np.asarray(labels)
-    first: list[int] = []
-    rest: list[int] = []
-    for label in np.unique(labels_array):
-        members = rng.permutation(np.flatnonzero(labels_array == label))
-        count = take(len(members))
-        first += members[:count].tolist()
-        rest += members[count:].tolist()
-    return sorted(first), sorted(rest)
-
-
 def _labels(dataset: Dataset) -> list[int]:
     if isinstance(dataset, PointCloudFolder):
         return [label for _, label in dataset.files]
@@ -112,7 +97,9 @@ def _folder_splits(config: PointCloudDataConfig, num_points: int) -> tuple[Datas
         return train, PointCloudFolder(config.test_folder, class_names=names, seed=config.seed, **kwargs), names
     plain = PointCloudFolder(config.folder, class_names=names, seed=config.seed, **kwargs)  # type: ignore[arg-type]
     fraction = config.test_fraction
-    test_ids, train_ids = _per_class(_labels(train), config.seed, lambda n: max(1, round(fraction * n)) if n > 1 else 0)
+    test_ids, train_ids = per_class_split(
+        _labels(train), config.seed, lambda n: max(1, round(fraction * n)) if n > 1 else 0, stream=2
+    )
     return Subset(train, train_ids), Subset(plain, test_ids), names
 
 
@@ -146,7 +133,9 @@ def build_pointcloud_data(data: Mapping[str, Any], model_config: Any, stage: Sta
         base = train.dataset if isinstance(train, Subset) else train
         labels = _labels(base)
         ids = list(train.indices) if isinstance(train, Subset) else list(range(len(labels)))
-        chosen, _ = _per_class([labels[i] for i in ids], config.seed, lambda n: min(n, config.labels_per_class))
+        chosen, _ = per_class_split(
+            [labels[i] for i in ids], config.seed, lambda n: min(n, config.labels_per_class), stream=2
+        )
         train = Subset(base, [ids[i] for i in chosen])
         logger.info("few labels: %d training clouds (%d per class)", len(train), config.labels_per_class)
     return DataSplits(train, None, test, config.batch_size, info)

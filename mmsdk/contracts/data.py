@@ -7,10 +7,11 @@ key of the data section, else by the model's adapter name, so recipes never carr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from mmsdk.contracts.registry import DATA_BUILDERS
@@ -71,3 +72,29 @@ def build_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> Data
     if name not in DATA_BUILDERS:
         raise ValueError(f"no data builder registered as {name!r}; known: {DATA_BUILDERS.names()}")
     return DATA_BUILDERS.get(name)(data, model_config, stage)
+
+
+def per_class_split(
+    labels: Sequence[Any], seed: int, take: Callable[[int], int], stream: int = 0
+) -> tuple[list[int], list[int]]:
+    """Seeded stratified split of item indices: per class, `take(n_class)` shuffled items go to the first list.
+
+    Args:
+        labels: the class of each item (any sortable values).
+        seed: the split's seed.
+        take: class size → how many of its items go to the first list.
+        stream: a second seed component, so that several splits drawn with one seed differ.
+
+    Returns:
+        The sorted indices of the first and of the second list.
+    """
+    rng = np.random.default_rng([seed, stream])
+    keys = np.asarray(labels)
+    first: list[int] = []
+    rest: list[int] = []
+    for key in np.unique(keys):
+        members = rng.permutation(np.flatnonzero(keys == key))
+        count = take(len(members))
+        first += members[:count].tolist()
+        rest += members[count:].tolist()
+    return sorted(first), sorted(rest)
