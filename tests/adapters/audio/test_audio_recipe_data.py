@@ -120,3 +120,23 @@ def test_missing_sources_and_bad_fields_name_the_problem(tmp_path: Path) -> None
         AudioDataConfig(folder="x", split_by="speaker")
     with pytest.raises(ValueError, match="mixup"):
         AudioDataConfig(mixup=2.0)
+
+
+def test_fbank_statistics_are_those_of_the_real_frames(tmp_path: Path) -> None:
+    from mmsdk.adapters.audio.frontend import Fbank
+    from mmsdk.adapters.audio.stats import fbank_statistics, main
+
+    g = torch.Generator().manual_seed(0)
+    clips = [
+        0.1 * torch.randn(8000, generator=g),
+        torch.cat([0.3 * torch.randn(4000, generator=g), torch.full((4000,), float("nan"))]),
+    ]
+    mean, std = fbank_statistics(clips)
+    real = torch.cat([Fbank()(clips[0][None])[0][0], Fbank()(clips[1][:4000][None])[0][0]]).double()
+    assert mean == pytest.approx(float(real.mean()), abs=1e-4) and std == pytest.approx(
+        float(real.std(unbiased=False)), abs=1e-4
+    )
+    with pytest.raises(ValueError, match="no clip is longer than one analysis window"):
+        fbank_statistics([torch.zeros(100)])
+    _write(tmp_path / "a.wav", 440, 0.5, np.random.default_rng(0))
+    main([str(tmp_path), "--seconds", "0.5"])  # prints the two recipe lines
