@@ -28,16 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsdk.config import Config, require
+from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
 
 _LOG_FLOOR = torch.finfo(torch.float32).eps
 """Kaldi's floor on mel energies before the log: ``std::numeric_limits<float>::epsilon()``."""
-
-
-def _tracing() -> bool:
-    """True while exporting / compiling / jit tracing, where value-reading checks cannot run."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _mel(freq: Tensor) -> Tensor:
@@ -224,7 +220,7 @@ class Fbank(nn.Module):
                     f"Fbank: lengths must be (B,) = ({waveform.shape[0]},) for waveform {tuple(waveform.shape)}, got "
                     f"shape {tuple(lengths.shape)}"
                 )
-        if _tracing():
+        if is_tracing():
             return
         window, num_samples = self.config.window_samples, waveform.shape[1]
         if num_samples < window:

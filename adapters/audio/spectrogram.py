@@ -31,8 +31,9 @@ from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import Adapter, ExportSpec
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.pooling import Pooling, pool_tokens
+from mmsdk.layers.pooling import PooledHead, Pooling
 from mmsdk.layers.positions import InterpolatedPositions, SinCosPositions
+from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,6 @@ AUDIOSET_MEAN = -4.2677393
 """Mean of the AudioSet log-mel filterbank (128 bins), the AST/SSAST default normalization."""
 AUDIOSET_STD = 4.5689974
 """Standard deviation of the AudioSet log-mel filterbank (128 bins)."""
-
-
-def _tracing() -> bool:
-    """True while exporting / compiling / jit tracing, where value-reading checks cannot run."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 @dataclass
@@ -216,10 +212,10 @@ class SpectrogramAdapter(Adapter):
     def spectrogram(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
         """Normalized log-mel features (B, F, M), zero on padded frames, and each clip's real frames (B,)."""
         cfg = self.config
-        lengths = real_lengths(waveform) if _tracing() else check_waveform(waveform, cfg)
+        lengths = real_lengths(waveform) if is_tracing() else check_waveform(waveform, cfg)
         features, frames = self.fbank(waveform, lengths)  # (B, F, M), (B,)
         x = (features - cfg.norm_mean) / (2 * cfg.norm_std)
-        if not _tracing() and bool((frames > cfg.max_frames).any()) and cfg.positions == "learned":
+        if not is_tracing() and bool((frames > cfg.max_frames).any()) and cfg.positions == "learned":
             raise ValueError(
                 f"audio: a clip has {int(frames.max())} frames but max_frames={cfg.max_frames} (the learned "
                 "position table); crop clips or pretrain with a larger max_frames"
@@ -255,7 +251,7 @@ class SpectrogramAdapter(Adapter):
         patches, positions, padding = self.patches(x, frames)
         b = patches.shape[0]
         padding_mask: Tensor | None = padding
-        if not _tracing() and bool(padding.all()):
+        if not is_tracing() and bool(padding.all()):
             padding_mask = None  # nothing padded: the attention takes its fastest path
         return TokenBatch(
             tokens=self.embed(patches),  # (B, N, D)
@@ -359,22 +355,17 @@ def fold_patches(patches: Tensor, frames: int, config: SpectrogramConfig) -> Ten
     return out.reshape(b, frames, m)
 
 
-class ClipHead(nn.Module):
+class ClipHead(PooledHead):
     """AST's head on pooled tokens: pool (mean over real tokens by default) → LayerNorm → dropout → linear."""
 
     def __init__(self, head: HeadConfig, dim: int) -> None:
-        super().__init__()
-        self.pooling: Pooling = head.pooling or "mean"
-        if self.pooling in ("first", "flatten"):
+        pooling: Pooling = head.pooling or "mean"
+        if pooling in ("first", "flatten"):
             raise ValueError(
-                f"HeadConfig.pooling={self.pooling!r}: audio clips have a variable number of tokens and no "
+                f"HeadConfig.pooling={pooling!r}: audio clips have a variable number of tokens and no "
                 "class token; use mean, max or mean_max"
             )
-        width = 2 * dim if self.pooling == "mean_max" else dim
-        self.norm = nn.LayerNorm(width)
-        self.dropout = nn.Dropout(head.dropout)
-        self.linear = nn.Linear(width, head.num_outputs)
+        super().__init__(dim, head.num_outputs, pooling, head.dropout)
 
-    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
-        pooled = pool_tokens(hidden, self.pooling, batch.padding_mask)  # (B, D)
-        return self.linear(self.dropout(self.norm(pooled)))  # (B, classes)
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:  # type: ignore[override]
+        return super().forward(hidden, batch.padding_mask)  # (B, classes)

@@ -27,14 +27,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from mmsdk.layers.tracing import is_tracing
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["chamfer_distance", "farthest_point_sample", "gather_points", "group_points", "knn"]
-
-
-def _tracing() -> bool:
-    """True under torch.export / ONNX export / torch.compile / jit tracing, where data-dependent Python fails."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -74,7 +71,7 @@ def _check_valid(fn: str, name: str, valid: Tensor | None, points: Tensor) -> Te
         raise ValueError(f"{fn}: {name} must be a bool tensor (True = real point), got {kind}")
     if tuple(valid.shape) != tuple(points.shape[:2]):
         raise ValueError(f"{fn}: {name} must have shape (B, N) = {tuple(points.shape[:2])}, got {tuple(valid.shape)}")
-    if not _tracing() and not bool(valid.any(dim=1).all()):
+    if not is_tracing() and not bool(valid.any(dim=1).all()):
         empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
         raise ValueError(f"{fn}: {name} marks no point as valid in cloud(s) {empty}; every cloud needs one")
     return valid
@@ -82,7 +79,7 @@ def _check_valid(fn: str, name: str, valid: Tensor | None, points: Tensor) -> Te
 
 def _check_finite(fn: str, name: str, points: Tensor, valid: Tensor | None) -> None:
     """Rejects NaN / inf coordinates among the valid points (eager mode only: it reads the values)."""
-    if _tracing():
+    if is_tracing():
         return
     finite = torch.isfinite(points[..., :3]).all(dim=-1)  # (B, N)
     if valid is not None:
@@ -125,7 +122,7 @@ def _clean(points: Tensor, valid: Tensor | None) -> Tensor:
 
 def _pairwise_sq_dist(x: Tensor, y: Tensor) -> Tensor:
     """Squared distances (B, S, N) between x (B, S, 3) and y (B, N, 3), in the difference form."""
-    if not _tracing():
+    if not is_tracing():
         # Difference-form kernel: exact, O(B*S*N) memory, cast to float32 by autocast, never TF32.
         return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").square()
     yt = y.transpose(1, 2).unsqueeze(1)  # (B, 1, 3, N)
@@ -153,7 +150,7 @@ def gather_points(points: Tensor, idx: Tensor) -> Tensor:
     if not isinstance(idx, Tensor) or idx.dtype != torch.long or idx.dim() < 2 or idx.shape[0] != points.shape[0]:
         desc = f"{idx.dtype} {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx).__name__
         raise ValueError(f"gather_points: idx must be a long tensor (B, ...) with B={points.shape[0]}, got {desc}")
-    if not _tracing() and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= points.shape[1]):
+    if not is_tracing() and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= points.shape[1]):
         raise ValueError(f"gather_points: idx has values outside [0, {points.shape[1]}) (N = points.shape[1])")
     B, C = points.shape[0], points.shape[-1]
     flat = idx.reshape(B, -1, 1).expand(-1, -1, C)  # (B, L, C)
@@ -204,7 +201,7 @@ def farthest_point_sample(
     _check_finite(fn, "points", points, valid)
     _check_choice(fn, "start", start, ("first", "random"))
     S = _check_count(fn, "num_samples", num_samples, points.shape[1], "the number of points N")
-    if valid is not None and not _tracing() and logger.isEnabledFor(logging.DEBUG):
+    if valid is not None and not is_tracing() and logger.isEnabledFor(logging.DEBUG):
         smallest = int(valid.sum(dim=1).min())
         if smallest < S:
             logger.debug("%s: a cloud has %d valid points < num_samples=%d; indices repeat", fn, smallest, S)

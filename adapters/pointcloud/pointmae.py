@@ -30,13 +30,9 @@ from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import Pooling, pool_tokens
 from mmsdk.layers.positions import ContinuousPositions
+from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
-
-
-def _tracing() -> bool:
-    """True while exporting / compiling / jit tracing, where value-reading checks cannot run."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 @dataclass
@@ -184,7 +180,7 @@ class PointMAEAdapter(Adapter):
         return ops.group_points(points, centers_idx, cfg.group_size)
 
     def tokenize(self, inputs: Tensor) -> TokenBatch:
-        if not _tracing():
+        if not is_tracing():
             check_points(inputs, self.config.num_points, self.config.in_channels)
         neighborhoods, centers = self.group(inputs)  # (B, S, k, C), (B, S, 3)
         return TokenBatch(

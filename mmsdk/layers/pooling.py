@@ -1,11 +1,11 @@
-"""Pooling token features (B, N, D) into one vector per sequence, ignoring padding."""
+"""Pooling token features (B, N, D) into one vector per sequence, ignoring padding, and the pooled linear head."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 Pooling = Literal["mean", "max", "mean_max", "first", "flatten"]
 
@@ -28,3 +28,22 @@ def pool_tokens(hidden: Tensor, pooling: Pooling, padding_mask: Tensor | None = 
     if pooling == "max":
         return peak
     return torch.cat([mean, peak], dim=-1)
+
+
+class PooledHead(nn.Module):
+    """AST/VideoMAE's classification head: pool the tokens (mean over real tokens by default) → LayerNorm →
+    dropout → linear, (B, N, D) → (B, outputs)."""
+
+    def __init__(
+        self, dim: int, num_outputs: int, pooling: Pooling = "mean", dropout: float = 0.0, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.pooling: Pooling = pooling
+        width = 2 * dim if pooling == "mean_max" else dim
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(width, num_outputs)
+
+    def forward(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        pooled = pool_tokens(hidden, self.pooling, padding_mask)  # (B, D)
+        return self.linear(self.dropout(self.norm(pooled)))  # (B, outputs)

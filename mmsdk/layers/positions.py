@@ -35,20 +35,27 @@ def sincos_1d(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def axis_widths(dim: int, ndim: int) -> tuple[int, ...]:
+    """Channels per axis of a k-D sin-cos embedding: dim/k each when 2k divides dim; otherwise every axis after
+    the first gets 2·⌊dim/2k⌋ and the first (time, for video) the rest, so any even width works."""
+    if dim % 2 or dim < 2 * ndim:
+        raise ValueError(f"a {ndim}-axis sin-cos embedding needs an even dim >= {2 * ndim}, got {dim}")
+    rest = (dim // (2 * ndim)) * 2
+    return (dim - (ndim - 1) * rest, *([rest] * (ndim - 1)))
+
+
 def sincos_nd(coords: Tensor, dim: int, base: float = 10000.0) -> Tensor:
-    """Sin-cos embedding of k-D coordinates: each axis gets dim/k channels (MAE's 2-D, VideoMAE's 3-D).
+    """Sin-cos embedding of k-D coordinates, each axis embedded separately (MAE's 2-D, VideoMAE's 3-D).
 
     Args:
         coords: (..., k) coordinates.
-        dim: embedding width, divisible by 2k.
+        dim: even embedding width, split over the axes by :func:`axis_widths`.
 
     Returns:
         (..., dim).
     """
-    k = coords.shape[-1]
-    if dim % (2 * k):
-        raise ValueError(f"sincos_nd over {k} axes needs dim divisible by {2 * k}, got {dim}")
-    return torch.cat([sincos_1d(coords[..., i], dim // k, base) for i in range(k)], dim=-1)
+    widths = axis_widths(dim, coords.shape[-1])
+    return torch.cat([sincos_1d(coords[..., i], w, base) for i, w in enumerate(widths)], dim=-1)
 
 
 class SinCosPositions(nn.Module):
@@ -56,8 +63,7 @@ class SinCosPositions(nn.Module):
 
     def __init__(self, dim: int, ndim: int = 1) -> None:
         super().__init__()
-        if dim % (2 * ndim):
-            raise ValueError(f"SinCosPositions: dim={dim} must be divisible by 2*ndim={2 * ndim}")
+        axis_widths(dim, ndim)  # validates
         self.dim, self.ndim = dim, ndim
 
     def forward(self, positions: Tensor) -> Tensor:
@@ -84,7 +90,7 @@ class LearnedPositions(nn.Module):
             raise ValueError(f"LearnedPositions.grid must have 1-3 positive sizes, got {grid}")
         self.grid = tuple(grid)
         self.table = nn.Parameter(torch.empty(*grid, dim))  # (*grid, D)
-        if init == "normal" or dim % (2 * len(grid)):
+        if init == "normal" or dim % 2 or dim < 2 * len(grid):
             nn.init.trunc_normal_(self.table, std=init_std)
         else:
             coords = torch.stack(torch.meshgrid(*(torch.arange(s) for s in grid), indexing="ij"), dim=-1)

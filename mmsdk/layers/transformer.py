@@ -31,7 +31,8 @@ class Transformer(nn.Module):
         self.rope = rope
         rates = [config.drop_path * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate, rope) for rate in rates)
-        self.norm = build_norm(config.norm, config.dim, config.norm_eps) if config.final_norm else nn.Identity()
+        eps = config.norm_eps if config.final_norm_eps is None else config.final_norm_eps
+        self.norm = build_norm(config.norm, config.dim, eps) if config.final_norm else nn.Identity()
         self.apply(init_weights)
 
     def forward(

@@ -58,7 +58,10 @@ class TransformerConfig(Config):
     cross_attention: bool = False
     """Add cross-attention to an encoder's output in every block (decoders)."""
     norm_eps: float = 1e-6
-    """Epsilon of every norm."""
+    """Epsilon of every norm (the final norm's too, unless `final_norm_eps` is set)."""
+    final_norm_eps: float | None = None
+    """Epsilon of the final norm; None = `norm_eps` (HF VideoMAE's decoder norm uses PyTorch's default 1e-5 after
+    blocks with 1e-12)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +83,12 @@ class TransformerConfig(Config):
             f"must be in [0, 1), got {self.attention_dropout}",
         )
         require(self.mlp_ratio > 0, self, "mlp_ratio", f"must be positive, got {self.mlp_ratio}")
+        require(
+            self.final_norm_eps is None or self.final_norm_eps > 0,
+            self,
+            "final_norm_eps",
+            f"must be None or positive, got {self.final_norm_eps}",
+        )
         require(
             not (self.attention == "flex" and self.attention_dropout > 0),
             self,

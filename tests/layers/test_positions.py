@@ -10,6 +10,7 @@ from mmsdk.layers.positions import (
     InterpolatedPositions,
     LearnedPositions,
     SinCosPositions,
+    axis_widths,
     build_positions,
     sincos_1d,
     sincos_nd,
@@ -137,10 +138,20 @@ def test_build_positions_by_name() -> None:
 def test_sincos_bad_dims_raise() -> None:
     with pytest.raises(ValueError, match="even"):
         sincos_1d(torch.arange(3), 7)
-    with pytest.raises(ValueError, match="divisible"):
-        sincos_nd(torch.zeros(2, 3), 8)
-    with pytest.raises(ValueError, match="divisible"):
-        SinCosPositions(6, ndim=2)
+    with pytest.raises(ValueError, match="even dim >= 6"):
+        sincos_nd(torch.zeros(2, 3), 4)
+    with pytest.raises(ValueError, match="even dim"):
+        SinCosPositions(7, ndim=2)
+
+
+def test_sincos_nd_gives_the_remainder_to_the_first_axis() -> None:
+    assert axis_widths(128, 3) == (44, 42, 42)
+    assert axis_widths(96, 3) == (32, 32, 32)
+    coords = torch.tensor([[1.0, 2.0, 3.0]])
+    emb = sincos_nd(coords, 128)  # (1, 128)
+    torch.testing.assert_close(emb[:, :44], sincos_1d(coords[:, 0], 44))
+    torch.testing.assert_close(emb[:, 44:86], sincos_1d(coords[:, 1], 42))
+    torch.testing.assert_close(emb[:, 86:], sincos_1d(coords[:, 2], 42))
 
 
 def _rotated_scores(rope: Rotary, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
