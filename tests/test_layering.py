@@ -122,7 +122,7 @@ def test_importing_the_adapters_model_code_pulls_in_no_data_stack() -> None:
         "    cls = ADAPTERS.get(name)\n"
         "    build_model({'adapter': name, 'adapter_config': cls.example_config()})\n"
         "heavy = ('pandas', 'xarray', 'yaml', 'statsmodels', 'open3d', 'matplotlib', 'lightning', 'onnx', 'scipy',\n"
-        "         'soundfile', 'torchaudio')\n"
+        "         'soundfile', 'torchaudio', 'av')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -167,6 +167,7 @@ def test_every_public_name_of_the_packages_resolves() -> None:
         "mmsdk.adapters.timeseries",
         "mmsdk.adapters.pointcloud",
         "mmsdk.adapters.audio",
+        "mmsdk.adapters.video",
     ):
         module = importlib.import_module(package)
         for name in module.__all__:

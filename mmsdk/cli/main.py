@@ -161,7 +161,8 @@ def demo(
 
     Args:
         modality: which demo: timeseries (PatchTST forecasting on ETTh1), pointcloud (Point-MAE shape
-            classification) or audio (SSAST sound-event classification from raw waveforms); see
+            classification), audio (SSAST sound-event classification from raw waveforms) or video (VideoMAE on
+            moving shapes with RGB + depth frames); see
             `mmsdk.demos.DEMOS.names()`.
         output_dir: where plots, models and summary.json go (default `outputs/demo_<modality>`).
         pretrain_steps: masked-pretraining steps (default: the demo's own).
