@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.contracts.heads import HeadConfig
+from mmsdk.hub.load import load_converted
 from mmsdk.layers.positions import normalized_sincos_table
 from mmsdk.models import TaskModel, build_model
 from mmsdk.models.config import ModelConfig
@@ -294,27 +295,8 @@ def load_hf_patchtst(
     else:
         model = TaskModel(ModelConfig.from_dict(model_dict), HeadConfig.from_dict(head_dict))
     state, unmapped = convert_state_dict(hf_state, hf_config, kind)
-    if unmapped:
-        message = f"HF PatchTST keys not converted: {unmapped}"
-        if strict:
-            raise ValueError(message + " (pass strict=False to skip them)")
-        logger.warning(message)
-    target = model.state_dict()
-    _fill_absent_biases(state, target)
-    bad = [
-        f"{k}: {tuple(v.shape)} converted vs {tuple(target[k].shape)}"
-        for k, v in state.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if bad:
-        raise ValueError("HF PatchTST weight shape mismatch:\n  " + "\n  ".join(bad))
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    if missing or unexpected:
-        raise ValueError(f"conversion left mmsdk keys unset {missing} or produced unknown keys {unexpected}")
-    model.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
-    logger.info("converted HF PatchTST (%s): %d tensors", kind, len(state))
-    return model.eval()
+    _fill_absent_biases(state, model.state_dict())
+    return load_converted(model, state, unmapped, f"HF PatchTST ({kind})", strict)  # type: ignore[return-value]
 
 
 __all__ = ["config_from_hf", "convert_state_dict", "load_hf_patchtst"]

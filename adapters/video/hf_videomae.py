@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.video.videomae import IMAGENET_MEAN, IMAGENET_STD
 from mmsdk.contracts.heads import HeadConfig
+from mmsdk.hub.load import load_converted
 from mmsdk.models import TaskModel, build_model
 from mmsdk.models.config import ModelConfig
 from mmsdk.models.objectives import Objective
@@ -458,26 +459,7 @@ def load_hf_videomae(
     else:
         model = TaskModel(ModelConfig.from_dict(model_dict), HeadConfig.from_dict(head_dict))
     state, unmapped = convert_videomae_state_dict(hf_state, hf_config, kind)
-    if unmapped:
-        message = f"HF VideoMAE keys not converted: {unmapped}"
-        if strict:
-            raise ValueError(message + " (pass strict=False to skip them)")
-        logger.warning(message)
-    target = model.state_dict()
-    bad = [
-        f"{k}: {tuple(v.shape)} converted vs {tuple(target[k].shape)}"
-        for k, v in state.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if bad:
-        raise ValueError("HF VideoMAE weight shape mismatch:\n  " + "\n  ".join(bad))
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    if missing or unexpected:
-        raise ValueError(f"conversion left mmsdk keys unset {missing} or produced unknown keys {unexpected}")
-    model.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
-    logger.info("converted HF VideoMAE (%s): %d tensors", kind, len(state))
-    return model.eval()
+    return load_converted(model, state, unmapped, f"HF VideoMAE ({kind})", strict)  # type: ignore[return-value]
 
 
 __all__ = ["convert_videomae_state_dict", "load_hf_videomae", "videomae_config_from_hf"]

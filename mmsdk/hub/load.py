@@ -234,3 +234,41 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         "model": saved.model.to_dict(),
         "head": None if saved.head is None else saved.head.to_dict(),
     }
+
+
+def load_converted(
+    model: nn.Module, state: dict[str, Tensor], unmapped: list[str], source: str, strict: bool = True
+) -> nn.Module:
+    """Loads weights converted from another library's checkpoint into `model`; returns it in eval mode.
+
+    Args:
+        model: the mmsdk model the conversion targets.
+        state: the converted state dict (mmsdk names).
+        unmapped: the source's keys the conversion did not use.
+        source: what was converted, for messages (e.g. "HF VideoMAE").
+        strict: raise on unmapped source keys; False logs and skips them.
+
+    Raises:
+        ValueError: for unmapped source keys (when strict), shape mismatches (key and both shapes), mmsdk weights
+            the conversion left unset, or converted keys the model does not have.
+    """
+    if unmapped:
+        message = f"{source} keys not converted: {unmapped}"
+        if strict:
+            raise ValueError(message + " (pass strict=False to skip them)")
+        logger.warning(message)
+    target = model.state_dict()
+    bad = [
+        f"{k}: {tuple(v.shape)} converted vs {tuple(target[k].shape)}"
+        for k, v in state.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if bad:
+        raise ValueError(f"{source} weight shape mismatch:\n  " + "\n  ".join(bad))
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    if missing or unexpected:
+        raise ValueError(f"conversion left mmsdk keys unset {missing} or produced unknown keys {unexpected}")
+    model.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
+    logger.info("converted %s: %d tensors", source, len(state))
+    return model.eval()
