@@ -77,11 +77,12 @@ def model_config(
 def shapes_part(args: argparse.Namespace) -> dict[str, Any]:
     """Pretraining once, then few-label fine-tuning from it and from scratch for every seed."""
     start = time.perf_counter()
-    x, y = moving_shapes_arrays(MovingShapesConfig.from_dict({**SHAPES, "num_samples": args.clips, "seed": 0}))
+    shapes = {**SHAPES, "num_samples": args.clips, "noise": args.shapes_noise, "seed": 0}
+    x, y = moving_shapes_arrays(MovingShapesConfig.from_dict(shapes))
     test_ids, train_ids = per_class_split(y.tolist(), seed=0, take=lambda n: max(1, round(0.25 * n)))
     train, test = torch.as_tensor(train_ids), torch.as_tensor(test_ids)
     render_s = time.perf_counter() - start
-    masking = MaskingConfig(strategy="tube", ratio=0.9)
+    masking = MaskingConfig(strategy="tube", ratio=args.shapes_mask_ratio)
     t0 = time.perf_counter()
     trainer = {**QUIET, "max_epochs": args.pretrain_epochs, "default_root_dir": str(args.work / "shapes_pretrain")}
     model = model_config(SHAPES_MODEL, encoder=SHAPES_ENCODER)
@@ -119,6 +120,8 @@ def shapes_part(args: argparse.Namespace) -> dict[str, Any]:
         "classes": names,
         "clips": {"train": len(train), "test": len(test), "labelled": args.labels_per_class * len(names)},
         "labels_per_class": args.labels_per_class,
+        "mask_ratio": args.shapes_mask_ratio,
+        "pixel_noise": args.shapes_noise,
         "pretrain": {"seconds": pretrain_s, "epochs": args.pretrain_epochs, "metrics": pre.metrics},
         "finetune_steps": args.finetune_steps,
         "render_seconds": render_s,
@@ -272,7 +275,8 @@ def markdown(report: dict[str, Any]) -> str:
             "## Moving shapes, few labels (shape × motion classes)", "",
             f"{len(shapes['classes'])} classes, 16 frames of 32 × 32, 4 × 4 × 4 tubes, encoder {SHAPES_ENCODER}. "
             "Pretraining: "
-            f"{clips['train']} unlabelled clips, {shapes['pretrain']['epochs']} epochs, tube masking 90 % "
+            f"{clips['train']} unlabelled clips (pixel noise {shapes.get('pixel_noise', 0.03)}), "
+            f"{shapes['pretrain']['epochs']} epochs, tube masking {shapes.get('mask_ratio', 0.9):.0%} "
             f"({shapes['pretrain']['seconds']:.0f} s). Fine-tuning: {shapes['labels_per_class']} labels per class "
             f"({clips['labelled']} clips), {shapes['finetune_steps']} steps; test on {clips['test']} clips.", "",
             "| init | test accuracy (mean ± std) | runs | fine-tune time |", "|---|---|---|---|",
@@ -305,6 +309,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--clips", type=int, default=1200, help="moving-shapes clips (a quarter held out for test)")
     parser.add_argument("--labels-per-class", type=int, default=10)
+    parser.add_argument("--shapes-mask-ratio", type=float, default=0.9, help="tube masking ratio of the shapes")
+    parser.add_argument("--shapes-noise", type=float, default=0.03, help="pixel noise std of the moving shapes")
     parser.add_argument("--pretrain-epochs", type=int, default=25)
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--videos", nargs="+", default=["bigbuckbunny", "bikes"])
