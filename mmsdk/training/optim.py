@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -52,6 +53,10 @@ class OptimConfig(Config):
     """Warmup as a fraction of the total optimizer steps (use this or `warmup_steps`)."""
     min_lr_ratio: float = 0.0
     """Final learning rate of the cosine decay, as a fraction of `lr`."""
+    layer_decay: float = 1.0
+    """Layer-wise learning-rate decay (BEiT/MAE fine-tuning; VideoMAE uses 0.75): in an encoder of L blocks, block i
+    (0-based) trains at lr · decay^(L − i), the embeddings and positions at lr · decay^(L + 1), the final norm and
+    the heads at lr. 1.0 = one learning rate for everything."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +84,7 @@ class OptimConfig(Config):
             f"set warmup_steps ({self.warmup_steps}) or warmup_ratio ({self.warmup_ratio}), not both",
         )
         require(0.0 <= self.min_lr_ratio <= 1.0, self, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        require(0.0 < self.layer_decay <= 1.0, self, "layer_decay", f"must be in (0, 1], got {self.layer_decay}")
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup length in optimizer steps for a run of `total_steps` steps."""
@@ -105,23 +111,37 @@ def _owned_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, nn.Par
             yield (f"{module_name}.{name}" if module_name else name), module, parameter
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Splits the trainable parameters of `model` into a decayed and a non-decayed AdamW group.
+_BLOCK = re.compile(r"(?:^|\.)backbone\.encoder\.blocks\.(\d+)\.")
+
+
+def layer_of(name: str, depth: int) -> int:
+    """Depth of a parameter for layer-wise decay: 0 for the backbone's embeddings and positions, i + 1 for encoder
+    block i, depth + 1 for everything above the blocks (the final norm, heads, decoders)."""
+    if match := _BLOCK.search(name):
+        return int(match.group(1)) + 1
+    if (name.startswith("backbone.") or ".backbone." in name) and ".encoder.norm." not in name:
+        return 0
+    return depth + 1
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0, lr: float = 1.0) -> list[dict]:
+    """Splits the trainable parameters of `model` into AdamW groups: decayed or not, and, with `layer_decay` < 1,
+    by depth with learning rate `lr · layer_decay^(depth + 1 − layer)` (see :func:`layer_of`).
 
     Frozen parameters (`requires_grad=False`, e.g. a linear probe's backbone) are left out entirely, so the
     optimizer never touches them (not even through weight decay).
     """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, module, parameter in _owned_parameters(model):
-        if not parameter.requires_grad:
-            continue
-        (no_decay if _no_decay(module, name.rsplit(".", 1)[-1], parameter) else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return [group for group in groups if group["params"]]
+    owned = [(n, m, p) for n, m, p in _owned_parameters(model) if p.requires_grad]
+    depth = 1 + max((int(m.group(1)) for n, _, _ in owned if (m := _BLOCK.search(n))), default=-1)
+    groups: dict[tuple[bool, int], dict] = {}
+    for name, module, parameter in owned:
+        decayed = not _no_decay(module, name.rsplit(".", 1)[-1], parameter)
+        layer = layer_of(name, depth) if layer_decay < 1.0 else depth + 1
+        group = groups.setdefault((decayed, layer), {"params": [], "weight_decay": weight_decay if decayed else 0.0})
+        if layer_decay < 1.0:
+            group["lr"] = lr * layer_decay ** (depth + 1 - layer)
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups, key=lambda k: (k[1], not k[0]))]
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig | dict | None = None) -> torch.optim.AdamW:
@@ -131,7 +151,7 @@ def build_optimizer(model: nn.Module, config: OptimConfig | dict | None = None) 
         ValueError: if the model has no trainable parameter.
     """
     config = OptimConfig.from_dict(config)
-    groups = parameter_groups(model, config.weight_decay)
+    groups = parameter_groups(model, config.weight_decay, config.layer_decay, config.lr)
     params = [p for group in groups for p in group["params"]]
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
