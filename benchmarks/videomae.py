@@ -101,7 +101,7 @@ def shapes_part(args: argparse.Namespace) -> dict[str, Any]:
                 model_config(SHAPES_MODEL, 0.1, SHAPES_ENCODER), head, (x[train][labelled], y[train][labelled]),
                 test_data=(x[test], y[test]),
                 pretrained=str(args.work / "shapes_pretrain" / "model") if init == "pretrained" else None,
-                optim={"lr": 3e-4, "weight_decay": 0.05, "warmup_ratio": 0.1},
+                optim={"lr": 1e-3, "weight_decay": 0.05, "warmup_ratio": 0.1, "layer_decay": 0.75},
                 trainer={**QUIET, "max_steps": args.finetune_steps, "seed": seed,
                          "default_root_dir": str(args.work / "shapes_finetune")},
                 batch_size=min(32, len(labelled)),
@@ -278,7 +278,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{clips['train']} unlabelled clips (pixel noise {shapes.get('pixel_noise', 0.03)}), "
             f"{shapes['pretrain']['epochs']} epochs, tube masking {shapes.get('mask_ratio', 0.9):.0%} "
             f"({shapes['pretrain']['seconds']:.0f} s). Fine-tuning: {shapes['labels_per_class']} labels per class "
-            f"({clips['labelled']} clips), {shapes['finetune_steps']} steps; test on {clips['test']} clips.", "",
+            f"({clips['labelled']} clips), {shapes['finetune_steps']} steps at lr 1e-3, layer decay 0.75 "
+            f"(drop path 0.1); test on {clips['test']} clips.", "",
             "| init | test accuracy (mean ± std) | runs | fine-tune time |", "|---|---|---|---|",
         ]  # fmt: skip
         for init, s in shapes["summary"].items():
