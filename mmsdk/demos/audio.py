@@ -356,22 +356,10 @@ def render_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from mmsdk.demos.plots import accuracy_table
+
     console = Console()
-    split = summary["split"]
-    table = Table(
-        title=f"Test accuracy, {split['labels_per_class']} labels per class "
-        f"({split['labelled']} labelled of {split['train']} training clips, {split['test']} test clips)"
-    )
-    table.add_column("classifier")
-    table.add_column("accuracy", justify="right")
-    names = {
-        "pretrained": "SSAST pretrained + fine-tuned",
-        "scratch": "same model from scratch",
-        "chance": "chance (majority class)",
-    }
-    for name, acc in summary["test_accuracy"].items():
-        table.add_row(names.get(name, name), f"{acc['test_acc']:.1%}")
-    console.print(table)
+    console.print(accuracy_table(summary, "SSAST", "clips"))
     onnx = summary["onnx"]
     lat = Table(title="ONNX Runtime (raw 16 kHz waveform in, class logits out)")
     lat.add_column("what")

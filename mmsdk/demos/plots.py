@@ -1,8 +1,9 @@
-"""Pictures the demos share (matplotlib is imported only when one is drawn)."""
+"""Pictures and tables the demos share (matplotlib and rich are imported only when one is drawn)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,3 +31,36 @@ def plot_confusion(labels: torch.Tensor, predicted: torch.Tensor, names: list[st
     ax.set_title(f"{title} (accuracy {accuracy:.1%})", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return save_figure(fig, path)
+
+
+def accuracy_table(summary: dict[str, Any], model: str, items: str, vote: bool = False) -> Any:
+    """The demos' rich table of test accuracy: `model` pretrained + fine-tuned, the same model from scratch, chance.
+
+    Args:
+        summary: a demo summary with `split` (labels_per_class, labelled, train, test) and `test_accuracy`.
+        model: the pretrained family's name, e.g. "VideoMAE".
+        items: what the examples are called, e.g. "clips".
+        vote: add the `test_acc_vote` column (test-time voting).
+    """
+    from rich.table import Table
+
+    split = summary["split"]
+    table = Table(
+        title=f"Test accuracy, {split['labels_per_class']} labels per class "
+        f"({split['labelled']} labelled of {split['train']} training {items}, {split['test']} test {items})"
+    )
+    table.add_column("classifier")
+    table.add_column("accuracy", justify="right")
+    if vote:
+        table.add_column("with voting", justify="right")
+    names = {
+        "pretrained": f"{model} pretrained + fine-tuned",
+        "scratch": "same model from scratch",
+        "chance": "chance (majority class)",
+    }
+    for name, acc in summary["test_accuracy"].items():
+        cells = [names.get(name, name), f"{acc['test_acc']:.1%}"]
+        if vote:
+            cells.append("" if acc.get("test_acc_vote") is None else f"{acc['test_acc_vote']:.1%}")
+        table.add_row(*cells)
+    return table

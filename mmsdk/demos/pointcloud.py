@@ -300,24 +300,10 @@ def render_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from mmsdk.demos.plots import accuracy_table
+
     console = Console()
-    split = summary["split"]
-    table = Table(
-        title=f"Test accuracy, {split['labels_per_class']} labels per class "
-        f"({split['labelled']} labelled of {split['train']} training clouds, {split['test']} test clouds)"
-    )
-    table.add_column("classifier")
-    table.add_column("accuracy", justify="right")
-    table.add_column("with voting", justify="right")
-    names = {
-        "pretrained": "Point-MAE pretrained + fine-tuned",
-        "scratch": "same model from scratch",
-        "chance": "chance (majority class)",
-    }
-    for name, acc in summary["test_accuracy"].items():
-        vote = acc.get("test_acc_vote")
-        table.add_row(names.get(name, name), f"{acc['test_acc']:.1%}", "" if vote is None else f"{vote:.1%}")
-    console.print(table)
+    console.print(accuracy_table(summary, "Point-MAE", "clouds", vote=True))
     onnx = summary["onnx"]
     lat = Table(title="ONNX Runtime")
     lat.add_column("what")
