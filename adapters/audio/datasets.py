@@ -15,7 +15,6 @@ clipped files are kept; clipped, truncated, resampled, multi-channel and too sho
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from mmsdk.adapters.audio.io import (
     resampled_length,
 )
 from mmsdk.config import require
+from mmsdk.contracts.data import read_manifest
 
 __all__ = [
     "CLIPPED_FILE_FRACTION",
@@ -340,17 +340,6 @@ class AudioFolder(_ClipDataset):
         return self._clip(index), self.labels[index]
 
 
-def _read_manifest(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """(columns, rows) of a CSV file with a header line; missing cells read as ""."""
-    if not path.is_file():
-        raise FileNotFoundError(f"AudioManifest: manifest not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c for c in (reader.fieldnames or []) if c is not None]
-        rows = [{c: (row.get(c) or "") for c in columns} for row in reader]
-    return columns, rows
-
-
 class AudioManifest(_ClipDataset):
     """Labelled audio listed in a CSV file with a header, e.g. `path,label,speaker`; items are (clip, target).
 
@@ -396,7 +385,7 @@ class AudioManifest(_ClipDataset):
         cache: bool = False,
     ) -> None:
         self.csv_path = Path(csv_path)
-        self.columns, rows = _read_manifest(self.csv_path)
+        self.columns, rows = read_manifest(self.csv_path, "AudioManifest")
         self.multilabel = multilabel
         for column in (path_column, label_column):
             self._check_column(column)

@@ -22,7 +22,6 @@ and the item when its item is read.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from mmsdk.config import require
+from mmsdk.contracts.data import read_manifest
 
 if TYPE_CHECKING:
     from mmsdk.adapters.video.io import VideoInfo
@@ -367,17 +367,6 @@ class VideoFolder(_ClipDataset):
         return self._clip(index), self.labels[index]
 
 
-def _read_manifest(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """(columns, rows) of a CSV file with a header line; missing cells read as ""."""
-    if not path.is_file():
-        raise FileNotFoundError(f"VideoManifest: manifest not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
-        rows = [{c.strip(): (v or "").strip() for c, v in row.items() if c is not None} for row in reader]
-    return columns, [{c: row.get(c, "") for c in columns} for row in rows]
-
-
 def _seconds(cell: str, column: str, where: str) -> float | None:
     """A start/end cell in seconds (>= 0), None when empty."""
     if not cell:
@@ -431,7 +420,7 @@ class VideoManifest(_ClipDataset):
         class_names: Sequence[str] | None = None,
     ) -> None:
         self.csv_path = Path(path)
-        self.columns, rows = _read_manifest(self.csv_path)
+        self.columns, rows = read_manifest(self.csv_path, "VideoManifest")
         for column in ("path", "label"):
             self._check_column(column)
         if not rows:

@@ -7,8 +7,10 @@ key of the data section, else by the model's adapter name, so recipes never carr
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -98,3 +100,18 @@ def per_class_split(
         first += members[:count].tolist()
         rest += members[count:].tolist()
     return sorted(first), sorted(rest)
+
+
+def read_manifest(path: Path, owner: str) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of a CSV manifest with a header line; names and cells are stripped, missing cells read as "".
+
+    Raises:
+        FileNotFoundError: naming `owner` (the dataset class) and the path when the file is missing.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{owner}: manifest not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
+        rows = [{c.strip(): (v or "").strip() for c, v in row.items() if c is not None} for row in reader]
+    return columns, [{c: row.get(c, "") for c in columns} for row in rows]
