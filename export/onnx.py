@@ -158,7 +158,7 @@ def to_onnx(
     adapters = _find_adapters(model)
     specs = {name: a.export_spec() for name, a in adapters.items()} or {"inputs": ExportSpec()}
     names = list(specs) if len(specs) > 1 else [next(iter(specs.values())).input_name]
-    output_name = next(iter(specs.values())).output_names[0]
+    output_name = getattr(model, "export_output", None) or next(iter(specs.values())).output_names[0]
     if tolerance is None:
         tolerance = max(spec.tolerance for spec in specs.values())
     if example_input is None:
@@ -275,7 +275,11 @@ def verify_onnx(
 
 
 def _find_adapters(model: nn.Module) -> dict[str, Adapter]:
-    """The model's `.backbone.adapters` (modality name → adapter), empty without a backbone."""
+    """The adapters of the model's graph inputs: its `input_adapters` when it defines them (a model reading some
+    of its backbone's modalities), else its `.backbone.adapters` (modality name → adapter); empty without either."""
+    chosen = getattr(model, "input_adapters", None)
+    if chosen is not None:
+        return dict(chosen)
     adapters = getattr(getattr(model, "backbone", None), "adapters", None)
     if adapters is None:
         return {}
@@ -428,6 +432,7 @@ def _metadata(
     config = getattr(getattr(model, "backbone", None), "config", None)
     head = getattr(model, "head_config", None)
     kind = "task" if isinstance(model, TaskModel) else "embedding" if isinstance(model, EmbeddingModel) else "other"
+    kind = getattr(model, "export_kind", kind)
 
     def layout(name: str, value: Tensor) -> str:
         dims = [axes[name].get(i, size) for i, size in enumerate(value.shape)]
@@ -455,6 +460,8 @@ def _metadata(
     for adapter in adapters.values():
         for key, value in adapter.export_spec().metadata.items():
             entries[_RESERVED_PREFIX + key] = str(value)
+    for key, value in getattr(model, "export_metadata", dict)().items():  # the model's own facts
+        entries[_RESERVED_PREFIX + key] = str(value)
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or key.startswith(_RESERVED_PREFIX):
             raise ValueError(f"metadata key {key!r} must be a string not starting with {_RESERVED_PREFIX!r}")

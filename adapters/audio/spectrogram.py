@@ -190,7 +190,7 @@ class SpectrogramAdapter(Adapter):
     """
 
     config_class = SpectrogramConfig
-    tasks = ("classification", "multilabel")
+    tasks = ("classification", "multilabel", "regression")
     free_fields = ("stride_freq", "stride_time", "freq_mask", "time_mask")
     config: SpectrogramConfig
 
@@ -307,6 +307,10 @@ class SpectrogramAdapter(Adapter):
         cfg = self.config
         samples = cfg.samples_for(min(cfg.max_frames, 4 * cfg.patch_size[1]))
         return example_waveform(batch_size, samples, cfg.fbank.sample_rate, generator)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """A clip of `max_frames` frames: what a multimodal model queries when it predicts this modality."""
+        return (self.config.samples_for(self.config.max_frames),)
 
     def verification_inputs(self, generator: torch.Generator | None = None) -> list[Tensor]:
         """A shorter and a longer clip length, and a batch whose second clip is NaN-padded."""

@@ -62,7 +62,8 @@ class VideoMAEConfig(Config):
     """Frames per clip the model is built for: the time extent of a learned position table, and the clip length
     recipes read. Other frame counts work (positions adapt)."""
     frame_size: tuple[int, int] = (224, 224)
-    """(height, width) of the frames the model is built for; other sizes work (positions adapt)."""
+    """(height, width) of the frames the model is built for (one number = square frames); other sizes work
+    (positions adapt)."""
     tubelet: int = 2
     """Frames per tube (t)."""
     patch: int = 16
@@ -81,7 +82,8 @@ class VideoMAEConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.channels >= 1, self, "channels", f"must be >= 1, got {self.channels}")
-        self.frame_size = tuple(int(s) for s in self.frame_size)  # type: ignore[assignment]
+        size = (self.frame_size, self.frame_size) if isinstance(self.frame_size, int) else self.frame_size
+        self.frame_size = tuple(int(s) for s in size)  # type: ignore[assignment]
         require(len(self.frame_size) == 2, self, "frame_size", f"must be (height, width), got {self.frame_size}")
         require(self.tubelet >= 1, self, "tubelet", f"must be >= 1, got {self.tubelet}")
         require(self.patch >= 1, self, "patch", f"must be >= 1, got {self.patch}")

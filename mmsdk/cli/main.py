@@ -129,22 +129,37 @@ def finetune(
     return target
 
 
-def export(model_dir: str, output: str, embedding: bool = False, verify: bool = True) -> Path:
+def export(
+    model_dir: str,
+    output: str,
+    embedding: bool = False,
+    modalities: list[str] | None = None,
+    target: str | None = None,
+    verify: bool = True,
+) -> Path:
     """Exports a saved model to ONNX (dynamic batch, metadata inside) and verifies it with onnxruntime.
 
     Args:
         model_dir: a directory written by `save_pretrained` (`mmsdk pretrain`/`finetune` write `.../model`).
         output: the .onnx file to write.
         embedding: export the pooled encoder embedding instead of the task head.
+        modalities: the modalities the graph reads, one input each: the embedding of any subset of a multimodal
+            model, or the sources of a cross-modal predictor; None = every modality (every other one with `target`).
+        target: export a cross-modal predictor of this modality (a model pretrained with `objective: 4m`), which
+            outputs it in raw units (frames, a series, a log-mel spectrogram).
         verify: compare onnxruntime with eager PyTorch over several batch sizes (fails loudly on mismatch).
     """
     from mmsdk.export.onnx import to_onnx
     from mmsdk.hub import from_pretrained
+    from mmsdk.models.any_to_any import CrossModalPredictor
     from mmsdk.models.embedding_model import EmbeddingModel
 
     model = from_pretrained(model_dir)
-    if embedding or not hasattr(model, "head_config"):
-        model = EmbeddingModel(model.backbone)
+    if target is not None:
+        sources = modalities or [name for name in model.backbone.names if name != target]
+        model = CrossModalPredictor(model, sources, target)
+    elif embedding or not hasattr(model, "head_config"):
+        model = EmbeddingModel(model.backbone, modalities)
     result = to_onnx(model, output, verify=verify)
     logger.info("%s", result.summary())
     return Path(output)
@@ -162,7 +177,8 @@ def demo(
     Args:
         modality: which demo: timeseries (PatchTST forecasting on ETTh1), pointcloud (Point-MAE shape
             classification), audio (SSAST sound-event classification from raw waveforms) or video (VideoMAE on
-            moving shapes with RGB + depth frames); see
+            moving shapes with RGB + depth frames) or multimodal (one 4m model over a bouncing ball's video, sound and
+            sensor series, predicting each from the others); see
             `mmsdk.demos.DEMOS.names()`.
         output_dir: where plots, models and summary.json go (default `outputs/demo_<modality>`).
         pretrain_steps: masked-pretraining steps (default: the demo's own).

@@ -117,6 +117,12 @@ class Adapter(nn.Module, ABC):
         """Input name and dynamic axes for ONNX export."""
         return ExportSpec()
 
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one raw sample the adapter is built for (without the batch axis): what stands in for the
+        modality when a sample lacks it, and how many tokens a model predicting it queries. The shape of
+        `example_input` by default; adapters of variable-length inputs return their configured longest one."""
+        return tuple(self.example_input(1, torch.Generator().manual_seed(0)).shape[1:])  # leaves the global RNG
+
     def verification_inputs(self, generator: torch.Generator | None = None) -> list[Tensor]:
         """Extra raw inputs an exported graph is verified on besides `example_input` at several batch sizes: other
         sizes of the dynamic axes (clip lengths, series lengths) and padded inputs. None by default."""

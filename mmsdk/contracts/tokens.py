@@ -32,6 +32,12 @@ _PER_TOKEN_FIELDS = (
 )
 _ID_FIELDS = ("modality_ids", "variate_ids", "sample_ids", "time_ids")
 
+PRESENT_KEY = "present"
+"""The reserved entry of a multimodal inputs mapping that says which samples have each modality:
+`{"series": (B, L, C), "video": (B, T, C, H, W), "present": {"video": (B,) bool}}`; a modality it does not name is
+present in every sample. An absent sample's raw values are ignored (any finite placeholder, e.g. zeros): its tokens
+become padding."""
+
 
 @dataclass
 class TokenBatch:
@@ -135,6 +141,19 @@ class TokenBatch:
     def replace(self, **changes: object) -> TokenBatch:
         """Returns a shallow copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
+
+    def with_presence(self, present: Tensor) -> TokenBatch:
+        """The batch with the tokens of absent samples turned into padding.
+
+        Args:
+            present: (B,) bool, True for the samples that have this modality.
+        """
+        if present.shape != (self.batch_size,) or present.dtype != torch.bool:
+            raise ValueError(
+                f"presence must be a ({self.batch_size},) bool tensor, got {tuple(present.shape)} {present.dtype}"
+            )
+        real = present.unsqueeze(1).expand(-1, self.num_tokens)  # (B, N)
+        return self.replace(padding_mask=real if self.padding_mask is None else self.padding_mask & real)
 
     def slices(self) -> dict[str, slice]:
         """Where each part lies along N (`{name: slice(start, stop)}`); empty for a batch without parts."""

@@ -9,6 +9,7 @@ from mmsdk.layers.attention import Attention, Backend, PreparedMask, reference_a
 from mmsdk.layers.attention_mask import AttentionMask
 from mmsdk.layers.block import Block, NormPosition, memory_mask
 from mmsdk.layers.drop_path import DropPath
+from mmsdk.layers.fsq import FiniteScalarQuantizer, PatchTokenizer
 from mmsdk.layers.mlp import GeluMlp, MlpKind, SwiGluMlp, build_mlp
 from mmsdk.layers.norms import BatchNorm, NormKind, build_norm
 from mmsdk.layers.pooling import Pooling, pool_tokens
@@ -38,6 +39,7 @@ __all__ = [
     "Block",
     "ContinuousPositions",
     "DropPath",
+    "FiniteScalarQuantizer",
     "FixedPositions",
     "GeluMlp",
     "InterpolatedPositions",
@@ -45,6 +47,7 @@ __all__ = [
     "MlpKind",
     "NormKind",
     "NormPosition",
+    "PatchTokenizer",
     "Pooling",
     "PositionKind",
     "PreparedMask",

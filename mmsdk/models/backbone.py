@@ -12,7 +12,7 @@ State-dict keys under `backbone.` are what a pretrained checkpoint hands to a fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from mmsdk.contracts.adapter import Adapter, build_adapter
 from mmsdk.contracts.registry import OBJECTIVES
-from mmsdk.contracts.tokens import TokenBatch, gather_tokens
+from mmsdk.contracts.tokens import PRESENT_KEY, TokenBatch, gather_tokens
 from mmsdk.layers.attention_mask import AttentionMask
+from mmsdk.layers.tracing import is_tracing
 from mmsdk.layers.transformer import Transformer
 from mmsdk.models.config import ModelConfig
 
@@ -68,6 +69,10 @@ class Backbone(nn.Module):
                 )
             self.modality_embedding = nn.Embedding(len(self.adapters), dim)
             nn.init.normal_(self.modality_embedding.weight, std=0.02)
+        self.variate_embedding = self.build_variate_embedding(dim)
+        self.blank_shapes = {}  # modality → shape of one raw sample, for stand-ins of absent modalities
+        if len(self.adapters) > 1:
+            self.blank_shapes = {n: a.input_shape() for n, a in self.adapters.items()}
         self.encoder = Transformer(config.encoder)
         self.causal = bool(OBJECTIVES.get(config.objective).causal)
 
@@ -92,24 +97,121 @@ class Backbone(nn.Module):
         built = {name: adapter.build_positions(dim) for name, adapter in self.adapters.items()}
         return nn.ModuleDict({name: module for name, module in built.items() if module is not None})
 
+    def build_variate_embedding(self, dim: int) -> nn.Embedding | None:
+        """(M · max_variates, dim) learned embeddings of (modality, variate) pairs; None when `max_variates` is 0."""
+        if self.config.max_variates == 0:
+            return None
+        embedding = nn.Embedding(len(self.adapters) * self.config.max_variates, dim)
+        nn.init.normal_(embedding.weight, std=0.02)
+        return embedding
+
+    def variate_offsets(self, batch: TokenBatch, embedding: nn.Embedding | None) -> Tensor | None:
+        """(B, N, dim) embeddings of each token's variate inside its modality; None without a table.
+
+        Raises:
+            ValueError: for a variate id of `max_variates` or more.
+        """
+        if embedding is None:
+            return None
+        pieces = []
+        for index, part in enumerate(self.parts(batch).values()):
+            ids = part.variate_ids
+            if ids is None:
+                ids = torch.zeros(part.batch_size, part.num_tokens, dtype=torch.long, device=part.tokens.device)
+            elif not is_tracing() and int(ids.max()) >= self.config.max_variates:
+                raise ValueError(
+                    f"a token has variate id {int(ids.max())}; ModelConfig.max_variates={self.config.max_variates} "
+                    "must be larger than every variate id"
+                )
+            pieces.append(ids + index * self.config.max_variates)
+        return embedding(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+
     def tokenize(self, inputs: Any) -> TokenBatch:
         """Validated tokens of raw inputs: one modality's input, or a mapping modality name → raw input.
 
+        A mapping may carry a `"present"` entry (modality → (B,) bool) for samples that lack some modalities: their
+        tokens become padding, which no encoder attends to and no loss scores. A modality the mapping leaves out is
+        absent from every sample (:meth:`complete`).
+
         Raises:
-            ValueError: for a mapping that misses a modality or names an unknown one.
+            ValueError: for a mapping that names an unknown modality or none, a malformed `"present"` entry, or a
+                sample with no modality present.
         """
-        if len(self.adapters) == 1 and not (isinstance(inputs, Mapping) and set(inputs) == set(self.adapters)):
+        named = isinstance(inputs, Mapping) and set(inputs) - {PRESENT_KEY} == set(self.adapters)
+        if len(self.adapters) == 1 and not named:
             return self.adapter.tokenize(inputs).validate()
         if not isinstance(inputs, Mapping):
             raise ValueError(
                 f"this model has modalities {self.names}; pass a mapping of modality name to raw input, got "
                 f"{type(inputs).__name__}"
             )
-        missing, unknown = sorted(set(self.adapters) - set(inputs)), sorted(set(inputs) - set(self.adapters))
-        if missing or unknown:
-            raise ValueError(f"inputs must name the modalities {self.names}; missing {missing}, unknown {unknown}")
+        inputs = self.complete(inputs)
         parts = {name: adapter.tokenize(inputs[name]).validate() for name, adapter in self.adapters.items()}
+        present = self.presence(inputs, next(iter(parts.values())).batch_size)
+        parts = {name: part.with_presence(present[name]) if name in present else part for name, part in parts.items()}
         return TokenBatch.concat(parts) if len(parts) > 1 else parts[self.names[0]]
+
+    def complete(self, inputs: Mapping[str, Any], shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+        """The inputs mapping with every modality: a modality it does not name is absent from every sample (zeros of
+        one sample's shape stand in for it, marked absent in `"present"`).
+
+        Args:
+            inputs: modality name → raw input (B, ...), optionally with a `"present"` entry.
+            shapes: modality name → the shape of one stand-in sample; default the adapter's `input_shape()`.
+
+        Raises:
+            ValueError: for unknown modality names, or a mapping that names no modality.
+        """
+        given = [name for name in inputs if name != PRESENT_KEY]
+        unknown = sorted(set(given) - set(self.adapters))
+        if unknown:
+            raise ValueError(f"inputs name unknown modalities {unknown}; this model has {self.names}")
+        if not given:
+            raise ValueError(f"inputs name no modality; give at least one of {self.names}")
+        missing = [name for name in self.names if name not in inputs]
+        if not missing:
+            return dict(inputs)
+        first = inputs[given[0]]
+        size = first.shape[0] if isinstance(first, Tensor) else len(first)  # symbolic while exporting
+        device = first.device if isinstance(first, Tensor) else None
+        completed = dict(inputs)
+        present = dict(inputs.get(PRESENT_KEY) or {})
+        for name in missing:
+            shape = tuple((shapes or {}).get(name, self.blank_shapes[name]))
+            completed[name] = torch.zeros(size, *shape, device=device)
+            present[name] = torch.zeros(size, dtype=torch.bool, device=device)
+        completed[PRESENT_KEY] = present
+        return completed
+
+    def presence(self, inputs: Mapping[str, Any], batch_size: int) -> dict[str, Tensor]:
+        """The `"present"` entry of an inputs mapping, checked: modality → (B,) bool (empty when absent).
+
+        Raises:
+            ValueError: for unknown modality names, tensors that are not (B,) bool, or a sample with no modality.
+        """
+        present = inputs.get(PRESENT_KEY)
+        if present is None:
+            return {}
+        if not isinstance(present, Mapping):
+            raise ValueError(f"inputs[{PRESENT_KEY!r}] must map modality names to (B,) bool tensors")
+        unknown = sorted(set(present) - set(self.adapters))
+        if unknown:
+            raise ValueError(f"inputs[{PRESENT_KEY!r}] names unknown modalities {unknown}; this model has {self.names}")
+        out = {}
+        for name, value in present.items():
+            value = torch.as_tensor(value)
+            if value.shape != (batch_size,) or value.dtype != torch.bool:
+                raise ValueError(
+                    f"inputs[{PRESENT_KEY!r}][{name!r}] must be a ({batch_size},) bool tensor, got "
+                    f"{tuple(value.shape)} {value.dtype}"
+                )
+            out[name] = value
+        if len(out) == len(self.adapters) and not is_tracing():
+            none = ~torch.stack(list(out.values())).any(dim=0)  # (B,)
+            if bool(none.any()):
+                rows = none.nonzero().flatten().tolist()
+                raise ValueError(f"inputs[{PRESENT_KEY!r}]: sample(s) {rows} have no modality present")
+        return out
 
     def parts(self, batch: TokenBatch) -> dict[str, TokenBatch]:
         """Modality name → that modality's token batch (the batch itself for a one-modality model)."""
@@ -146,8 +248,8 @@ class Backbone(nn.Module):
         return embedding(batch.modality_ids)
 
     def embed(self, batch: TokenBatch) -> Tensor:
-        """Content embeddings plus absolute positions, each modality's embedding dropout, plus the modality
-        embedding: (B, N, D)."""
+        """Content embeddings plus absolute positions, each modality's embedding dropout, plus the modality and
+        variate embeddings: (B, N, D)."""
         x = batch.tokens
         positions = self.position_embedding(batch, self.positions, x.shape[-1])
         if positions is not None:
@@ -159,7 +261,10 @@ class Backbone(nn.Module):
             slices = batch.slices()
             x = torch.cat([self.embed_dropout[name](x[:, slices[name]]) for name in parts], dim=1)
         modality = self.modality_offsets(batch, self.modality_embedding)
-        return x if modality is None else x + modality
+        if modality is not None:
+            x = x + modality
+        variate = self.variate_offsets(batch, self.variate_embedding)
+        return x if variate is None else x + variate
 
     def rope_coordinates(self, batch: TokenBatch, rope: str) -> Tensor | None:
         """Rotary coordinates of every token: "1d" uses time ids, else the first position axis, else the token's

@@ -21,6 +21,7 @@ from typing import Any
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import get_adapter_class
 from mmsdk.contracts.registry import ADAPTERS, OBJECTIVES
+from mmsdk.contracts.tokens import PRESENT_KEY
 from mmsdk.layers.transformer_config import TransformerConfig
 
 
@@ -58,10 +59,17 @@ class ModelConfig(Config):
     objective: str = "mae"
     """A registered objective: mae (encoder sees visible tokens only, light decoder), bert (mask token inside the
     encoder), causal (next-token prediction), or one another package registers."""
+    objective_config: dict[str, Any] = field(default_factory=dict)
+    """The objective's own options, validated by its config class (e.g. the 4m objective's token budgets and
+    Dirichlet concentrations); empty for objectives without options (mae, bert, causal)."""
     decoder: TransformerConfig | None = None
     """The objective's decoder (MAE: defaults to 2 blocks at half the encoder width); unused by the others."""
     norm_targets: bool = False
     """Normalize each target token (per-patch normalized targets, MAE's norm_pix_loss)."""
+    max_variates: int = 0
+    """Add a learned embedding of each token's variate id inside its modality (ids below `max_variates`); 0 = none.
+    A model whose adapter gives the variates of one time step the same positions (timerxl, moirai) needs it when
+    tokens are dropped or queried by position alone (mae decoders, the 4m objective)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,19 +94,42 @@ class ModelConfig(Config):
                 "modalities",
                 f"modality names must be identifiers (they name weights and ONNX inputs), got {name!r}",
             )
+            require(
+                name != PRESENT_KEY,
+                self,
+                "modalities",
+                f"{PRESENT_KEY!r} is reserved: an inputs mapping's {PRESENT_KEY!r} entry says which samples have each "
+                "modality",
+            )
             try:
                 parsed[name] = ModalityConfig.from_dict(modality)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"ModelConfig.modalities.{name}: {err}") from err
         self.modalities = parsed
+        require(self.max_variates >= 0, self, "max_variates", f"must be >= 0, got {self.max_variates}")
         require(
             self.objective in OBJECTIVES,
             self,
             "objective",
             f"unknown objective {self.objective!r}; known: {OBJECTIVES.names()}",
         )
+        objective = OBJECTIVES.get(self.objective)
+        if objective.config_class is None:
+            require(
+                not self.objective_config,
+                self,
+                "objective_config",
+                f"objective {self.objective!r} takes no options, got {sorted(self.objective_config)}",
+            )
+        else:
+            try:
+                parsed_objective = objective.config_class.from_dict(self.objective_config)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"ModelConfig.objective_config: {err}") from err
+            objective.check_config(parsed_objective, self)
+            self.objective_config = parsed_objective.to_dict()
         if self.decoder is None:
-            self.decoder = OBJECTIVES.get(self.objective).default_decoder(self.encoder)
+            self.decoder = objective.default_decoder(self.encoder)
 
     @property
     def modality_names(self) -> list[str]:

@@ -228,7 +228,7 @@ class _Denoising(Objective):
 
     def forward(self, batch, mask=None):
         noisy = batch.replace(tokens=batch.tokens + 0.1 * torch.randn_like(batch.tokens))
-        return self.predict(self.heads, self.backbone(noisy), batch)
+        return self.apply_heads(self.heads, self.backbone(noisy), batch)
 
     def modality_loss(self, adapter, pred, part, target):
         every = torch.ones(pred.shape[:2], dtype=torch.bool)

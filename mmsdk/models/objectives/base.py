@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mmsdk.config import Config
 from mmsdk.contracts.adapter import Adapter
 from mmsdk.contracts.losses import normalize_targets
 from mmsdk.contracts.mask_strategies import MaskingConfig, draw_mask
@@ -73,11 +74,14 @@ class ObjectiveOutput:
     prediction: Prediction
     batch: TokenBatch
     mask: Mask | None
+    weights: dict[str, float] = field(default_factory=dict)
+    """term name → its weight in the loss (terms not named weigh 1); the terms themselves stay unweighted, so the
+    logged values are each adapter's own loss."""
 
     @property
     def loss(self) -> Tensor:
-        """The scalar loss: the sum of the terms."""
-        return sum(self.terms.values())  # type: ignore[return-value]
+        """The scalar loss: the weighted sum of the terms."""
+        return sum(self.weights.get(name, 1.0) * value for name, value in self.terms.items())  # type: ignore
 
 
 class DefaultHead(nn.Linear):
@@ -98,11 +102,18 @@ class Objective(nn.Module, ABC):
     uses_mask: ClassVar[bool] = True
     causal: ClassVar[bool] = False
     default_term: ClassVar[str] = "loss"
+    config_class: ClassVar[type[Config] | None] = None
+    """The config class of `ModelConfig.objective_config`; None = the objective takes no options."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.backbone = Backbone(config)
+
+    @classmethod
+    def check_config(cls, options: Config, model: ModelConfig) -> None:
+        """Checks the objective's options against the rest of the model config (e.g. that the modalities they name
+        exist); raises ValueError naming the field. Nothing to check by default."""
 
     @classmethod
     def default_decoder(cls, encoder: TransformerConfig) -> TransformerConfig | None:
@@ -148,7 +159,7 @@ class Objective(nn.Module, ABC):
             if isinstance(head, DefaultHead):
                 head.apply(init_weights)
 
-    def predict(self, heads: nn.ModuleDict, features: Tensor, batch: TokenBatch) -> Prediction:
+    def apply_heads(self, heads: nn.ModuleDict, features: Tensor, batch: TokenBatch) -> Prediction:
         """Each modality's head applied to its slice of the (B, N, D) features."""
         return Prediction({name: heads[name](f) for name, f in self.backbone.split(features, batch).items()})
 
@@ -185,7 +196,12 @@ class Objective(nn.Module, ABC):
         batch = self.tokenize(inputs)
         mask = self.draw_mask(batch, masking or MaskingConfig(), generator)
         prediction = self(batch, mask)
-        return ObjectiveOutput(self.loss(batch, prediction, mask), prediction, batch, mask)
+        terms = self.loss(batch, prediction, mask)
+        return ObjectiveOutput(terms, prediction, batch, mask, self.term_weights(terms))
+
+    def term_weights(self, terms: Mapping[str, Tensor]) -> dict[str, float]:
+        """Each loss term's weight in the loss (a term not named weighs 1); every term weighs 1 by default."""
+        return {}
 
     @torch.no_grad()
     def embed(self, inputs: Any) -> Tensor:

@@ -29,7 +29,7 @@ class CausalModel(Objective):
         self.heads = self.build_heads(config.encoder.dim)
 
     def forward(self, batch: TokenBatch, mask: Mask | None = None) -> Prediction:
-        return self.predict(self.heads, self.backbone(batch), batch)  # causal encoder (B, N, D) → heads
+        return self.apply_heads(self.heads, self.backbone(batch), batch)  # causal encoder (B, N, D) → heads
 
     def modality_loss(
         self, adapter: Adapter, pred: Tensor, part: TokenBatch, target: Tensor | None

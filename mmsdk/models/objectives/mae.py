@@ -67,7 +67,7 @@ class MaskedAutoencoder(Objective):
             d = d + modality
         rope = self.backbone.rope_coordinates(batch, self.decoder.config.rope)
         d = self.decoder(d, attention_mask(batch), positions=rope, variate_ids=batch.variate_ids)  # (B, N, Dd)
-        return self.predict(self.heads, d, batch)
+        return self.apply_heads(self.heads, d, batch)
 
     def modality_loss(
         self, adapter: Adapter, pred: Tensor, part: TokenBatch, target: Tensor | None

@@ -53,7 +53,7 @@ class MaskedTokenModel(Objective):
         fill = self.fill(batch).to(batch.tokens.dtype)  # (D,) or (N, D)
         tokens = torch.where(mask.hidden.unsqueeze(-1), fill, batch.tokens)  # (B, N, D)
         h = self.backbone(batch.replace(tokens=tokens))  # (B, N, D)
-        return self.predict(self.heads, h, batch)
+        return self.apply_heads(self.heads, h, batch)
 
     def modality_loss(
         self, adapter: Adapter, pred: Tensor, part: TokenBatch, target: Tensor | None
