@@ -246,6 +246,15 @@ class SpectrogramAdapter(Adapter):
         padding = real[:, :, None].expand(b, nt, nf).reshape(b, nt * nf)  # (B, N)
         return patches, positions.float(), padding
 
+    def clip_time(self, x: Tensor, frames: Tensor) -> Tensor:
+        """(B, N) where each token's frames lie in its clip: the patch's centre frame over the clip's real frames."""
+        cfg = self.config
+        (_, pt), (_, st) = cfg.patch_size, cfg.stride
+        nt = (x.shape[1] - pt) // st + 1
+        centre = torch.arange(nt, device=x.device) * st + pt / 2  # (Nt,)
+        time = centre[None, :] / frames[:, None].clamp_min(1).to(centre.dtype)  # (B, Nt)
+        return time[:, :, None].expand(-1, -1, cfg.freq_tokens).reshape(x.shape[0], -1)
+
     def tokenize(self, inputs: Tensor) -> TokenBatch:
         x, frames = self.spectrogram(inputs)  # (B, F, M), (B,)
         patches, positions, padding = self.patches(x, frames)
@@ -257,6 +266,7 @@ class SpectrogramAdapter(Adapter):
             tokens=self.embed(patches),  # (B, N, D)
             positions=positions.expand(b, -1, -1),  # (B, N, 2)
             padding_mask=padding_mask,
+            clip_time=self.clip_time(x, frames),  # (B, N)
             targets=patches,  # (B, N, pf·pt)
             context={"spectrogram": x, "frames": frames},
         )

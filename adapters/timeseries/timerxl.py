@@ -151,6 +151,7 @@ class TimerXLAdapter(Adapter):
             positions=time_ids.unsqueeze(-1),  # (B, C·N, 1)
             variate_ids=self.variate_ids.unsqueeze(0).expand(b, cn),
             time_ids=time_ids,
+            clip_time=(time_ids.float() + 0.5) / self.config.num_patches,  # the patch's centre in the context
             targets=patches,
             target_mask=self.patchify(observed.to(z.dtype)) > 0.5,  # (B, C·N, P)
             context={"loc": loc, "scale": scale, "inputs": inputs},

@@ -321,6 +321,7 @@ class VideoMAEAdapter(Adapter):
             positions=positions.expand(b, -1, -1),
             padding_mask=padding,
             time_ids=time_ids.expand(b, -1),
+            clip_time=((time_ids.float() + 0.5) / grid[0]).expand(b, -1),  # the tube's centre in the clip
             targets=targets,
             target_mask=target_mask,
             context={"frames": x, "tube_mean": mean, "tube_std": std},

@@ -19,7 +19,7 @@ modalities, drawn uniformly).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,24 +67,28 @@ class BudgetMask(Mask):
         )
 
 
-def dirichlet_shares(available: Tensor, alpha: float, generator: torch.Generator | None = None) -> Tensor:
+def dirichlet_shares(
+    available: Tensor, alpha: float | Sequence[float], generator: torch.Generator | None = None
+) -> Tensor:
     """Per-row shares of a budget among modalities: (B, M) weights summing to 1 over each row's available ones.
 
     Args:
         available: (B, M) bool, True for the modalities a row can draw from (rows with none get all zeros).
-        alpha: the symmetric Dirichlet concentration; 0 = one available modality per row, uniformly.
+        alpha: the symmetric Dirichlet concentration; 0 = one available modality per row, uniformly. Several values
+            are a mixture: each row draws its concentration uniformly from them (4M's mixtures of Dirichlets).
         generator: seeds the draw (the Gamma variates come from a NumPy generator seeded by it).
     """
     b, m = available.shape
-    if alpha == 0:
-        noise = torch.rand(b, m, generator=generator, device=available.device)
-        noise = torch.where(available, noise, torch.full_like(noise, -1.0))
-        choice = noise.argmax(dim=1, keepdim=True)  # (B, 1)
-        shares = torch.zeros(b, m, device=available.device).scatter_(1, choice, 1.0)
-        return shares * available
+    alphas = [float(alpha)] if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=available.device).item())
-    gamma = np.random.default_rng(seed).gamma(alpha, size=(b, m))
-    weights = torch.as_tensor(gamma, dtype=torch.float32, device=available.device).clamp_min(1e-12) * available
+    rng = np.random.default_rng(seed)
+    row_alpha = np.asarray(alphas)[rng.integers(0, len(alphas), size=b)]  # (B,)
+    gamma = rng.gamma(np.maximum(row_alpha, 1e-3)[:, None], size=(b, m))  # (B, M)
+    one_hot = np.zeros((b, m))
+    noise = np.where(available.cpu().numpy(), rng.random((b, m)), -1.0)
+    one_hot[np.arange(b), noise.argmax(axis=1)] = 1.0  # alpha 0: one available modality, uniformly
+    weights = np.where(row_alpha[:, None] == 0, one_hot, np.maximum(gamma, 1e-12))
+    weights = torch.as_tensor(weights, dtype=torch.float32, device=available.device) * available
     return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -139,8 +143,8 @@ def draw_budget_mask(
     slices: Mapping[str, slice],
     input_tokens: int,
     target_tokens: int,
-    input_alpha: float = 1.0,
-    target_alpha: float = 1.0,
+    input_alpha: float | Sequence[float] = 1.0,
+    target_alpha: float | Sequence[float] = 1.0,
     generator: torch.Generator | None = None,
 ) -> BudgetMask:
     """Disjoint input and target tokens per row, shared among modalities by Dirichlet draws (see the module doc).
@@ -151,8 +155,8 @@ def draw_budget_mask(
         slices: modality name → where its tokens lie along N (in sequence order).
         input_tokens: K_in inputs per row (>= 1).
         target_tokens: K_t targets per row (>= 1).
-        input_alpha: Dirichlet concentration of the input shares (0 = one modality).
-        target_alpha: Dirichlet concentration of the target shares (0 = one modality).
+        input_alpha: Dirichlet concentration of the input shares (0 = one modality), or several to mix per row.
+        target_alpha: Dirichlet concentration of the target shares (0 = one modality), or several to mix.
         generator: seeds every draw, so a mask is a pure function of the generator's seed.
 
     Raises:

@@ -27,6 +27,7 @@ _PER_TOKEN_FIELDS = (
     "variate_ids",
     "sample_ids",
     "time_ids",
+    "clip_time",
     "targets",
     "target_mask",
 )
@@ -57,6 +58,9 @@ class TokenBatch:
         sample_ids: (B, N) long, which packed sample a token belongs to (block-diagonal attention).
         time_ids: (B, N) long, the token's time step; causal masks compare these instead of the token index, so
             a token sees every variate's past (Timer-XL). Rotary embeddings also use them.
+        clip_time: (B, N) float, where the token lies in the sample's time span as a fraction (0 = its start, 1 = its
+            end). Paired modalities of one sample (a clip's frames, its sound, its sensor trace) cover the same span,
+            so this one clock lines their tokens up (`ModelConfig.shared_time`); None where an adapter has no time.
         targets: (B, N, P) per-token reconstruction targets in the adapter's normalized space.
         target_mask: (B, N, P) bool, True where a target value is observed (missing values are excluded from
             losses).
@@ -72,6 +76,7 @@ class TokenBatch:
     variate_ids: Tensor | None = None
     sample_ids: Tensor | None = None
     time_ids: Tensor | None = None
+    clip_time: Tensor | None = None
     targets: Tensor | None = None
     target_mask: Tensor | None = None
     context: dict[str, Tensor] = field(default_factory=dict)
@@ -113,6 +118,8 @@ class TokenBatch:
                 raise ValueError(f"TokenBatch.{name} has shape {tuple(value.shape)}; expected leading dims {(b, n)}")
         if self.padding_mask is not None and self.padding_mask.dtype != torch.bool:
             raise ValueError(f"TokenBatch.padding_mask must be bool, got {self.padding_mask.dtype}")
+        if self.clip_time is not None and (self.clip_time.dim() != 2 or not self.clip_time.is_floating_point()):
+            raise ValueError(f"TokenBatch.clip_time must be (B, N) float, got {tuple(self.clip_time.shape)}")
         if self.target_mask is not None and self.target_mask.dtype != torch.bool:
             raise ValueError(f"TokenBatch.target_mask must be bool, got {self.target_mask.dtype}")
         for name in _ID_FIELDS:
@@ -222,12 +229,24 @@ class TokenBatch:
             ],
             dim=1,
         )
+        clip_time = None
+        if any(part.clip_time is not None for _, part in items):  # NaN where a part has no clock
+            clip_time = torch.cat(
+                [
+                    part.clip_time
+                    if part.clip_time is not None
+                    else torch.full((b, part.num_tokens), float("nan"), device=part.tokens.device)
+                    for _, part in items
+                ],
+                dim=1,
+            )
         return TokenBatch(
             tokens=torch.cat([part.tokens for _, part in items], dim=1),  # (B, ΣN_m, D)
             padding_mask=padding,
             modality_ids=modality_ids,
             variate_ids=ids("variate_ids"),
             time_ids=ids("time_ids"),
+            clip_time=clip_time,
             parts=dict(items),
         )
 

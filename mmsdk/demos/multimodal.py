@@ -31,7 +31,7 @@ PLOTS = (("video", "series"), ("series", "video"), ("video", "audio"))
 """(source, target) pairs drawn."""
 PROPERTIES = ("height", "restitution")
 """Hidden properties the cross-modal fine-tuning regresses from the sound."""
-PRETRAIN_LR = 1e-3
+PRETRAIN_LR = 2e-3
 """Peak learning rate of the 4m pretraining."""
 FINETUNE_LR = 1e-3
 """Peak learning rate of both fine-tuning runs."""
@@ -51,17 +51,22 @@ class DemoConfig(Config):
     """Unseen scenes for the cross-modal errors and the fine-tuning test."""
     finetune_samples: int = 256
     """Labelled scenes for the cross-modal fine-tuning (the drop height and restitution known)."""
-    dim: int = 96
+    dim: int = 64
     """Encoder and decoder width."""
     depth: int = 3
     """Encoder blocks."""
     decoder_depth: int = 2
     """Cross-attention decoder blocks."""
-    input_tokens: int = 48
-    """Input budget per scene (of 168 tokens: 16 series, 24 audio and 128 video tokens)."""
+    tubelet: int = 2
+    """Frames per video tube (8 frames of 32 × 32 in 8 × 8 patches: 16 tubes per time step)."""
+    input_tokens: int = 56
+    """Input budget per scene (of 104 tokens: 16 series, 24 audio and 64 video tokens)."""
     target_tokens: int = 48
     """Target budget per scene."""
-    pretrain_steps: int = 1200
+    input_alpha: float = 0.0
+    """Dirichlet concentration of the input shares: 0 = one modality in per scene (the setting of predicting one
+    from another, which is what the demo evaluates)."""
+    pretrain_steps: int = 1500
     """4m pretraining optimizer steps."""
     finetune_steps: int = 150
     """Fine-tuning optimizer steps (for each of the pretrained and the scratch run)."""
@@ -79,11 +84,21 @@ class DemoConfig(Config):
             require(getattr(self, name) >= 1, self, name, f"must be >= 1, got {getattr(self, name)}")
         require(self.dim % 4 == 0, self, "dim", f"must be a multiple of the 4 heads, got {self.dim}")
         require(
-            self.input_tokens + self.target_tokens <= 168,
+            self.tubelet in (1, 2, 4, 8), self, "tubelet", f"must divide the 8 frames, got {self.tubelet}"
+        )
+        require(
+            self.input_tokens + self.target_tokens <= self.num_tokens,
             self,
             "target_tokens",
-            "input_tokens + target_tokens must fit the 168 tokens of a scene",
+            f"input_tokens + target_tokens must fit the {self.num_tokens} tokens of a scene",
         )
+        require(self.input_alpha >= 0, self, "input_alpha", f"must be >= 0, got {self.input_alpha}")
+
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per scene: 16 series patches, 24 log-mel patches and 16 tubes per video time step."""
+        return 16 + 24 + 16 * (8 // self.tubelet)
 
 
 def model_config(cfg: DemoConfig) -> dict[str, Any]:
@@ -97,7 +112,7 @@ def model_config(cfg: DemoConfig) -> dict[str, Any]:
         "norm_mean": AUDIO_MEAN,
         "norm_std": AUDIO_STD,
     }
-    video = {"channels": 1, "num_frames": 8, "frame_size": 32, "tubelet": 1, "patch": 8, "target_norm": "none"}
+    video = {"channels": 1, "num_frames": 8, "frame_size": 32, "tubelet": cfg.tubelet, "patch": 8, "target_norm": "none"}
     video |= {"mean": [0.2], "std": [0.3]}
     heads = 4
     return {
@@ -110,7 +125,13 @@ def model_config(cfg: DemoConfig) -> dict[str, Any]:
         "decoder": {"dim": cfg.dim, "depth": cfg.decoder_depth, "heads": heads, "cross_attention": True},
         "objective": "4m",
         "max_variates": 2,  # height and acceleration patches share positions: tell them apart
-        "objective_config": {"input_tokens": cfg.input_tokens, "target_tokens": cfg.target_tokens},
+        "shared_time": True,  # one clock for the three views: where in the second each token lies
+        "objective_config": {
+            "input_tokens": cfg.input_tokens,
+            "target_tokens": cfg.target_tokens,
+            "input_alpha": cfg.input_alpha,
+            "target_alpha": 0.5,
+        },
     }
 
 

@@ -22,9 +22,14 @@ from mmsdk.contracts.adapter import Adapter, build_adapter
 from mmsdk.contracts.registry import OBJECTIVES
 from mmsdk.contracts.tokens import PRESENT_KEY, TokenBatch, gather_tokens
 from mmsdk.layers.attention_mask import AttentionMask
+from mmsdk.layers.positions import sincos_1d
 from mmsdk.layers.tracing import is_tracing
 from mmsdk.layers.transformer import Transformer
 from mmsdk.models.config import ModelConfig
+
+
+TIME_SCALE = 100.0
+"""`clip_time` (a fraction of the span) is embedded at this scale, so that sin-cos periods resolve 1 % of a clip."""
 
 
 def attention_mask(batch: TokenBatch, causal: bool = False) -> AttentionMask:
@@ -145,6 +150,10 @@ class Backbone(nn.Module):
                 f"this model has modalities {self.names}; pass a mapping of modality name to raw input, got "
                 f"{type(inputs).__name__}"
             )
+        if not is_tracing():
+            sizes = {name: int(x.shape[0]) for name, x in inputs.items() if isinstance(x, Tensor) and x.dim() > 0}
+            if len(set(sizes.values())) > 1:
+                raise ValueError(f"every modality of a batch must hold the same samples; batch sizes {sizes}")
         inputs = self.complete(inputs)
         parts = {name: adapter.tokenize(inputs[name]).validate() for name, adapter in self.adapters.items()}
         present = self.presence(inputs, next(iter(parts.values())).batch_size)
@@ -241,6 +250,16 @@ class Backbone(nn.Module):
                 pieces.append(part.tokens.new_zeros(part.batch_size, part.num_tokens, dim))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
+    def time_embedding(self, batch: TokenBatch, dim: int) -> Tensor | None:
+        """(B, N, dim) sin-cos embedding of every token's `clip_time` (zeros for tokens without one) when the model
+        has `shared_time`; else None."""
+        if not self.config.shared_time or batch.clip_time is None:
+            return None
+        time = batch.clip_time
+        known = ~torch.isnan(time)
+        table = sincos_1d(torch.where(known, time, torch.zeros_like(time)) * TIME_SCALE, dim)  # (B, N, dim)
+        return table * known.unsqueeze(-1).to(table.dtype)
+
     def modality_offsets(self, batch: TokenBatch, embedding: nn.Embedding | None) -> Tensor | None:
         """(B, N, D) modality embeddings of every token, or None for a one-modality model."""
         if embedding is None or batch.modality_ids is None:
@@ -264,7 +283,10 @@ class Backbone(nn.Module):
         if modality is not None:
             x = x + modality
         variate = self.variate_offsets(batch, self.variate_embedding)
-        return x if variate is None else x + variate
+        if variate is not None:
+            x = x + variate
+        time = self.time_embedding(batch, x.shape[-1])
+        return x if time is None else x + time
 
     def rope_coordinates(self, batch: TokenBatch, rope: str) -> Tensor | None:
         """Rotary coordinates of every token: "1d" uses time ids, else the first position axis, else the token's

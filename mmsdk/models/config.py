@@ -66,6 +66,10 @@ class ModelConfig(Config):
     """The objective's decoder (MAE: defaults to 2 blocks at half the encoder width); unused by the others."""
     norm_targets: bool = False
     """Normalize each target token (per-patch normalized targets, MAE's norm_pix_loss)."""
+    shared_time: bool = False
+    """Add a sin-cos embedding of each token's `clip_time` (where it lies in the sample's time span), the same for
+    every modality, to the encoder's tokens and the decoder's queries: paired modalities then share one clock
+    instead of learning how their own position grids line up (adapters without time get none)."""
     max_variates: int = 0
     """Add a learned embedding of each token's variate id inside its modality (ids below `max_variates`); 0 = none.
     A model whose adapter gives the variates of one time step the same positions (timerxl, moirai) needs it when

@@ -60,6 +60,14 @@ def test_alpha_sets_how_many_modalities_a_sample_mixes() -> None:
     assert (uniform.mean(0) - 4).abs().max() < 0.5  # ... symmetrically
 
 
+def test_a_mixture_of_alphas_draws_one_per_row() -> None:
+    available = torch.ones(400, 60, dtype=torch.bool)
+    mask = draw_budget_mask(available, SLICES, 12, 9, [0.0, 1e6], 1.0, torch.Generator().manual_seed(0))
+    mixed = (_counts(~mask.hidden) > 0).sum(dim=1)
+    assert set(mixed.tolist()) == {1, 3}  # one modality (alpha 0) or all three in equal shares (alpha -> inf)
+    assert 0.4 < float((mixed == 1).float().mean()) < 0.6
+
+
 def test_a_modality_that_runs_out_leaves_its_slots_empty() -> None:
     available = torch.ones(200, 60, dtype=torch.bool)
     available[:, 2:20] = False  # modality a has 2 tokens

@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     summary = run_demo(DemoConfig.from_dict({**TINY, "output_dir": str(tmp_path)}))
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written == json.loads(json.dumps(summary, default=float))
-    assert written["model"]["tokens"] == {"series": 16, "audio": 24, "video": 128}
+    assert written["model"]["tokens"] == {"series": 16, "audio": 24, "video": 64}
     assert [row["direction"] for row in written["cross_modal"]] == list(DIRECTIONS)
     assert all(row["mse"] > 0 and row["mean_mse"] > 0 for row in written["cross_modal"])
     assert set(written["finetune"]) == {"pretrained", "scratch", "training mean"}

@@ -101,11 +101,27 @@ def test_absent_modalities_are_never_drawn_and_missing_ones_are_absent() -> None
         model.tokenize({**_inputs(), "present": {"video": torch.ones(3, dtype=torch.bool)}})
 
 
+def test_a_shorter_clip_in_one_sample_leaves_its_padding_out() -> None:
+    model = build_model(MODEL)
+    inputs = _inputs()
+    inputs["video"][0, 2:] = float("nan")  # sample 0: 2 of 4 frames, the rest padding (the series is whole)
+    out = model.step(inputs, MaskingConfig(), torch.Generator().manual_seed(0))
+    padded = ~model.available(out.batch)
+    assert bool(padded[0, 12:].all()) and not bool(padded[1:].any())  # the second tube time step of clip 0
+    assert not bool(((~out.mask.hidden | out.mask.target) & padded).any())
+    assert torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match=r"same samples; batch sizes \{'series': 3, 'video': 4\}"):
+        model.tokenize({"series": inputs["series"][:3], "video": inputs["video"]})
+
+
 def test_bad_options_name_the_field() -> None:
     with pytest.raises(ValueError, match="input_tokens"):
         ModelConfig.from_dict(_config(input_tokens=0))
     with pytest.raises(ValueError, match="target_alpha"):
         ModelConfig.from_dict(_config(target_alpha=-1))
+    with pytest.raises(ValueError, match="input_alpha"):
+        ModelConfig.from_dict(_config(input_alpha=[]))
+    assert ModelConfig.from_dict(_config(input_alpha=[0, 1])).objective_config["input_alpha"] == [0.0, 1.0]
     with pytest.raises(ValueError, match=r"loss_weights: unknown modalities \['audio'\]"):
         ModelConfig.from_dict(_config(loss_weights={"audio": 1.0}))
     with pytest.raises(ValueError, match="cross_attention"):
@@ -126,6 +142,17 @@ def test_quantized_targets_are_scored_by_cross_entropy_and_train_their_tokenizer
     assert all(p.grad is None for p in model.tokenizers.parameters())  # ids are targets, not a gradient path
     out.terms["video/tokenizer"].backward()
     assert all(p.grad is not None for p in model.tokenizers.parameters())
+
+
+def test_a_tokenizer_can_be_fitted_before_pretraining() -> None:
+    model = build_model(_config(quantize={"video": {"levels": [4, 4, 4], "hidden": 16}}))
+    batches = [_inputs(8, seed) for seed in range(4)]
+    data = model.tokenizer_data("video", batches)
+    assert data.shape == (4 * 8 * 8, 128)
+    losses = model.fit_tokenizer("video", batches, steps=60)
+    assert losses[-1] < 0.5 * losses[0] and model.training
+    with pytest.raises(ValueError, match="has no quantizer"):
+        model.fit_tokenizer("series", batches)
 
 
 def test_predict_any_to_any_and_embed_any_subset() -> None:
@@ -187,3 +214,35 @@ def test_save_load_and_export_a_cross_modal_predictor_and_a_subset_embedding(tmp
     assert embedding.verified and embedding.input_names == ("frames",)  # one input: named by its adapter
     eager = loaded.embed_modalities({"video": inputs["video"]})
     assert abs(OnnxModel(embedding.path)(inputs["video"].numpy()) - eager.numpy()).max() < 1e-4
+
+
+def test_shared_time_gives_paired_modalities_one_clock() -> None:
+    model = build_model({**MODEL, "shared_time": True})
+    batch = model.tokenize(_inputs(2))
+    series, video = batch.parts["series"].clip_time, batch.parts["video"].clip_time
+    torch.testing.assert_close(series[0], torch.tensor([0.125, 0.375, 0.625, 0.875] * 2))  # 4 patches, 2 variates
+    torch.testing.assert_close(video[0], torch.tensor([0.25] * 4 + [0.75] * 4))  # 2 tube steps of 4 places
+    torch.testing.assert_close(batch.clip_time, torch.cat([series, video], dim=1))
+    time = model.backbone.time_embedding(batch, 32)
+    torch.testing.assert_close(time[:, 0], time[:, 4])  # both variates' first patch: the same moment
+    torch.testing.assert_close(time[:, 8], time[:, 11])  # the 4 places of the first tube step
+    assert not torch.allclose(time[:, 0], time[:, 8])
+    plain = build_model(MODEL)
+    assert plain.backbone.time_embedding(batch, 32) is None  # off by default: outputs unchanged
+    lacking = batch.replace(clip_time=torch.cat([series, torch.full_like(video, float("nan"))], dim=1))
+    assert bool((model.backbone.time_embedding(lacking, 32)[:, 8:] == 0).all())  # no clock, no embedding
+
+
+def test_a_spectrogram_token_knows_where_it_lies_in_its_clip() -> None:
+    from mmsdk.contracts.adapter import build_adapter
+
+    config = {"fbank": {"num_mel_bins": 32}, "patch_freq": 16, "patch_time": 4, "max_frames": 98}
+    adapter = build_adapter("audiomae", config, 16)
+    wave = torch.randn(2, 16000) * 0.1
+    wave[1, 8000:] = float("nan")  # the second clip lasts half a second
+    batch = adapter.tokenize(wave)
+    frames = batch.context["frames"].tolist()
+    assert frames == [98, 48]
+    time = batch.clip_time.view(2, -1, 2)  # (B, time steps, 2 frequency bands)
+    torch.testing.assert_close(time[0, :, 0], (torch.arange(24) * 4 + 2) / 98)
+    torch.testing.assert_close(time[1, :, 1], (torch.arange(24) * 4 + 2) / 48)  # relative to its own length

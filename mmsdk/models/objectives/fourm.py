@@ -17,7 +17,7 @@ modalities is an input and every token of the requested ones a target, so one pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,11 +68,12 @@ class FourMConfig(Config):
     """K_in: input tokens per sample, shared among its modalities."""
     target_tokens: int = 64
     """K_t: target tokens per sample, disjoint from the inputs."""
-    input_alpha: float = 1.0
+    input_alpha: float | list[float] = 1.0
     """Symmetric Dirichlet concentration of the input shares: 1 = uniform over the simplex, large = equal shares,
-    0 = every input from one modality."""
-    target_alpha: float = 1.0
-    """Dirichlet concentration of the target shares (0 = every target from one modality)."""
+    0 = every input from one modality ("one modality in, everything else out"); a list mixes them, each sample drawing
+    its concentration from the list (e.g. [0, 1]: half the samples one modality in, half mixed)."""
+    target_alpha: float | list[float] = 1.0
+    """Dirichlet concentration of the target shares (0 = every target from one modality), or a list to mix."""
     loss_weights: dict[str, float] = field(default_factory=dict)
     """modality → weight of its loss in the average (modalities not named weigh 1)."""
     quantize: dict[str, QuantizerConfig] = field(default_factory=dict)
@@ -83,8 +84,16 @@ class FourMConfig(Config):
         super().__post_init__()
         require(self.input_tokens >= 1, self, "input_tokens", f"must be >= 1, got {self.input_tokens}")
         require(self.target_tokens >= 1, self, "target_tokens", f"must be >= 1, got {self.target_tokens}")
-        require(self.input_alpha >= 0, self, "input_alpha", f"must be >= 0, got {self.input_alpha}")
-        require(self.target_alpha >= 0, self, "target_alpha", f"must be >= 0, got {self.target_alpha}")
+        for name in ("input_alpha", "target_alpha"):
+            value = getattr(self, name)
+            values = [value] if isinstance(value, (int, float)) else list(value)
+            require(
+                bool(values) and all(isinstance(v, (int, float)) and v >= 0 for v in values),
+                self,
+                name,
+                f"must be a concentration >= 0 or a non-empty list of them, got {value!r}",
+            )
+            setattr(self, name, float(values[0]) if isinstance(value, (int, float)) else [float(v) for v in values])
         for name, weight in self.loss_weights.items():
             require(weight >= 0, self, "loss_weights", f"weights must be >= 0, got {name}: {weight}")
         self.quantize = {name: QuantizerConfig.from_dict(q) for name, q in self.quantize.items()}
@@ -207,14 +216,15 @@ class FourM(Objective):
     # ------------------------------------------------------------------ forward
 
     def queries(self, batch: TokenBatch) -> Tensor:
-        """(B, N, Dd) decoder queries of every token: a learned query plus its decoder position, modality and
-        variate embeddings (no content: the decoder learns what the inputs say about it)."""
+        """(B, N, Dd) decoder queries of every token: a learned query plus its decoder position, modality, variate
+        and shared-time embeddings (no content: the decoder learns what the inputs say about it)."""
         b, n = batch.batch_size, batch.num_tokens
         q = self.query_token.to(batch.tokens.dtype).expand(b, n, -1)
         for offset in (
             self.backbone.position_embedding(batch, self.decoder_positions, q.shape[-1]),
             self.backbone.modality_offsets(batch, self.decoder_modality_embedding),
             self.backbone.variate_offsets(batch, self.decoder_variate_embedding),
+            self.backbone.time_embedding(batch, q.shape[-1]),
         ):
             if offset is not None:
                 q = q + offset
@@ -279,6 +289,39 @@ class FourM(Objective):
         target = target & real
         ce = F.cross_entropy(logits[target], ids[target]) if bool(target.any()) else logits.sum() * 0.0
         return {"cross_entropy": ce, "tokenizer": tokenizer.loss(values, real)}
+
+    @torch.no_grad()
+    def tokenizer_data(self, name: str, batches: Iterable[Any], max_tokens: int = 200_000) -> Tensor:
+        """(K, P) target tokens of modality `name` from batches of raw inputs (mappings, or (inputs, targets)
+        pairs): the real tokens, for :meth:`PatchTokenizer.fit`."""
+        rows, count = [], 0
+        for batch in batches:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            part = self.backbone.parts(self.backbone.tokenize({name: inputs[name]}))[name]
+            if part.targets is None:
+                raise ValueError(f"modality {name!r}: its adapter's tokens carry no targets to quantize")
+            rows.append(torch.nan_to_num(part.targets.float())[self.available(part)])
+            count += len(rows[-1])
+            if count >= max_tokens:
+                break
+        if not rows:
+            raise ValueError("tokenizer_data: no batches")
+        return torch.cat(rows)[:max_tokens]
+
+    def fit_tokenizer(self, name: str, batches: Iterable[Any], steps: int = 500, **fit: Any) -> list[float]:
+        """Pre-fits the FSQ tokenizer of a quantized modality on its target tokens (a 4M-style separate tokenizer
+        stage, so the ids the model learns to predict are stable from the first step); returns the loss per step.
+        Without it the tokenizer trains beside the model through its `<modality>/tokenizer` term.
+
+        Raises:
+            ValueError: for a modality without a quantizer.
+        """
+        if name not in self.tokenizers:
+            raise ValueError(f"modality {name!r} has no quantizer; quantized: {sorted(self.tokenizers)}")
+        tokenizer = self.tokenizers[name]
+        losses = tokenizer.fit(self.tokenizer_data(name, batches).to(self.query_token.device), steps=steps, **fit)
+        tokenizer.train(self.training)
+        return losses
 
     def term_weights(self, terms: Mapping[str, Tensor]) -> dict[str, float]:
         """The weighted average over modalities: a term of modality m weighs w_m / Σ w (tokenizer terms weigh 1:

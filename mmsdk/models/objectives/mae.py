@@ -65,6 +65,9 @@ class MaskedAutoencoder(Objective):
         modality = self.backbone.modality_offsets(batch, self.decoder_modality_embedding)
         if modality is not None:
             d = d + modality
+        time = self.backbone.time_embedding(batch, d.shape[-1])
+        if time is not None:
+            d = d + time
         rope = self.backbone.rope_coordinates(batch, self.decoder.config.rope)
         d = self.decoder(d, attention_mask(batch), positions=rope, variate_ids=batch.variate_ids)  # (B, N, Dd)
         return self.apply_heads(self.heads, d, batch)
