@@ -19,6 +19,7 @@ modalities, drawn uniformly).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from torch import Tensor
 from mmsdk.contracts.masking import Mask
 
 _UNAVAILABLE = float("inf")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,16 +162,19 @@ def draw_budget_mask(
         generator: seeds every draw, so a mask is a pure function of the generator's seed.
 
     Raises:
-        ValueError: for budgets below 1, or K_in + K_t larger than the sequence.
+        ValueError: for budgets below 1, or a sequence of fewer than 2 tokens. Budgets larger than the sequence
+            (K_in + K_t > N, e.g. a short clip) shrink to N tokens in their proportion.
     """
     b, n = available.shape
     if input_tokens < 1 or target_tokens < 1:
         raise ValueError(f"token budgets must be >= 1, got input_tokens={input_tokens}, target_tokens={target_tokens}")
-    if input_tokens + target_tokens > n:
-        raise ValueError(
-            f"token budgets input_tokens={input_tokens} + target_tokens={target_tokens} exceed the {n} tokens of the "
-            "sequence; lower them"
-        )
+    if n < 2:
+        raise ValueError(f"a sequence of {n} token cannot hold an input and a target")
+    if input_tokens + target_tokens > n:  # budgets are upper bounds: a shorter sequence splits in their proportion
+        scaled = min(n - 1, max(1, n * input_tokens // (input_tokens + target_tokens)))
+        logger.debug("budgets %d + %d exceed %d tokens: using %d + %d", input_tokens, target_tokens, n, scaled,
+                     n - scaled)  # fmt: skip
+        input_tokens, target_tokens = scaled, n - scaled
 
     def per_modality(tokens: Tensor) -> Tensor:  # (B, M): does the row have any such token in modality m?
         return torch.stack([tokens[:, where].any(dim=1) for where in slices.values()], dim=1)

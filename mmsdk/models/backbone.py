@@ -27,7 +27,6 @@ from mmsdk.layers.tracing import is_tracing
 from mmsdk.layers.transformer import Transformer
 from mmsdk.models.config import ModelConfig
 
-
 TIME_SCALE = 100.0
 """`clip_time` (a fraction of the span) is embedded at this scale, so that sin-cos periods resolve 1 % of a clip."""
 
@@ -142,7 +141,7 @@ class Backbone(nn.Module):
             ValueError: for a mapping that names an unknown modality or none, a malformed `"present"` entry, or a
                 sample with no modality present.
         """
-        named = isinstance(inputs, Mapping) and set(inputs) - {PRESENT_KEY} == set(self.adapters)
+        named = isinstance(inputs, Mapping) and bool(set(inputs) & {PRESENT_KEY, *self.adapters})
         if len(self.adapters) == 1 and not named:
             return self.adapter.tokenize(inputs).validate()
         if not isinstance(inputs, Mapping):

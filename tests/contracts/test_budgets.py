@@ -100,8 +100,10 @@ def test_bad_budgets_are_errors() -> None:
         _draw(available, k_in=0)
     with pytest.raises(ValueError, match="budgets must be >= 1"):
         _draw(available, k_t=0)
-    with pytest.raises(ValueError, match="exceed the 60 tokens"):
-        _draw(available, k_in=40, k_t=21)
+    shrunk = _draw(available, k_in=40, k_t=40)  # budgets above the 60 tokens shrink in their proportion
+    assert shrunk.ids_keep.shape == (2, 30) and shrunk.target_ids.shape == (2, 30)
+    with pytest.raises(ValueError, match="cannot hold an input and a target"):
+        draw_budget_mask(torch.ones(2, 1, dtype=torch.bool), {"a": slice(0, 1)}, 1, 1)
 
 
 def test_dirichlet_shares_sum_to_one_over_available_modalities() -> None:

@@ -182,12 +182,16 @@ class Objective(nn.Module, ABC):
             if self.config.norm_targets and part.targets is not None:
                 part = part.replace(targets=normalize_targets(part.targets))
             target = None if mask is None else mask.part(slices[name])
-            pred = prediction.preds[name].float()
-            value = self.modality_loss(self.backbone.adapters[name], pred, part, target)
-            named = value if isinstance(value, Mapping) else {self.default_term: value}
+            named = self.modality_terms(name, prediction.preds[name].float(), part, target)
             prefix = f"{name}/" if len(parts) > 1 else ""
             terms.update({prefix + term: loss for term, loss in named.items()})
         return terms
+
+    def modality_terms(self, name: str, pred: Tensor, part: TokenBatch, target: Tensor | None) -> dict[str, Tensor]:
+        """One modality's named loss terms: its adapter's `modality_loss` (a bare tensor is named `default_term`);
+        objectives that score some modalities otherwise (the 4m objective's quantized ones) override it."""
+        value = self.modality_loss(self.backbone.adapters[name], pred, part, target)
+        return dict(value) if isinstance(value, Mapping) else {self.default_term: value}
 
     def step(
         self, inputs: Any, masking: MaskingConfig | None = None, generator: torch.Generator | None = None

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import Adapter
 from mmsdk.contracts.budgets import BudgetMask, draw_budget_mask
-from mmsdk.contracts.losses import normalize_targets
 from mmsdk.contracts.mask_strategies import MaskingConfig
 from mmsdk.contracts.masking import Mask
 from mmsdk.contracts.registry import register_objective
@@ -230,9 +229,22 @@ class FourM(Objective):
                 q = q + offset
         return q
 
+    @staticmethod
+    def as_budget_mask(mask: Mask) -> BudgetMask:
+        """Any mask as a budget mask: its `ids_keep` are the inputs and its hidden tokens the target slots (valid
+        where `mask.target` says so), e.g. a caller's `Mask.from_hidden` (static shapes, so it compiles)."""
+        if isinstance(mask, BudgetMask):
+            return mask
+        target_ids = torch.argsort(mask.ids_restore, dim=1)[:, mask.num_keep :]  # (B, N - K) the hidden tokens
+        return BudgetMask(
+            mask.ids_keep, mask.ids_restore, mask.hidden, mask.target, torch.ones_like(mask.ids_keep, dtype=torch.bool),
+            target_ids, torch.gather(mask.target, 1, target_ids),
+        )  # fmt: skip
+
     def forward(self, batch: TokenBatch, mask: Mask | None) -> Prediction:
-        if not isinstance(mask, BudgetMask):
-            raise ValueError("the 4m objective needs a BudgetMask (from its draw_mask or cross_modal_mask)")
+        if mask is None:
+            raise ValueError("the 4m objective needs a mask (its draw_mask, cross_modal_mask or a caller's Mask)")
+        mask = self.as_budget_mask(mask)
         assert mask.target_ids is not None and mask.target_valid is not None and mask.keep_valid is not None
         x = self.backbone.embed(batch)  # (B, N, D) content + positions + modality/variate
         inputs = batch.replace(padding_mask=mask.input_map())  # empty input slots are padding
@@ -257,25 +269,13 @@ class FourM(Objective):
         assert target is not None
         return adapter.reconstruction_loss(pred, part, target)
 
-    def loss(self, batch: TokenBatch, prediction: Prediction, mask: Mask | None) -> dict[str, Tensor]:
-        """Each modality's adapter loss on its targets, or for a quantized modality the cross-entropy of its token
+    def modality_terms(self, name: str, pred: Tensor, part: TokenBatch, target: Tensor | None) -> dict[str, Tensor]:
+        """The adapter's loss on the modality's targets, or for a quantized modality the cross-entropy of its token
         ids plus the tokenizer's own reconstruction term (`<modality>/tokenizer`, which trains only the tokenizer)."""
-        assert mask is not None
-        parts, slices = self.backbone.parts(batch), self.backbone.slices(batch)
-        terms: dict[str, Tensor] = {}
-        for name, part in parts.items():
-            if self.config.norm_targets and part.targets is not None:
-                part = part.replace(targets=normalize_targets(part.targets))
-            target = mask.part(slices[name])  # (B, N_m) the real targets of this modality
-            pred = prediction.preds[name].float()
-            if name in self.tokenizers:
-                named = self.discrete_loss(name, pred, part, target)
-            else:
-                value = self.modality_loss(self.backbone.adapters[name], pred, part, target)
-                named = value if isinstance(value, Mapping) else {self.default_term: value}
-            prefix = f"{name}/" if len(parts) > 1 else ""
-            terms.update({prefix + term: loss for term, loss in named.items()})
-        return terms
+        assert target is not None
+        if name in self.tokenizers:
+            return self.discrete_loss(name, pred, part, target)
+        return super().modality_terms(name, pred, part, target)
 
     def discrete_loss(self, name: str, logits: Tensor, part: TokenBatch, target: Tensor) -> dict[str, Tensor]:
         """Cross-entropy of the predicted ids (B, N_m, V) against the tokenizer's ids of the targets."""
