@@ -199,7 +199,8 @@ def test_demo_of_an_unknown_modality_names_the_known_ones(caplog: pytest.LogCapt
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--modality=holograms", "--progress_bar=false"])
     assert exit_info.value.code == 2
-    assert "unknown demo 'holograms'; known: ['audio', 'pointcloud', 'timeseries', 'video']" in caplog.text
+    known = "['audio', 'multimodal', 'pointcloud', 'timeseries', 'video']"
+    assert f"unknown demo 'holograms'; known: {known}" in caplog.text
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The multimodal recipes from the command line: 4m pretraining on the bouncing scene, a cross-modal fine-tune from
-the sound alone, and export of a cross-modal predictor and of a subset embedding that run in the numpy runtime."""
+the sound alone, and export of a cross-modal predictor that runs in the numpy runtime (the subset embedding's export
+is tested in tests/models/test_fourm.py)."""
 
 from __future__ import annotations
 
@@ -53,10 +54,6 @@ def test_4m_recipes_pretrain_finetune_from_sound_and_export_a_predictor(tmp_path
         expected = model.predict({"video": clips}, ["series"])["series"].numpy()
     np.testing.assert_allclose(runtime(clips.numpy()), expected, atol=1e-4)
     assert expected.shape == (3, 64, 2)  # height and acceleration over the clip
-
-    embedding = tmp_path / "audio_video_embedding.onnx"
-    main(["export", f"--model_dir={pre / 'model'}", f"--output={embedding}", "--modalities=[audio, video]"])
-    assert json.loads(OnnxModel(embedding).metadata["mmsdk.input_names"]) == ["audio", "video"]
 
 
 def test_the_scene_builder_refuses_a_model_of_other_sizes(tmp_path: Path) -> None:
