@@ -94,6 +94,13 @@ def dirichlet_shares(
     return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def restore_order(ids_keep: Tensor, num_tokens: int) -> Tensor:
+    """(B, N) `ids_restore` of a mask whose inputs are `ids_keep` (B, K), in that order, followed by every other
+    token in sequence order."""
+    picked = torch.zeros(ids_keep.shape[0], num_tokens, device=ids_keep.device).scatter(1, ids_keep, -1.0)
+    return torch.argsort(torch.argsort(picked, dim=1, stable=True), dim=1)
+
+
 def quotas(shares: Tensor, count: int) -> Tensor:
     """(B, M) whole token counts summing to `count` per row (with a positive share), in proportion to `shares`:
     the floor of each share · count, plus one for the largest remainders (Hamilton's method)."""
@@ -196,8 +203,7 @@ def draw_budget_mask(
     target_ids, target_valid = apportion(remaining, slices, shares, target_tokens, generator)
     target = torch.zeros(b, n, dtype=torch.bool, device=available.device)
     target.scatter_(1, target_ids, target_valid)
-    picked = torch.zeros(b, n, device=available.device).scatter_(1, ids_keep, -1.0)
-    ids_restore = torch.argsort(torch.argsort(picked, dim=1, stable=True), dim=1)  # inputs first, then the rest
+    ids_restore = restore_order(ids_keep, n)
     return BudgetMask(
         ids_keep=ids_keep,
         ids_restore=ids_restore,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import Adapter
-from mmsdk.contracts.budgets import BudgetMask, draw_budget_mask
+from mmsdk.contracts.budgets import BudgetMask, draw_budget_mask, restore_order
 from mmsdk.contracts.mask_strategies import MaskingConfig
 from mmsdk.contracts.masking import Mask
 from mmsdk.contracts.registry import register_objective
@@ -192,8 +192,7 @@ class FourM(Objective):
         target_valid = torch.ones_like(target_ids, dtype=torch.bool)  # a query needs no data
         hidden = torch.ones(b, n, dtype=torch.bool, device=device).scatter(1, ids_keep, ~keep_valid)
         target = torch.zeros(b, n, dtype=torch.bool, device=device).scatter(1, target_ids, target_valid)
-        picked = torch.zeros(b, n, device=device).scatter(1, ids_keep, -1.0)
-        ids_restore = torch.argsort(torch.argsort(picked, dim=1, stable=True), dim=1)
+        ids_restore = restore_order(ids_keep, n)
         return BudgetMask(ids_keep, ids_restore, hidden, target, keep_valid, target_ids, target_valid)
 
     @staticmethod
@@ -205,8 +204,7 @@ class FourM(Objective):
         k_in, k_t = max(int(inputs.sum(1).max()), 1), max(int(targets.sum(1).max()), 1)
         ids_keep = torch.argsort((~inputs).to(torch.int8), dim=1, stable=True)[:, :k_in]  # inputs first, in order
         target_ids = torch.argsort((~targets).to(torch.int8), dim=1, stable=True)[:, :k_t]
-        picked = torch.zeros(inputs.shape, device=inputs.device).scatter(1, ids_keep, -1.0)
-        ids_restore = torch.argsort(torch.argsort(picked, dim=1, stable=True), dim=1)
+        ids_restore = restore_order(ids_keep, inputs.shape[1])
         return BudgetMask(
             ids_keep, ids_restore, ~inputs, targets, torch.gather(inputs, 1, ids_keep), target_ids,
             torch.gather(targets, 1, target_ids),
