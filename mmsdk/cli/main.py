@@ -3,12 +3,17 @@
 Every sub-command takes `--config recipe.yaml` (see `examples/recipes/`) and any field on the command line, e.g.
 `mmsdk pretrain --config examples/recipes/timeseries/patchtst_pretrain.yaml --trainer.max_steps 50`.
 Field docstrings of the config dataclasses are the `--help` text.
+
+A mistake (a bad field, file, recipe or checkpoint) prints one line, `mmsdk: error: ...`, and exits with status 2;
+`--verbose` (anywhere on the line) shows the traceback as well. Recipes and the command line configure values only:
+a `class_path`/`init_args` entry, which would make the parser import a module, is refused before anything is parsed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +24,12 @@ from mmsdk.training.api import TrainerConfig
 from mmsdk.training.optim import OptimConfig
 
 logger = logging.getLogger("mmsdk")
+
+
+def _rooted(trainer: TrainerConfig | None, output_dir: str) -> TrainerConfig:
+    """The trainer config with its logs and checkpoints under the job's `output_dir` unless it names a root."""
+    trainer = trainer or TrainerConfig()
+    return trainer if trainer.default_root_dir is not None else trainer.replace(default_root_dir=output_dir)
 
 
 def pretrain(
@@ -41,7 +52,8 @@ def pretrain(
         optim: optimizer and learning-rate schedule.
         trainer: steps, precision, devices, strategy, logging.
         output_dir: the pretrained model is saved to `output_dir/model`.
-        resume: a Lightning checkpoint to resume from exactly.
+        resume: a checkpoint to resume from exactly, or a run directory (e.g. the `output_dir` of the interrupted run:
+            its newest good checkpoint is used, corrupt or truncated ones are skipped).
         plot_every_n_steps: plot masked-token reconstructions of one validation (or training) sample every n steps
             into `output_dir/plots` (None: no plots).
     """
@@ -51,7 +63,7 @@ def pretrain(
     from mmsdk.training.callbacks import ReconstructionPlotter
 
     splits = build_data(data, model, "pretrain")
-    trainer = trainer or TrainerConfig(default_root_dir=output_dir)
+    trainer = _rooted(trainer, output_dir)
     callbacks = []
     if plot_every_n_steps is not None:
         sample = (splits.val if splits.val is not None else splits.train)[0]
@@ -98,17 +110,18 @@ def finetune(
         optim: optimizer and schedule.
         trainer: steps, precision, devices, strategy, logging.
         output_dir: the task model is saved to `output_dir/model` and test metrics to `metrics.json`.
-        resume: a Lightning checkpoint to resume from exactly.
+        resume: a checkpoint to resume from exactly, or a run directory (its newest good checkpoint).
     """
     from mmsdk.contracts.data import build_data
     from mmsdk.hub import save_pretrained
+    from mmsdk.hub.integrity import atomic_write_text
     from mmsdk.training.api import finetune as run
 
     splits = build_data(data, model, "finetune")
     names = splits.info.get("class_names")
     if head.labels is None and names is not None and len(names) == head.num_outputs:
         head = head.replace(labels=tuple(names))  # saved with the model and exported into the ONNX metadata
-    trainer = trainer or TrainerConfig(default_root_dir=output_dir)
+    trainer = _rooted(trainer, output_dir)
     result = run(
         model,
         head,
@@ -124,7 +137,7 @@ def finetune(
     )
     target = Path(output_dir) / "model"
     save_pretrained(result.model, target)
-    (Path(output_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=float))
+    atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result.metrics, indent=2, default=float))
     logger.info("task model saved to %s; metrics %s", target, result.metrics)
     return target
 
@@ -197,22 +210,27 @@ def demo(
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `mmsdk` console script."""
+    from mmsdk.cli.errors import run_guarded
+
+    raw = list(sys.argv[1:] if args is None else args)
+    verbose = "--verbose" in raw
+    raw = [arg for arg in raw if arg != "--verbose"]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    run_guarded(lambda: _dispatch(raw), raw, verbose)
+
+
+def _dispatch(args: list[str]) -> None:
     from jsonargparse import auto_cli, set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    try:
-        auto_cli(
-            {"pretrain": pretrain, "finetune": finetune, "export": export, "demo": demo},
-            args=args,
-            as_positional=False,
-            fail_untyped=True,
-        )
-    except (ValueError, FileNotFoundError) as error:  # bad recipes, data or checkpoints: a message, not a trace
-        logger.error("%s", error)
-        raise SystemExit(2) from error
+    auto_cli(
+        {"pretrain": pretrain, "finetune": finetune, "export": export, "demo": demo},
+        args=args,
+        as_positional=False,
+        fail_untyped=True,
+        exit_on_error=False,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""`save_pretrained`: a model as `model.safetensors` + `config.json` (tensors shared between modules stored once)."""
+"""`save_pretrained`: a model as `model.safetensors` + `config.json` (tensors shared between modules stored once).
+
+Both files are written atomically (a crash leaves the previous file or the new one, never half of either), and a
+model whose weights hold NaN or Inf is refused: a diverged run cannot overwrite a good model.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from mmsdk.hub.format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME
+from mmsdk.hub.integrity import atomic_write_bytes, atomic_write_text, first_nonfinite, nonfinite_summary
 from mmsdk.models.embedding_model import EmbeddingModel
 from mmsdk.models.objectives.base import Objective
 from mmsdk.models.task_model import TaskModel
@@ -64,19 +69,29 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
 
     Returns:
         The directory.
+
+    Raises:
+        ValueError: if a weight or buffer holds NaN or Inf (named in the message); nothing is written then.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as serialize
 
     from mmsdk import __version__
 
     model = unwrap(model)
     kind = kind_of(model)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
+    bad = first_nonfinite(state)
+    if bad is not None:
+        raise ValueError(
+            f"save_pretrained refuses to write {directory}: the weights are not finite "
+            f"({nonfinite_summary(bad, state[bad])}); the run diverged (lower the learning rate, or resume from its "
+            "last good checkpoint)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
     shared = aliases(state)
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items() if name not in shared}
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": FORMAT, "kind": kind})
+    atomic_write_bytes(directory / WEIGHTS_NAME, serialize(tensors, metadata={"format": FORMAT, "kind": kind}))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -85,6 +100,6 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
         "model": model.config.to_dict(),
         "head": model.head_config.to_dict() if kind == "task" else None,
     }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     logger.info("saved %s model (%d tensors) to %s", kind, len(tensors), directory)
     return directory

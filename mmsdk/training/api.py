@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
@@ -23,13 +24,18 @@ from mmsdk.config import Config, require
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.mask_strategies import MaskingConfig
 from mmsdk.models.config import ModelConfig
+from mmsdk.training.checkpoints import GoodCheckpoint, SafeCheckpointIO, resolve_resume
 from mmsdk.training.data import DataLike, DataModule
+from mmsdk.training.guards import NonFiniteGuard
 from mmsdk.training.optim import OptimConfig
+from mmsdk.training.progress import StepProgressBar, quiet_lightning
 from mmsdk.training.systems import FinetuneSystem, PretrainSystem
 
 logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+DEFAULT_ROOT_DIR = "runs"
 
 
 @dataclass
@@ -46,14 +52,15 @@ class TrainerConfig(Config):
     """Clip the global gradient norm to this value (None or 0 disables clipping)."""
     precision: Precision = "auto"
     """auto (bf16-mixed on CUDA, 32-true otherwise), 32-true, bf16-mixed or 16-mixed."""
-    accelerator: str = "auto"
+    accelerator: Accelerator = "auto"
     """Lightning accelerator: auto, cpu, gpu/cuda, mps."""
     devices: str | int = "auto"
-    """Number of devices, or auto."""
+    """Number of devices (>= 1, or -1 for all), a comma-separated list of device indices ("0,1"), or auto."""
     strategy: str = "auto"
     """Lightning strategy name (auto, ddp, fsdp, ...), passed through unchanged."""
-    default_root_dir: str = "runs"
-    """Where logs and checkpoints go."""
+    default_root_dir: str | None = None
+    """Where logs and checkpoints go (`logs/`, `checkpoints/`); None: the job's `output_dir` on the command line,
+    `runs` in the Python API."""
     log_every_n_steps: int = 10
     """Logging interval in optimizer steps."""
     logger: Literal["csv", "tensorboard", "none"] = "csv"
@@ -62,8 +69,14 @@ class TrainerConfig(Config):
     """Show a (rich) progress bar."""
     checkpoint_every_n_steps: int | None = None
     """Save a checkpoint (and `last.ckpt`) every n optimizer steps; None: one checkpoint at each epoch end."""
+    keep_checkpoints: int = 2
+    """How many of the newest periodic checkpoints to keep besides `last.ckpt` (an old one is deleted only after
+    its successor is written and verified)."""
     keep_all_checkpoints: bool = False
-    """Keep every periodic checkpoint instead of only the newest one."""
+    """Keep every periodic checkpoint (overrides `keep_checkpoints`)."""
+    max_nonfinite_steps: int | None = 10
+    """Optimizer steps with a NaN/Inf loss or gradient are skipped (and counted in `train/nonfinite_steps`); this
+    many in a row stop training with an error naming the step, loss and learning rate. None: no guard."""
     select_best: str | None = None
     """Return the weights with the best value of this validation metric (e.g. val/mse) instead of the last ones:
     early-stopping-style model selection. Needs validation data."""
@@ -100,12 +113,36 @@ class TrainerConfig(Config):
             f"must be None or >= 0, got {self.gradient_clip_val}",
         )
         require(self.log_every_n_steps >= 1, self, "log_every_n_steps", f"must be >= 1, got {self.log_every_n_steps}")
+        require(self.keep_checkpoints >= 1, self, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
+        require(
+            self.max_nonfinite_steps is None or self.max_nonfinite_steps >= 1,
+            self,
+            "max_nonfinite_steps",
+            f"must be None or >= 1, got {self.max_nonfinite_steps}",
+        )
+        self._check_devices()
         require(
             self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
             self,
             "checkpoint_every_n_steps",
             f"must be None or >= 1, got {self.checkpoint_every_n_steps}",
         )
+
+    def _check_devices(self) -> None:
+        devices = self.devices
+        if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+            devices = int(devices)
+        if isinstance(devices, int):
+            require(devices >= 1 or devices == -1, self, "devices", f"must be >= 1, -1 (all) or auto, got {devices}")
+            return
+        ids = [part.strip() for part in devices.split(",") if part.strip()]
+        valid = devices == "auto" or (ids and all(part.isdigit() for part in ids))
+        require(bool(valid), self, "devices", f"must be a count, 'auto' or device indices like '0,1', got {devices!r}")
+
+    @property
+    def root_dir(self) -> str:
+        """`default_root_dir`, or `runs` when unset."""
+        return self.default_root_dir or DEFAULT_ROOT_DIR
 
     @property
     def resolved_max_epochs(self) -> int:
@@ -126,10 +163,26 @@ class TrainerConfig(Config):
 
 def _logger(cfg: TrainerConfig) -> Any:
     if cfg.logger == "csv":
-        return CSVLogger(cfg.default_root_dir, name="logs")
+        return CSVLogger(cfg.root_dir, name="logs")
     if cfg.logger == "tensorboard":
-        return TensorBoardLogger(cfg.default_root_dir, name="logs")
+        return TensorBoardLogger(cfg.root_dir, name="logs")
     return False
+
+
+def _checkpointer(cfg: TrainerConfig) -> GoodCheckpoint:
+    """Periodic checkpoints in `<root>/checkpoints`: the newest `keep_checkpoints` (by step) plus `last.ckpt`;
+    a rerun in the same directory overwrites `last.ckpt` rather than adding `last-v1.ckpt`."""
+    return GoodCheckpoint(
+        dirpath=str(Path(cfg.root_dir) / "checkpoints"),
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        monitor="step",
+        mode="max",
+        every_n_train_steps=cfg.checkpoint_every_n_steps,
+        save_last=True,
+        save_top_k=-1 if cfg.keep_all_checkpoints else cfg.keep_checkpoints,
+        enable_version_counter=False,
+    )
 
 
 class BestWeights(Callback):
@@ -173,20 +226,16 @@ def _restore_best(fit: L.Trainer, system: L.LightningModule) -> None:
 def build_trainer(cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> L.Trainer:
     """A Lightning Trainer from a :class:`TrainerConfig` plus extra callbacks."""
     cfg = TrainerConfig.from_dict(cfg)
+    quiet_lightning()
     all_callbacks = list(callbacks)
     if cfg.select_best is not None:
         all_callbacks.append(BestWeights(cfg.select_best, cfg.select_mode))
-    user_checkpoint = any(isinstance(c, ModelCheckpoint) for c in all_callbacks)
-    if cfg.checkpoint_every_n_steps is not None and not user_checkpoint:
-        all_callbacks.append(
-            ModelCheckpoint(
-                every_n_train_steps=cfg.checkpoint_every_n_steps,
-                save_last=True,
-                save_top_k=-1 if cfg.keep_all_checkpoints else 1,
-            )
-        )
+    if not any(isinstance(c, ModelCheckpoint) for c in all_callbacks):
+        all_callbacks.append(_checkpointer(cfg))
+    if cfg.max_nonfinite_steps is not None:
+        all_callbacks.append(NonFiniteGuard(cfg.max_nonfinite_steps))
     if cfg.progress_bar:
-        all_callbacks.append(RichProgressBar())
+        all_callbacks.append(StepProgressBar())
     if cfg.logger != "none":
         all_callbacks.append(LearningRateMonitor(logging_interval="step"))
     clip = cfg.gradient_clip_val or None
@@ -199,13 +248,14 @@ def build_trainer(cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: 
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
-        default_root_dir=cfg.default_root_dir,
+        default_root_dir=cfg.root_dir,
         log_every_n_steps=cfg.log_every_n_steps,
         logger=_logger(cfg),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=cfg.enable_model_summary,
         deterministic=cfg.deterministic,
         callbacks=all_callbacks,
+        plugins=[SafeCheckpointIO()],
     )
 
 
@@ -270,8 +320,10 @@ def _fit(
     ckpt_path: str | None,
 ) -> tuple[L.Trainer, dict[str, float]]:
     """Trains `system`, restores the best weights when asked to, and returns the trainer and final metrics."""
+    if ckpt_path is not None:
+        ckpt_path = resolve_resume(ckpt_path)
     fit = build_trainer(cfg, callbacks)
-    fit.fit(system, datamodule=data, ckpt_path=ckpt_path)
+    fit.fit(system, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     _restore_best(fit, system)
     return fit, _scalars(fit.callback_metrics)
 
@@ -299,7 +351,7 @@ def pretrain(
         optim: optimizer and schedule.
         trainer: steps, precision, devices, logging, checkpoints, seed.
         batch_size: samples per batch (per device).
-        ckpt_path: a Lightning checkpoint to resume from exactly.
+        ckpt_path: a checkpoint to resume from exactly, or a run directory (its newest good checkpoint).
         callbacks: extra Lightning callbacks.
         num_workers: data-loader worker processes.
     """
@@ -343,7 +395,7 @@ def finetune(
         optim: optimizer and schedule.
         trainer: steps, precision, devices, logging, checkpoints, seed.
         batch_size: samples per batch (per device).
-        ckpt_path: a Lightning checkpoint to resume from exactly.
+        ckpt_path: a checkpoint to resume from exactly, or a run directory (its newest good checkpoint).
         callbacks: extra Lightning callbacks.
         num_workers: data-loader worker processes.
     """

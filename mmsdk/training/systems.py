@@ -14,6 +14,7 @@ bit-for-bit (masks come from generators seeded by the step, dropout from the res
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
@@ -22,11 +23,14 @@ from torch import Tensor, nn
 
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.mask_strategies import MaskingConfig
+from mmsdk.hub.integrity import first_nonfinite, nonfinite_summary
 from mmsdk.models.build import build_model, build_task_model
 from mmsdk.models.config import ModelConfig
 from mmsdk.models.objectives.base import Objective, ObjectiveOutput
 from mmsdk.models.task_model import TaskModel
+from mmsdk.training.checkpoints import load_checkpoint
 from mmsdk.training.data import batch_device, batch_size_of, split_batch
+from mmsdk.training.guards import TrainingDivergedError, divergence_message
 from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,44 @@ class _System(L.LightningModule):
         self.optim_config = OptimConfig.from_dict(optim)
         self.seed = seed
         self._rng_to_restore: dict[str, Any] | None = None
+        self.last_loss: Tensor | None = None  # read by the non-finite guard before each optimizer step
+
+    def _train_step(self, step: Callable[[], Tensor]) -> Tensor:
+        """Runs one training step and keeps its loss; a step that fails because the weights themselves stopped
+        being finite (e.g. a learning rate that overflowed them) is reported as divergence, not as bad data."""
+        try:
+            loss = step()
+        except ValueError as error:
+            state = self.state_dict()
+            bad = first_nonfinite(state)
+            if bad is None:
+                raise
+            what = f"the weights are not finite ({nonfinite_summary(bad, state[bad])})"
+            raise TrainingDivergedError(divergence_message(self.trainer, what, None)) from error
+        self.last_loss = loss.detach()
+        return loss
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str, map_location: Any = "cpu", strict: bool = True, **overrides: Any
+    ) -> _System:
+        """Rebuilds the system from a training checkpoint, safely (`weights_only` loading with checksum and
+        finiteness checks; see :mod:`mmsdk.training.checkpoints`). A fine-tuning system does not reload its
+        `pretrained` directory: the checkpoint's weights replace it.
+
+        Args:
+            checkpoint_path: a `.ckpt` written by an mmsdk Trainer.
+            map_location: where tensors are loaded (cpu by default).
+            strict: require the checkpoint's keys to match the system's exactly.
+            **overrides: hyperparameters to replace (e.g. `optim`).
+        """
+        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
+        hparams = {**checkpoint.get("hyper_parameters", {}), **overrides}
+        if "pretrained" in hparams:
+            hparams["pretrained"] = None
+        system = cls(**hparams)
+        system.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return system
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self, self.optim_config)
@@ -137,7 +179,7 @@ class PretrainSystem(_System):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, batch_idx, "train")
+        return self._train_step(lambda: self._shared_step(batch, batch_idx, "train"))
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, batch_idx, "val")
@@ -256,7 +298,7 @@ class FinetuneSystem(_System):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        return self._train_step(lambda: self._shared_step(batch, "train"))
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")

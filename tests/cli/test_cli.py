@@ -146,14 +146,14 @@ def test_unknown_recipe_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "max_stepz" in capsys.readouterr().err
 
 
-def test_bad_field_value_names_the_field(caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_field_value_names_the_field(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["pretrain", "--config", str(RECIPES / "timeseries/patchtst_pretrain.yaml"), "--masking.ratio=1.5"])
     assert exit_info.value.code == 2
-    assert "MaskingConfig.ratio: must be in (0, 1), got 1.5" in caplog.text
+    assert "MaskingConfig.ratio: must be in (0, 1), got 1.5" in capsys.readouterr().err
 
 
-def test_missing_data_file_is_a_clear_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_data_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(
             [
@@ -166,7 +166,7 @@ def test_missing_data_file_is_a_clear_error(tmp_path: Path, caplog: pytest.LogCa
             ]
         )
     assert exit_info.value.code == 2
-    assert "nope.csv" in caplog.text
+    assert "nope.csv" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -195,12 +195,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_demo_of_an_unknown_modality_names_the_known_ones(caplog: pytest.LogCaptureFixture) -> None:
+def test_demo_of_an_unknown_modality_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--modality=holograms", "--progress_bar=false"])
     assert exit_info.value.code == 2
     known = "['audio', 'multimodal', 'pointcloud', 'timeseries', 'video']"
-    assert f"unknown demo 'holograms'; known: {known}" in caplog.text
+    assert f"unknown demo 'holograms'; known: {known}" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ def test_hyperparameters_rebuild_the_system_from_a_checkpoint(tmp_path: Path) ->
     trainer = _fit(system, DataModule(sine_series(16), batch_size=8), tmp_path, steps=2)
     path = tmp_path / "final.ckpt"
     trainer.save_checkpoint(path)
-    restored = PretrainSystem.load_from_checkpoint(path, weights_only=False)
+    restored = PretrainSystem.load_from_checkpoint(path)
     assert restored.masking.ratio == 0.5 and restored.optim_config.lr == 1e-4 and restored.seed == 7
     for (name, p), q in zip(system.named_parameters(), restored.parameters()):
         assert torch.equal(p, q), name

@@ -1,0 +1,81 @@
+"""A tiny pretraining run that checkpoints every step and sleeps between steps, so a test can SIGKILL it mid-epoch.
+
+    python tests/training/crash_script.py RUN_DIR [--resume]
+
+The test imports :func:`run` for the uninterrupted side and the resumed side, so all three share one model, data
+and trainer configuration. The name has no `test_` prefix, so pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+import mmsdk
+
+MODEL = {
+    "adapter": "patchtst",
+    "adapter_config": {"context_length": 32, "num_channels": 2, "patch_len": 8, "stride": 8},
+    "encoder": {"dim": 16, "depth": 1, "heads": 2, "dropout": 0.2, "drop_path": 0.2},
+    "decoder": {"dim": 16, "depth": 1, "heads": 2, "dropout": 0.2},
+    "objective": "mae",
+}
+TOTAL_STEPS = 12  # 5 batches per epoch: the kill lands mid-epoch, the run crosses epoch boundaries
+
+
+def series(n: int = 40) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(32).float().view(1, -1, 1)
+    return torch.sin(t / 4 + 6.28 * torch.rand(n, 1, 2, generator=g)) + 0.1 * torch.randn(n, 32, 2, generator=g)
+
+
+class Slow(L.Callback):
+    """Sleeps after every step: a window for the kill."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args: object) -> None:
+        time.sleep(self.seconds)
+
+
+class CountSteps(L.Callback):
+    """Counts the training steps this process ran (a resumed run runs only the remaining ones)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self.steps += 1
+
+
+def run(
+    root: Path, resume: str | None = None, sleep: float = 0.0, callbacks: list[L.Callback] | None = None
+) -> mmsdk.PretrainResult:
+    torch.set_num_threads(2)  # the test process runs with 2 threads: same kernels, same bits
+    trainer = {
+        "max_steps": TOTAL_STEPS,
+        "logger": "none",
+        "progress_bar": False,
+        "default_root_dir": str(root),
+        "checkpoint_every_n_steps": 1,
+        "deterministic": True,
+        "seed": 3,
+    }
+    callbacks = [*(callbacks or []), *([Slow(sleep)] if sleep else [])]
+    optim = {"lr": 1e-2, "warmup_steps": 2}
+    return mmsdk.pretrain(
+        MODEL, series(), optim=optim, trainer=trainer, batch_size=8, ckpt_path=resume, callbacks=callbacks
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--sleep", type=float, default=0.5)
+    args = parser.parse_args()
+    run(args.root, sleep=args.sleep)
