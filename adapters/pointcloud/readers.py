@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mmsdk.adapters.pointcloud.headers import Header, check_body
 from mmsdk.config import require
 
 logger = logging.getLogger(__name__)
@@ -80,19 +81,6 @@ def _import_open3d() -> Any:
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("reading point clouds and meshes needs open3d: pip install 'mmsdk[pointcloud]'") from error
     return o3d
-
-
-def _ply_has_faces(path: Path) -> bool:
-    """True when a PLY header declares a non-empty `face` element (the header is ASCII even in binary files)."""
-    with path.open("rb") as file:
-        for _ in range(200):
-            line = file.readline()
-            if not line or line.strip() == b"end_header":
-                break
-            words = line.split()
-            if len(words) == 3 and words[0] == b"element" and words[1] == b"face":
-                return int(words[2]) > 0
-    return False
 
 
 def _pts_has_count_line(path: Path) -> bool:
@@ -164,8 +152,27 @@ def _from_open3d(cloud: Any) -> PointCloud:
     return PointCloud(points, colors, normals)
 
 
-def _read_mesh(o3d: Any, path: Path, num_samples: int, seed: int) -> PointCloud:
+def _declared(header: Header | None, name: str) -> int | None:
+    element = None if header is None else header.element(name)
+    return None if element is None else element.count
+
+
+def _check_read(path: Path, header: Header | None, name: str, read: int) -> None:
+    """Raises when open3d read another number of `name` rows than the (already checked) header declares."""
+    element = None if header is None else header.element(name)
+    if element is not None and read and read != element.count:
+        raise ValueError(f"{path}: the header declares {element.count} {element.plural()}, open3d read {read}")
+
+
+def _read_mesh(o3d: Any, path: Path, num_samples: int, seed: int, header: Header | None) -> PointCloud:
     mesh = o3d.io.read_triangle_mesh(str(path))
+    _check_read(path, header, "vertex", len(mesh.vertices))
+    faces = _declared(header, "face")
+    if len(mesh.triangles) == 0 and faces and len(mesh.vertices):
+        raise ValueError(
+            f"{path}: the header declares {faces} faces but open3d read none (a face refers to a missing vertex,"
+            " or a polygon cannot be triangulated)"
+        )
     if len(mesh.triangles) == 0:
         if len(mesh.vertices) == 0:
             raise _unusable(path)
@@ -196,8 +203,9 @@ def read_points(path: str | Path, num_mesh_samples: int = 8192, seed: int = 0) -
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: naming the file: empty file, unknown extension (supported ones listed), a file open3d reads no
-            points from, 2-D points, or no finite point at all.
+        ValueError: naming the file: empty file, unknown extension (supported ones listed), a PLY / PCD / OFF file
+            whose header is malformed or whose body is shorter than its header declares (truncated; open3d would
+            pad it with zeros or garbage), a file open3d reads no points from, 2-D points, or no finite point at all.
     """
     path = Path(path)
     require(num_mesh_samples >= 1, "read_points", "num_mesh_samples", f"must be >= 1, got {num_mesh_samples}")
@@ -211,14 +219,16 @@ def read_points(path: str | Path, num_mesh_samples: int = 8192, seed: int = 0) -
     if suffix in ARRAY_EXTENSIONS:
         cloud = _read_array(path)
     else:
+        header = check_body(path)  # PLY / PCD / OFF: a short body would be padded by open3d, not reported
         o3d = _import_open3d()
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):  # we raise our own errors
-            if suffix in (".obj", ".off", ".stl") or (suffix == ".ply" and _ply_has_faces(path)):
-                cloud = _read_mesh(o3d, path, num_mesh_samples, seed)
+            if suffix in (".obj", ".off", ".stl") or (suffix == ".ply" and (_declared(header, "face") or 0) > 0):
+                cloud = _read_mesh(o3d, path, num_mesh_samples, seed, header)
             else:
                 headerless_pts = suffix == ".pts" and not _pts_has_count_line(path)
                 raw = o3d.io.read_point_cloud(str(path), format="xyz" if headerless_pts else "auto")
                 cloud = _from_open3d(raw)
+                _check_read(path, header, "vertex" if suffix == ".ply" else "points", len(cloud))
         if len(cloud) == 0:
             if suffix in (".xyz", ".xyzn", ".xyzrgb", ".pts") and _text_columns(path) == 2:
                 raise ValueError(f"{path}: the file has 2-D points (x y); 3-D coordinates (x y z) are needed")

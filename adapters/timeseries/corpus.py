@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mmsdk.adapters.timeseries.checks import check_observed
 from mmsdk.adapters.timeseries.data import build_forecast_data
 from mmsdk.adapters.timeseries.packing import SeriesWindows
 from mmsdk.config import Config, require
@@ -253,8 +254,14 @@ class CorpusConfig(Config):
 
 
 def build_corpus(config: CorpusConfig) -> list[CorpusSeries]:
-    """The corpus of a config: the statsmodels series (`real_repeats` times), then the synthetic ones."""
+    """The corpus of a config: the statsmodels series (`real_repeats` times), then the synthetic ones.
+
+    Raises:
+        ValueError: naming the series and variate, for a series (or variate) without a single observed value.
+    """
     real = load_statsmodels_series(config.statsmodels) if config.statsmodels else []
+    for series in real:  # partly missing values are fine; an all-NaN variate gives the model nothing to learn
+        check_observed(series.values, None, f"corpus series {series.name!r}")
     synthetic = kernel_synth(
         config.synthetic_series,
         config.synthetic_length,

@@ -4,7 +4,7 @@
 adapters) reads a wide or long CSV, Parquet or netCDF file into a `TimeSeriesFrame` (observed masks, several
 items, checked timestamps), splits every item by time with the same rule (ETT months or ratios), fits the scaler on
 observed training values only, and cuts context/horizon windows (NaN where unobserved, which the models accept).
-`load_csv` and `WindowDataset` are the plain single-series API.
+`load_csv` and `WindowDataset` are the plain single-series API (`plain.py`, re-exported here).
 
 Bundled data: ETTh1 (CC BY-ND 4.0, redistributed unmodified; see `data/ATTRIBUTION.md`) and `sensors_long`, a small
 synthetic long-format CSV (3 items, missing values and rows; written by `data/make_sensors_long.py`).
@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
+from mmsdk.adapters.timeseries.checks import read_csv, shown
+from mmsdk.adapters.timeseries.plain import Series, WindowDataset, load_csv
 from mmsdk.adapters.timeseries.series_frame import TimeSeriesFrame
 from mmsdk.adapters.timeseries.windows import (
     ForecastWindows,
@@ -87,81 +88,6 @@ def resolve_path(path: str | Path | None) -> Path:
 
 
 @dataclass
-class Series:
-    """A multivariate series loaded from a file.
-
-    Attributes:
-        values: (T, C) float32, NaN where missing.
-        columns: the C variable names.
-        timestamps: the T time stamps (or None when the file has no time column).
-    """
-
-    values: np.ndarray
-    columns: list[str]
-    timestamps: pd.DatetimeIndex | None
-
-
-def load_csv(path: str | Path, time_column: str | None = "date", columns: list[str] | None = None) -> Series:
-    """Loads a wide CSV (one column per variable, an optional time column).
-
-    Raises:
-        FileNotFoundError: naming the path.
-        ValueError: for an empty file, a missing column, or non-numeric values (naming the column).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"time-series CSV not found: {path}")
-    frame = pd.read_csv(path)
-    if frame.empty:
-        raise ValueError(f"{path}: the CSV has no rows")
-    timestamps = None
-    if time_column is not None and time_column in frame.columns:
-        timestamps = pd.DatetimeIndex(pd.to_datetime(frame.pop(time_column)))
-        if not timestamps.is_monotonic_increasing:
-            raise ValueError(f"{path}: column {time_column!r} is not sorted in time")
-    if columns is not None:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}: columns {missing} not found; the file has {list(frame.columns)}")
-        frame = frame[columns]
-    for name in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[name]):
-            raise ValueError(f"{path}: column {name!r} is not numeric (first value {frame[name].iloc[0]!r})")
-    return Series(frame.to_numpy(dtype=np.float32), [str(c) for c in frame.columns], timestamps)
-
-
-class WindowDataset(Dataset):
-    """Sliding windows over a (T, C) series: items are `x` (L, C), or `(x, y)` with y (H, C) when horizon > 0.
-
-    Args:
-        values: (T, C) float array (NaN = missing).
-        context_length: L.
-        horizon: H; 0 for pretraining windows without targets.
-        stride: step between window starts.
-    """
-
-    def __init__(self, values: np.ndarray, context_length: int, horizon: int = 0, stride: int = 1) -> None:
-        if values.ndim != 2:
-            raise ValueError(f"WindowDataset expects a (time, channels) array, got shape {values.shape}")
-        need = context_length + horizon
-        if values.shape[0] < need:
-            raise ValueError(f"series of {values.shape[0]} steps is shorter than context_length + horizon = {need}")
-        self.values = torch.as_tensor(values, dtype=torch.float32)
-        self.context_length, self.horizon, self.stride = context_length, horizon, stride
-        self.starts = range(0, values.shape[0] - need + 1, stride)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        start = self.starts[index]
-        x = self.values[start : start + self.context_length]  # (L, C)
-        if self.horizon == 0:
-            return x
-        return x, self.values[start + self.context_length : start + self.context_length + self.horizon]  # (H, C)
-
-
-@dataclass
 class ForecastDataConfig(Config):
     """Where the series come from, how they are read, and how they are split into windows."""
 
@@ -193,6 +119,8 @@ class ForecastDataConfig(Config):
     """Insert NaN rows for time steps missing on the `freq` grid (needs a time column)."""
     allow_irregular: bool = False
     """Keep irregular time steps as they are (windows then span uneven time) instead of failing."""
+    encoding: str = "utf-8"
+    """Text encoding of a CSV file (e.g. latin-1 or cp1252 for files not saved as UTF-8)."""
     horizon: int = 96
     """Forecast horizon H (targets of fine-tuning windows)."""
     stride: int = 1
@@ -234,22 +162,21 @@ class ForecastDataConfig(Config):
         return self.format
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, encoding: str) -> pd.DataFrame:
     """A CSV or Parquet file as a DataFrame (Parquet needs the optional pyarrow or fastparquet)."""
     if path.suffix.lower() in _PARQUET:
         try:
             return pd.read_parquet(path)
         except ImportError as error:
             raise ImportError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {error}") from error
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError as error:
-        raise ValueError(f"{path}: the file is empty") from error
+        except (ValueError, OSError) as error:  # e.g. pyarrow's ArrowInvalid: no Parquet magic bytes
+            raise ValueError(f"{path}: not a readable Parquet file ({type(error).__name__})") from None
+    return read_csv(path, encoding, option="data.encoding")
 
 
 def _require_column(table: pd.DataFrame, name: str, field: str, source: str) -> None:
     if name not in table.columns:
-        raise ValueError(f"{source}: data.{field}={name!r} is not a column; the file has {list(table.columns)}")
+        raise ValueError(f"{source}: data.{field}={name!r} is not a column; the file has {shown(list(table.columns))}")
 
 
 def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
@@ -279,7 +206,7 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
                 if missing:
                     raise ValueError(
                         f"{source}: data.columns {missing} are not values of {variable!r}; "
-                        f"the file has variables {list(pd.unique(names))[:50]}"
+                        f"the file has variables {shown(list(pd.unique(names)), limit=50)}"
                     )
                 table = table[names.isin(config.columns)]
             table = table[[*keys, variable, value]]
@@ -290,7 +217,8 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
         if config.columns is not None:
             missing = [c for c in config.columns if c not in variables]
             if missing:
-                raise ValueError(f"{source}: data.columns {missing} not found; the file has {list(table.columns)}")
+                has = shown(list(table.columns))
+                raise ValueError(f"{source}: data.columns {missing} not found; the file has {has}")
             variables = list(config.columns)
         table = table[[*keys, *variables]]
     try:
@@ -304,6 +232,7 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
             allow_irregular=config.allow_irregular,
             source=source,
             detect_time=False,
+            echo_values=False,
         )
     except ValueError as error:
         if "irregular" in str(error):
@@ -358,7 +287,7 @@ def read_frame(config: ForecastDataConfig) -> TimeSeriesFrame:
     if path.suffix.lower() in _NETCDF:
         frame = _frame_from_netcdf(path, config)
     else:
-        frame = _frame_from_table(_read_table(path), config, str(path))
+        frame = _frame_from_table(_read_table(path, config.encoding), config, str(path))
     if config.columns is not None:
         try:
             frame = frame.select(config.columns)

@@ -4,8 +4,10 @@ Inputs become one frame of values (items, T, V) with NaN where missing, an obser
 variable (target / past / known covariate), timestamps and an inferred frequency. Items of different lengths are
 right-aligned on the T axis: an item of n rows fills rows T - n .. T - 1 and the rows before are NaN padding.
 Unsorted timestamps are sorted (with a warning); duplicated, missing (NaT) or irregular ones are errors unless a
-frequency is given (missing rows are inserted as NaN) or irregular steps are allowed explicitly.
-Windows, splits and scaling of frames are in `windows.py`.
+frequency is given (missing rows are inserted as NaN) or irregular steps are allowed explicitly (`timestamps.py`).
+Partly missing values are kept; data without a single observed value, or whose targets have none, is an error.
+Errors about files show column names and row numbers, never cell values (`checks.py`). Windows, splits and
+scaling of frames are in `windows.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from mmsdk.adapters.timeseries.checks import non_numeric, parse_times, read_csv, shown
+from mmsdk.adapters.timeseries.timestamps import clean_item, pad_index
+
 logger = logging.getLogger(__name__)
 
 Role = Literal["target", "past", "known"]
@@ -31,20 +36,6 @@ def _names(names: str | Sequence[str] | None) -> list[str]:
     if names is None:
         return []
     return [names] if isinstance(names, str) else [str(n) for n in names]
-
-
-def _infer_freq(index: pd.DatetimeIndex) -> str | None:
-    """Frequency string of a regular index (two stamps: their difference), else None."""
-    if len(index) < 2:
-        return None
-    if len(index) == 2:
-        return pd.tseries.frequencies.to_offset(index[1] - index[0]).freqstr
-    try:
-        with pd.option_context("future.infer_freq_returns_offset", True):
-            offset = pd.infer_freq(index)
-    except pd.errors.OptionError:  # pandas < 3 returns strings and has no such option
-        offset = pd.infer_freq(index)
-    return offset if offset is None or isinstance(offset, str) else offset.freqstr
 
 
 def _resolve_roles(
@@ -79,68 +70,10 @@ def _resolve_roles(
     return kept, [role_of[v] for v in kept]
 
 
-def _check_numeric(frame: pd.DataFrame, columns: Sequence[Any], source: str) -> None:
+def _check_numeric(frame: pd.DataFrame, columns: Sequence[Any], source: str, echo_values: bool) -> None:
     for name in columns:
         if not (pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name])):
-            bad = frame[name][pd.to_numeric(frame[name], errors="coerce").isna() & frame[name].notna()]
-            example = bad.iloc[0] if len(bad) else frame[name].iloc[0]
-            raise ValueError(f"{source}: column {name!r} is not numeric (value {example!r})")
-
-
-def _clean_item(
-    frame: pd.DataFrame, item: str, source: str, freq: str | None, allow_irregular: bool
-) -> tuple[pd.DataFrame, str | None]:
-    """Sorts, checks and (with `freq`) regularizes one item's rows; returns them and the item's frequency."""
-    index = frame.index
-    if not isinstance(index, pd.DatetimeIndex):
-        return frame.reset_index(drop=True), None
-    if index.hasnans:
-        raise ValueError(f"{source}: item {item!r} has missing (NaT) timestamps")
-    if not index.is_monotonic_increasing:
-        logger.warning("%s: item %r: timestamps are not sorted; sorting them", source, item)
-        frame = frame.sort_index(kind="stable")
-        index = frame.index
-    duplicated = index.duplicated()
-    if duplicated.any():
-        raise ValueError(f"{source}: item {item!r} has duplicated timestamp {index[duplicated][0]}")
-    if freq is not None:
-        grid = pd.date_range(index[0], index[-1], freq=freq)
-        off_grid = index.difference(grid)
-        if len(off_grid):
-            raise ValueError(f"{source}: item {item!r}: timestamp {off_grid[0]} is not on the {freq!r} grid")
-        offset = pd.tseries.frequencies.to_offset(freq)
-        if len(index) > 2 and isinstance(offset, pd.offsets.Tick):  # fixed-length steps: compare with the data's
-            usual = (index[1:] - index[:-1]).value_counts().index[0]
-            if usual > pd.Timedelta(offset):
-                raise ValueError(
-                    f"{source}: item {item!r}: the usual time step {usual} is longer than freq={freq!r}; "
-                    "regularizing would insert missing rows between every two (give the data's own frequency)"
-                )
-        if len(grid) > len(index):
-            logger.info("%s: item %r: inserted %d missing %r rows", source, item, len(grid) - len(index), freq)
-        return frame.reindex(grid), pd.tseries.frequencies.to_offset(freq).freqstr
-    inferred = _infer_freq(index)
-    if inferred is None and len(index) > 2:
-        steps = index[1:] - index[:-1]
-        usual = steps.value_counts().index[0]
-        at = int(np.argmax(steps != usual))
-        message = (
-            f"{source}: item {item!r} has an irregular time step {index[at]} -> {index[at + 1]} (usual step {usual})"
-        )
-        if not allow_irregular:
-            raise ValueError(f"{message}; pass freq=... to insert missing rows, or allow_irregular=True")
-        logger.warning("%s; keeping the timestamps as they are", message)
-    return frame, inferred
-
-
-def _pad_index(index: pd.DatetimeIndex, length: int, freq: str | None) -> pd.DatetimeIndex:
-    """Extends an item's timestamps back to `length` (at `freq`, or NaT when irregular) for the padding rows."""
-    pad = length - len(index)
-    if pad == 0:
-        return index
-    if freq is not None:
-        return pd.date_range(end=index[0], periods=pad + 1, freq=freq)[:-1].append(index)
-    return pd.DatetimeIndex([pd.NaT] * pad, dtype=index.dtype).append(index)
+            raise non_numeric(source, name, frame[name], echo_values)
 
 
 @dataclass
@@ -297,6 +230,7 @@ class TimeSeriesFrame:
         allow_irregular: bool = False,
         source: str = "DataFrame",
         detect_time: bool = True,
+        echo_values: bool = True,
     ) -> TimeSeriesFrame:
         """From a wide or long DataFrame.
 
@@ -304,32 +238,35 @@ class TimeSeriesFrame:
         date/time/timestamp/datetime) and one column per variable. Long: an `item` column and/or a `variable` column;
         with `variable`, one row per (item, time, variable) holding `value`, else one column per variable. Missing
         long rows become NaN; items are sorted by id, variables keep their order of first appearance. `source` names
-        the data in error messages.
+        the data in error messages; without `echo_values` (data read from a file) they show row numbers, never cell
+        values.
+
+        Raises:
+            ValueError: naming `source` and the column, e.g. for a non-numeric column, a time column without dates,
+                no observed value at all, or no observed value in any target variable.
         """
         if data.shape[0] == 0 or data.shape[1] == 0:
             raise ValueError(f"{source}: no data (shape {data.shape})")
         frame = data.copy()
+        columns = shown(list(frame.columns))
         if frame.columns.duplicated().any():
             raise ValueError(f"{source}: duplicated column {frame.columns[frame.columns.duplicated()][0]!r}")
         if time is None and detect_time and not isinstance(frame.index, pd.DatetimeIndex):
             time = next((c for c in frame.columns if str(c).lower() in _TIME_NAMES), None)
         if time is not None:
             if time not in frame.columns:
-                raise ValueError(f"{source}: time column {time!r} not found; columns are {list(frame.columns)}")
-            try:
-                frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop(time)))
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"{source}: time column {time!r} does not hold dates: {error}") from error
+                raise ValueError(f"{source}: time column {time!r} not found; columns are {columns}")
+            frame.index = parse_times(frame.pop(time), source, time, echo_values)
         for name in [c for c in (item, variable) if c is not None] + ([value] if variable else []):
             if name not in frame.columns:
-                raise ValueError(f"{source}: column {name!r} not found; columns are {list(frame.columns)}")
+                raise ValueError(f"{source}: column {name!r} not found; columns are {columns}")
         if variable is not None:
             if not isinstance(frame.index, pd.DatetimeIndex):
                 raise ValueError(f"{source}: the long format with a variable column needs a time column")
-            _check_numeric(frame, [value], source)
+            _check_numeric(frame, [value], source, echo_values)
             frame[variable] = frame[variable].astype(str)
         else:
-            _check_numeric(frame, [c for c in frame.columns if c != item], source)
+            _check_numeric(frame, [c for c in frame.columns if c != item], source, echo_values)
         groups = [("0", frame)] if item is None else list(frame.groupby(item, sort=True))
         order = list(pd.unique(frame[variable])) if variable is not None else []
         items: dict[str, pd.DataFrame] = {}
@@ -356,16 +293,22 @@ class TimeSeriesFrame:
         targets: Any = None,
         past_covariates: Any = None,
         known_covariates: Any = None,
+        *,
+        encoding: str = "utf-8",
         **kwargs: Any,
     ) -> TimeSeriesFrame:
-        """From a wide or long CSV file (long when `item` or `variable` is given); see `from_pandas`."""
+        """From a wide or long CSV file (long when `item` or `variable` is given); see `from_pandas`.
+
+        Raises:
+            FileNotFoundError: naming the path.
+            ValueError: naming the file: a binary file, text that is not `encoding`, a file that is not a CSV table,
+                or the errors of `from_pandas` (which show column names and row numbers, never the file's lines).
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"time-series CSV not found: {path}")
-        try:
-            data = pd.read_csv(path)
-        except pd.errors.EmptyDataError as error:
-            raise ValueError(f"{path}: the CSV is empty") from error
+        data = read_csv(path, encoding, option="encoding")
+        kwargs.setdefault("echo_values", False)
         return cls.from_pandas(data, targets, past_covariates, known_covariates, source=str(path), **kwargs)
 
     @classmethod
@@ -449,7 +392,7 @@ def _assemble(
     for name, rows in items.items():
         if rows.shape[0] == 0:
             raise ValueError(f"{source}: item {name!r} has no rows")
-        cleaned[name], freqs[name] = _clean_item(rows, name, source, freq, allow_irregular)
+        cleaned[name], freqs[name] = clean_item(rows, name, source, freq, allow_irregular)
     variables = [str(c) for c in next(iter(cleaned.values())).columns]
     kept, role_list = _resolve_roles(variables, *roles, source)
     distinct = sorted({f for f in freqs.values() if f is not None})
@@ -469,7 +412,12 @@ def _assemble(
         raise ValueError(f"{source}: variables {infinite} contain infinite values")
     observed = ~np.isnan(values)
     empty = [kept[j] for j in np.flatnonzero(~observed.any(axis=(0, 1)))]
-    if empty:
+    if len(empty) == len(kept):
+        raise ValueError(f"{source}: no observed value: every value of {shown(kept)} is NaN (shape {values.shape})")
+    targets = [v for v, r in zip(kept, role_list) if r == "target"]
+    if set(targets) <= set(empty):
+        raise ValueError(f"{source}: the target variables {shown(targets)} have no observed value (all NaN)")
+    if empty:  # kept: `select` may drop them; windows over them are an error (nothing to learn from)
         logger.warning("%s: variables %s have no observed value (kept, observed all False)", source, empty)
     indexes = [rows.index for rows in cleaned.values()]
     timestamps: pd.DatetimeIndex | list[pd.DatetimeIndex] | None = None
@@ -477,7 +425,7 @@ def _assemble(
         if all(ix.equals(indexes[0]) for ix in indexes):
             timestamps = pd.DatetimeIndex(indexes[0], freq=None, name=None)
         else:
-            timestamps = [pd.DatetimeIndex(_pad_index(ix, length, frame_freq), freq=None, name=None) for ix in indexes]
+            timestamps = [pd.DatetimeIndex(pad_index(ix, length, frame_freq), freq=None, name=None) for ix in indexes]
     return TimeSeriesFrame(values, observed, kept, role_list, list(cleaned), timestamps, frame_freq, lengths)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmsdk.adapters.timeseries.checks import shown
 from mmsdk.adapters.timeseries.series_frame import ROLES, TimeSeriesFrame
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class ForecastWindows(Dataset):
     Items are `(x (L, n_targets), y (H, n_targets))`, or `x` alone when horizon is 0 (pretraining). With
     `with_covariates`, items are dicts: x, y (when H > 0), past_covariates (L, n_past) and known_covariates
     (L + H, n_known). A series (or split segment) shorter than L + H is left-padded with NaN so it still gives one
-    window; windows whose context holds no observed target value are skipped.
+    window; windows whose context holds no observed target value are skipped. Partly missing values are fine; a
+    target (or, `with_covariates`, a covariate) with no observed value in the windowed rows of any item is an error:
+    the model would have nothing to learn from it (its loss would be 0).
 
     Args:
         frame: the data.
@@ -109,7 +112,8 @@ class ForecastWindows(Dataset):
         with_covariates: return dicts with covariates instead of (x, y).
 
     Raises:
-        ValueError: for an item with no observed target value at all (naming it), or when no window is left.
+        ValueError: for a variable without an observed value in the windowed rows (naming it), an item with no
+            observed target value at all (naming it), or when no window is left.
     """
 
     def __init__(
@@ -138,6 +142,10 @@ class ForecastWindows(Dataset):
         self.with_covariates = with_covariates
         target, past, known = (torch.tensor(frame.indices(r), dtype=torch.long) for r in ROLES)
         self._columns = {"target": target, "past": past, "known": known}
+        where = "the data" if split is None else "the given row ranges"
+        if split is not None and len(set(ranges)) == 1:
+            where = f"rows {ranges[0][0]}-{ranges[0][1]}"
+        _check_variables(frame, ranges, with_covariates, where)
         need = context_length + horizon
         self._series: list[torch.Tensor] = []
         self._offsets: list[int] = []
@@ -189,6 +197,20 @@ class ForecastWindows(Dataset):
         return out
 
 
+def _check_variables(frame: TimeSeriesFrame, ranges: list[tuple[int, int]], covariates: bool, where: str) -> None:
+    """Raises for a windowed variable without an observed value in `ranges` of any item."""
+    seen = np.zeros(len(frame.variables), bool)  # (V,)
+    for k, (start, end) in enumerate(ranges):
+        seen |= frame.observed[k, start:end].any(axis=0)
+    used = [j for j, role in enumerate(frame.roles) if covariates or role == "target"]
+    empty = [f"{frame.variables[j]} ({frame.roles[j]})" for j in used if not seen[j]]
+    if empty:
+        raise ValueError(
+            f"variables {shown(empty)} have no observed value in {where} of any item (all NaN): the model would have"
+            " nothing to learn from them; drop them (select other variables, e.g. data.columns) or fill them"
+        )
+
+
 @dataclass
 class FrameSplit:
     """A frame scaled on its training rows, with per-item train/val/test row ranges.
@@ -233,9 +255,8 @@ def _split(
         scaler = StandardScaler().fit(rows)
     unseen = np.isnan(scaler.mean)
     if unseen.any():
-        logger.warning(
-            "variables %s have no observed training value; left unscaled", list(np.array(frame.variables)[unseen])
-        )
+        names = [v for v, u in zip(frame.variables, unseen) if u]
+        logger.warning("variables %s have no observed training value; left unscaled", names)
         scaler.mean = np.where(unseen, 0.0, scaler.mean).astype(np.float32)
     n, t, v = frame.values.shape
     scaled = scaler.transform(frame.values.reshape(n * t, v)).reshape(n, t, v)

@@ -22,6 +22,7 @@ and the item when its item is read.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -51,6 +52,30 @@ _NAMED = 3  # files named in a summary warning
 
 def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
+
+
+def _read_manifest(path: Path, owner: str) -> tuple[list[str], list[dict[str, str]]]:
+    """`read_manifest` whose errors for a file that is not UTF-8 text or not a CSV are ValueErrors naming it (and
+    never showing its lines)."""
+    if path.is_file():
+        with path.open("rb") as file:
+            if b"\x00" in file.read(8192):
+                raise ValueError(f"{owner}: {path} is not a readable CSV manifest (binary data: NUL bytes)")
+    try:
+        return read_manifest(path, owner)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{owner}: {path} is not UTF-8 text (undecodable byte at offset {err.start}); save the manifest as UTF-8"
+            " (it may also be a binary file, not a CSV)"
+        ) from None
+    except csv.Error as err:  # e.g. "line contains NUL": a binary file
+        raise ValueError(f"{owner}: {path} is not a readable CSV manifest ({err})") from None
+
+
+def _columns(columns: Sequence[str]) -> str:
+    """A manifest's column names for messages, each cut to 40 characters (the first 20)."""
+    cut = [c if len(c) <= 40 else f"{c[:37]}..." for c in columns[:20]]
+    return f"{cut}" + (f" (+{len(columns) - 20} more)" if len(columns) > 20 else "")
 
 
 def _some(items: Sequence[object]) -> str:
@@ -374,9 +399,9 @@ def _seconds(cell: str, column: str, where: str) -> float | None:
     try:
         value = float(cell)
     except ValueError:
-        raise ValueError(f"{where}: {column} must be a number of seconds, got {cell!r}") from None
+        raise ValueError(f"{where}: {column} must be a number of seconds") from None
     if not value >= 0:
-        raise ValueError(f"{where}: {column} must be >= 0 seconds, got {cell!r}")
+        raise ValueError(f"{where}: {column} must be >= 0 seconds, got {value:g}")
     return value
 
 
@@ -420,7 +445,7 @@ class VideoManifest(_ClipDataset):
         class_names: Sequence[str] | None = None,
     ) -> None:
         self.csv_path = Path(path)
-        self.columns, rows = read_manifest(self.csv_path, "VideoManifest")
+        self.columns, rows = _read_manifest(self.csv_path, "VideoManifest")
         for column in ("path", "label"):
             self._check_column(column)
         if not rows:
@@ -451,7 +476,8 @@ class VideoManifest(_ClipDataset):
 
     def _check_column(self, name: str) -> None:
         if name not in self.columns:
-            raise ValueError(f"VideoManifest: {self.csv_path} has no column {name!r}; its columns are {self.columns}")
+            columns = _columns(self.columns)
+            raise ValueError(f"VideoManifest: {self.csv_path} has no column {name!r}; its columns are {columns}")
 
     def column(self, name: str) -> list[str]:
         """The manifest column `name`, one string per item (in item order, skipped files left out)."""

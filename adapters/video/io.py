@@ -1,5 +1,5 @@
 """Video files and clips: finding, probing and decoding files into float32 clips (T, C, H, W) in [0, 1], batching
-clips (`write_video` in `writer.py` makes files for tests, the demo and the examples).
+clips (`to_clips`, from `clips.py`; `write_video` in `writer.py` makes files for tests, the demo and the examples).
 
 PyAV (which bundles FFmpeg) is imported inside the functions that read or write files, so importing this module
 needs only torch and numpy (the model, the export runtime and the front end never read files).
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmsdk.adapters.video.clips import to_clips
 from mmsdk.adapters.video.transforms import resize_crop
 
 __all__ = [
@@ -129,8 +130,12 @@ def _import_av() -> Any:
 
 
 def _av_errors(av: Any) -> tuple[type[BaseException], ...]:
-    """The exceptions PyAV raises for unreadable data (av.error.InvalidDataError, EOFError, ... are FFmpegErrors)."""
-    return (av.error.FFmpegError, OSError)
+    """The exceptions PyAV raises for unreadable data (av.error.InvalidDataError, EOFError, ... are FFmpegErrors).
+
+    IndexError: PyAV's demuxer fails so when damaged data (e.g. a corrupt MPEG-TS table) announces a new stream
+    after the file was opened.
+    """
+    return (av.error.FFmpegError, OSError, IndexError)
 
 
 @contextmanager
@@ -141,6 +146,8 @@ def _open_video(path: Path) -> Iterator[tuple[Any, Any]]:
         raise VideoFileError(path, "file not found")
     if not path.is_file():
         raise VideoFileError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise VideoFileError(path, "not a readable video file: the file is empty (0 bytes)")
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except _av_errors(av) as err:
@@ -449,32 +456,6 @@ def read_clips(
     starts = [last / 2] if num_clips == 1 else [last * k / (num_clips - 1) for k in range(num_clips)]
     clips = [read_video(path, num_frames, stride, size, start=s, channels=channels) for s in starts]
     return torch.stack(clips)  # (K, T, C, H, W)
-
-
-def to_clips(x: np.ndarray | Tensor) -> Tensor:
-    """A batch of clips (B, T, C, H, W) float32 from decoder-style or batched arrays.
-
-    Layouts: 4-D is one clip (T, H, W, C), channel-last as decoders and numpy users have it, giving (1, T, C, H, W);
-    5-D is taken as (B, T, C, H, W) as is. uint8 is scaled by 1/255; float16/32/64 (and bfloat16) is taken as
-    already in [0, 1] and cast to float32.
-
-    Raises:
-        ValueError: another rank, or a bool, integer (other than uint8) or complex dtype.
-    """
-    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
-    if not isinstance(t, Tensor):
-        raise ValueError(f"to_clips: expected a numpy array or a torch tensor, got {type(x).__name__}")
-    if t.ndim == 4:
-        t = t.permute(0, 3, 1, 2).unsqueeze(0)  # (T, H, W, C) -> (1, T, C, H, W)
-    elif t.ndim != 5:
-        raise ValueError(
-            f"to_clips: expected one clip (T, H, W, C) or a batch (B, T, C, H, W), got shape {tuple(t.shape)}"
-        )
-    if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
-    if t.is_floating_point():
-        return t.to(torch.float32)
-    raise ValueError(f"to_clips: expected uint8 or float pixels, got {t.dtype}")
 
 
 def find_video_files(root: str | Path) -> list[Path]:
