@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Stage = Literal["pretrain", "finetune"]
 DEFAULT_ROOT_DIR = "runs"
 
 
@@ -169,11 +170,12 @@ def _logger(cfg: TrainerConfig) -> Any:
     return False
 
 
-def _checkpointer(cfg: TrainerConfig) -> GoodCheckpoint:
-    """Periodic checkpoints in `<root>/checkpoints`: the newest `keep_checkpoints` (by step) plus `last.ckpt`;
-    a rerun in the same directory overwrites `last.ckpt` rather than adding `last-v1.ckpt`."""
+def _checkpointer(cfg: TrainerConfig, stage: Stage) -> GoodCheckpoint:
+    """Periodic checkpoints in `<root>/checkpoints/<stage>`: the newest `keep_checkpoints` (by step) plus
+    `last.ckpt`; a rerun in the same directory overwrites `last.ckpt` rather than adding `last-v1.ckpt`, and a
+    fine-tuning run beside a pretraining one (same root) keeps its own."""
     return GoodCheckpoint(
-        dirpath=str(Path(cfg.root_dir) / "checkpoints"),
+        dirpath=str(Path(cfg.root_dir) / "checkpoints" / stage),
         filename="step={step}",
         auto_insert_metric_name=False,
         monitor="step",
@@ -223,15 +225,18 @@ def _restore_best(fit: L.Trainer, system: L.LightningModule) -> None:
             callback.restore(system)
 
 
-def build_trainer(cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """A Lightning Trainer from a :class:`TrainerConfig` plus extra callbacks."""
+def build_trainer(
+    cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = (), stage: Stage = "pretrain"
+) -> L.Trainer:
+    """A Lightning Trainer from a :class:`TrainerConfig` plus extra callbacks (checkpoints go to
+    `<root>/checkpoints/<stage>`)."""
     cfg = TrainerConfig.from_dict(cfg)
     quiet_lightning()
     all_callbacks = list(callbacks)
     if cfg.select_best is not None:
         all_callbacks.append(BestWeights(cfg.select_best, cfg.select_mode))
     if not any(isinstance(c, ModelCheckpoint) for c in all_callbacks):
-        all_callbacks.append(_checkpointer(cfg))
+        all_callbacks.append(_checkpointer(cfg, stage))
     if cfg.max_nonfinite_steps is not None:
         all_callbacks.append(NonFiniteGuard(cfg.max_nonfinite_steps))
     if cfg.progress_bar:
@@ -318,11 +323,12 @@ def _fit(
     cfg: TrainerConfig,
     callbacks: Sequence[Callback],
     ckpt_path: str | None,
+    stage: Stage,
 ) -> tuple[L.Trainer, dict[str, float]]:
     """Trains `system`, restores the best weights when asked to, and returns the trainer and final metrics."""
     if ckpt_path is not None:
-        ckpt_path = resolve_resume(ckpt_path)
-    fit = build_trainer(cfg, callbacks)
+        ckpt_path = resolve_resume(ckpt_path, stage)
+    fit = build_trainer(cfg, callbacks, stage)
     fit.fit(system, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     _restore_best(fit, system)
     return fit, _scalars(fit.callback_metrics)
@@ -359,7 +365,7 @@ def pretrain(
     L.seed_everything(cfg.seed, verbose=False)
     data = _datamodule(train_data, val_data, None, batch_size, num_workers, cfg.seed)
     system = PretrainSystem(model, masking, optim, seed=cfg.seed)
-    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path)
+    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path, "pretrain")
     logger.info("pretraining done after %d steps: %s", fit.global_step, metrics)
     return PretrainResult(system.model, system, fit, metrics)
 
@@ -403,7 +409,7 @@ def finetune(
     L.seed_everything(cfg.seed, verbose=False)
     data = _datamodule(train_data, val_data, test_data, batch_size, num_workers, cfg.seed)
     system = FinetuneSystem(model, head, optim, pretrained=pretrained, mode=mode, seed=cfg.seed)
-    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path)
+    fit, metrics = _fit(system, data, cfg, callbacks, ckpt_path, "finetune")
     has_test = test_data is not None or (
         not isinstance(data, DataModule) and type(data).test_dataloader is not L.LightningDataModule.test_dataloader
     )

@@ -111,9 +111,11 @@ def verify_checkpoint(path: str | Path) -> str | None:
     return None
 
 
-def resolve_resume(path: str | Path) -> str:
+def resolve_resume(path: str | Path, stage: str | None = None) -> str:
     """The checkpoint to resume from: `path` itself when it is a file, or the newest good checkpoint of a run
-    directory (searched recursively; newest by modification time, `last.ckpt` winning ties).
+    directory (searched recursively; newest by modification time, `last.ckpt` winning ties). With a `stage`, a run
+    directory's `checkpoints/<stage>` folder is searched when it has one (pretraining and fine-tuning runs that
+    share a root keep their checkpoints apart).
 
     Raises:
         FileNotFoundError: when `path` does not exist, or a directory holds no checkpoint.
@@ -124,6 +126,8 @@ def resolve_resume(path: str | Path) -> str:
         return str(path)
     if not path.is_dir():
         raise FileNotFoundError(f"resume: no checkpoint file or run directory at {path}")
+    if stage is not None and (path / "checkpoints" / stage).is_dir():
+        path = path / "checkpoints" / stage
     found = [p for p in path.rglob(f"*{CHECKPOINT_SUFFIX}") if p.is_file() and not p.name.startswith(".")]
     if not found:
         raise FileNotFoundError(f"resume: the directory {path} holds no {CHECKPOINT_SUFFIX} checkpoint")

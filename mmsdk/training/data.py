@@ -70,13 +70,31 @@ class ResumableSampler(DistributedSampler):
     """Seeded, epoch-aware sampler (order = f(seed, epoch)) that can start an epoch part-way through.
 
     It is a :class:`~torch.utils.data.DistributedSampler` (one replica by default), so Lightning keeps it in
-    distributed runs instead of wrapping it, and every rank draws its own shard of the same permutation.
+    distributed runs instead of replacing it (`use_distributed_sampler`), and every rank draws its own shard of
+    the same permutation: rank r gets positions r, r + R, r + 2R, ... of it (R = `num_replicas`), so batch k of
+    the R ranks together is batch k of one process whose batches are R times larger.
+
+    Args:
+        dataset: the (sized) dataset to index.
+        shuffle: permute (with a generator seeded by seed + epoch) or keep the dataset's order.
+        seed: the permutation's seed.
+        num_replicas: the number of ranks sharing an epoch.
+        rank: this rank.
+        drop_last: when the dataset does not divide by `num_replicas`, drop the permutation's last
+            `len(dataset) % num_replicas` indices (no sample repeats); otherwise (DistributedSampler's default)
+            repeat its first ones so that every rank gets the same number of indices.
     """
 
     def __init__(
-        self, dataset: Dataset, shuffle: bool = True, seed: int = 0, num_replicas: int = 1, rank: int = 0
+        self,
+        dataset: Dataset,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
     ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
         self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -207,11 +225,24 @@ class DataModule(L.LightningDataModule):
         return trainer.world_size, trainer.global_rank
 
     def train_dataloader(self) -> ResumableDataLoader:
+        """The shuffled training loader of this rank (world size and rank from the attached Trainer).
+
+        Data of more than one global batch (`batch_size * world_size` samples) trains
+        `len(train) // (batch_size * world_size)` steps an epoch and drops the incomplete last global batch (other
+        samples each epoch, as the order is reshuffled), without repeating any: R ranks see exactly the samples,
+        each once, that one process with R times the batch size sees. E.g. 10 samples on 2 ranks with batch 2
+        train 2 steps on 8 samples and leave 2 out, as one process with batch 4 does; 11 samples leave 3 out. Data
+        of at most one global batch is never dropped: its single step is padded under DDP, up to
+        `world_size - 1` samples repeating (DistributedSampler's padding) so that every rank has a batch.
+        """
         if self.train is None:
             raise ValueError("DataModule has no training data; pass train=...")
         world, rank = self._replicas()
-        sampler = ResumableSampler(self.train, shuffle=True, seed=self.seed, num_replicas=world, rank=rank)
-        drop_last = len(sampler) > self.batch_size  # never drop the only batch of a tiny dataset
+        # never drop the only batch of a tiny dataset; otherwise drop the remainder without padding first
+        drop_last = len(self.train) > self.batch_size * world  # type: ignore[arg-type]
+        sampler = ResumableSampler(
+            self.train, shuffle=True, seed=self.seed, num_replicas=world, rank=rank, drop_last=drop_last
+        )
         kwargs = self._loader_kwargs(self.train)
         return ResumableDataLoader(self.train, self.batch_size, sampler, drop_last=drop_last, **kwargs)
 

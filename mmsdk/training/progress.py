@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 from lightning.pytorch.callbacks import RichProgressBar
 
@@ -17,13 +18,21 @@ class _DropAdvertising(logging.Filter):
 
 
 _FILTER = _DropAdvertising()
+# Lightning warnings that say nothing to an mmsdk user: an internal deprecation inside Lightning itself, and the
+# validation loop being skipped when no validation data was given (validation is optional in every mmsdk call).
+_MUTED_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"You defined a `validation_step` but have no `val_dataloader`",
+)
 
 
 def quiet_lightning() -> None:
-    """Installs the filter once on the logger Lightning's rank-zero messages go through (idempotent)."""
+    """Drops Lightning's advertising and the warnings above (idempotent)."""
     log = logging.getLogger(_RANK_ZERO_LOGGER)
     if _FILTER not in log.filters:
         log.addFilter(_FILTER)
+    for message in _MUTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 class StepProgressBar(RichProgressBar):

@@ -141,7 +141,7 @@ def test_checkpoints_go_under_the_output_dir_of_a_recipe_without_a_root(
     out = tmp_path / "job"
     every = "--trainer.checkpoint_every_n_steps=1"
     main(["pretrain", "--config", str(path), *TINY, f"--output_dir={out}", every])
-    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "checkpoints" / "pretrain" / "last.ckpt").is_file()
     assert not (tmp_path / "runs").exists()
     main(
         [
@@ -155,5 +155,5 @@ def test_checkpoints_go_under_the_output_dir_of_a_recipe_without_a_root(
             "--trainer.max_steps=3",
         ]
     )
-    names = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+    names = sorted(p.name for p in (out / "checkpoints" / "pretrain").glob("*.ckpt"))
     assert names == ["last.ckpt", "step=2.ckpt", "step=3.ckpt"], names

@@ -58,7 +58,7 @@ class _Payload:
 
 
 def test_checkpoints_rotate_in_the_run_directory_with_checksums(run_dir: Path) -> None:
-    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    names = sorted(p.name for p in (run_dir / "checkpoints" / "pretrain").iterdir())
     assert names == [
         "last.ckpt",
         "last.ckpt.sha256",
@@ -68,21 +68,21 @@ def test_checkpoints_rotate_in_the_run_directory_with_checksums(run_dir: Path) -
         "step=5.ckpt.sha256",
     ]
     assert not list(run_dir.rglob(".*.tmp"))
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "pretrain" / "last.ckpt")
     assert checkpoint["global_step"] == 5
 
 
 def test_a_rerun_in_the_same_directory_replaces_last_instead_of_versioning(tmp_path: Path) -> None:
     _pretrain(tmp_path, 2)
     _pretrain(tmp_path, 3)
-    names = {p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    names = {p.name for p in (tmp_path / "checkpoints" / "pretrain").glob("*.ckpt")}
     assert "last-v1.ckpt" not in names and "last.ckpt" in names
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert load_checkpoint(tmp_path / "checkpoints" / "pretrain" / "last.ckpt")["global_step"] == 3
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "flipped"])
 def test_a_damaged_checkpoint_is_named(run_dir: Path, tmp_path: Path, damage: str) -> None:
-    source = (run_dir / "checkpoints" / "step=5.ckpt").read_bytes()
+    source = (run_dir / "checkpoints" / "pretrain" / "step=5.ckpt").read_bytes()
     data = {
         "truncated": source[: len(source) // 2],
         "empty": b"",
@@ -92,7 +92,7 @@ def test_a_damaged_checkpoint_is_named(run_dir: Path, tmp_path: Path, damage: st
     path = tmp_path / "bad.ckpt"
     path.write_bytes(data)
     if damage == "flipped":  # a checksum taken before the damage: the bytes no longer match it
-        checksum_path(path).write_bytes((run_dir / "checkpoints" / "step=5.ckpt.sha256").read_bytes())
+        checksum_path(path).write_bytes((run_dir / "checkpoints" / "pretrain" / "step=5.ckpt.sha256").read_bytes())
     with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
@@ -144,7 +144,7 @@ def test_resume_from_a_run_directory_skips_a_truncated_newest_checkpoint(
     copy.mkdir(parents=True)
     for i, name in enumerate(["step=4.ckpt", "step=5.ckpt", "last.ckpt"]):  # oldest to newest
         for suffix in ("", ".sha256"):
-            (copy / (name + suffix)).write_bytes((run_dir / "checkpoints" / (name + suffix)).read_bytes())
+            (copy / (name + suffix)).write_bytes((run_dir / "checkpoints" / "pretrain" / (name + suffix)).read_bytes())
             os.utime(copy / (name + suffix), ns=(10**18 + i, 10**18 + i))
     assert resolve_resume(tmp_path / "run") == str(copy / "last.ckpt")
     for name in ("last.ckpt", "step=5.ckpt"):  # a crash cut the two newest short
@@ -180,7 +180,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(tmp_path:
     )
     try:
         deadline = time.monotonic() + 120
-        while not (run_dir / "checkpoints" / "step=7.ckpt.sha256").exists():
+        while not (run_dir / "checkpoints" / "pretrain" / "step=7.ckpt.sha256").exists():
             assert process.poll() is None, process.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "the run never reached step 7"
             time.sleep(0.05)
@@ -190,7 +190,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(tmp_path:
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
-    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    checkpoints = sorted((run_dir / "checkpoints" / "pretrain").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
     newest = checkpoints[-1]
     newest.write_bytes(newest.read_bytes()[:2048])  # a crash mid-write (without the atomic rename) would do this
     counter = script.CountSteps()

@@ -76,7 +76,7 @@ def test_a_diverging_run_stops_naming_step_loss_and_learning_rate(tmp_path: Path
     message = str(info.value)
     assert "step 6" in message and "4 optimizer steps in a row" in message
     assert "loss" in message and "learning rate" in message and "last good checkpoint" in message
-    checkpoints = tmp_path / "checkpoints"
+    checkpoints = tmp_path / "checkpoints" / "pretrain"
     kept = sorted(p.name for p in checkpoints.glob("*.ckpt"))
     assert kept == ["last.ckpt", "step=2.ckpt", "step=3.ckpt"]  # nothing written during the streak
     assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 3
