@@ -5,6 +5,11 @@ Adapters keep normalization and patching inside the model, so the exported graph
 :class:`~mmsdk.contracts.adapter.ExportSpec` supplies the input name, the dynamic axes, the output name and the
 tolerance; its `example_input` supplies the tracing and verification inputs. A model of several modalities takes
 one graph input per modality, named after it.
+
+The metadata records how each input may hold non-finite values (`mmsdk.nonfinite`, the adapter's
+`nonfinite_policy`), the largest |value| it may hold (`mmsdk.max_abs`) and the smallest sizes of its axes
+(`mmsdk.min_sizes`), which :class:`~mmsdk.export.runtime.OnnxModel` enforces. Verification against eager PyTorch
+lives in :mod:`mmsdk.export.verify` (its public names are importable from here too).
 """
 
 from __future__ import annotations
@@ -21,19 +26,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
 from mmsdk import __version__
 from mmsdk.contracts.adapter import Adapter, ExportSpec
+from mmsdk.export.verify import (
+    _VERIFY_SEED,
+    DEFAULT_TOLERANCE,
+    ExportVerificationError,
+    _device_of,
+    _eval_mode,
+    _float32_input,
+    _tensor_output,
+    _verification_inputs,
+    check_finite_state,
+    verify_onnx,
+)
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "ExportResult",
+    "ExportVerificationError",
+    "check_finite_state",
+    "to_onnx",
+    "verify_onnx",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOLERANCE = 1e-4
 _EXPORT_BATCH_SIZE = 2  # tracing at batch 1 invites the exporter to specialize the batch axis
-_VERIFY_SEED = 0
 _RESERVED_PREFIX = "mmsdk."
 # Logger -> level during export: "torchvision is not installed" warnings, per-pass INFO logs of the optimizer.
 _NOISY_LOGGERS = {
@@ -41,20 +63,6 @@ _NOISY_LOGGERS = {
     "onnx_ir": logging.WARNING,
     "onnxscript": logging.WARNING,
 }
-
-
-class ExportVerificationError(ValueError):
-    """ONNX Runtime's output differs from eager PyTorch beyond the tolerance (or in shape).
-
-    Attributes:
-        input_shape: the input shape whose outputs differ.
-        max_abs_error: the largest absolute difference (inf for a shape or NaN-pattern mismatch).
-        tolerance: the tolerance that was exceeded.
-    """
-
-    def __init__(self, message: str, input_shape: tuple[int, ...], max_abs_error: float, tolerance: float) -> None:
-        super().__init__(message)
-        self.input_shape, self.max_abs_error, self.tolerance = input_shape, max_abs_error, tolerance
 
 
 @dataclass
@@ -151,10 +159,13 @@ def to_onnx(
         The written file, its signature, the verification errors and the stored metadata.
 
     Raises:
-        ValueError: without adapters and without `example_input`, or for reserved metadata keys.
+        ValueError: without adapters and without `example_input`, for reserved metadata keys, or for a model
+            whose parameters or buffers hold NaN or Inf (naming the first such tensor).
         TypeError: if the model returns something other than a single tensor.
-        ExportVerificationError: if ONNX Runtime's output differs from eager beyond the tolerance.
+        ExportVerificationError: if ONNX Runtime's output differs from eager beyond the tolerance, or finite
+            verification inputs give non-finite outputs.
     """
+    check_finite_state(model)
     adapters = _find_adapters(model)
     specs = {name: a.export_spec() for name, a in adapters.items()} or {"inputs": ExportSpec()}
     names = list(specs) if len(specs) > 1 else [next(iter(specs.values())).input_name]
@@ -219,61 +230,6 @@ class _Positional(nn.Module):
         return self.model(inputs[0])
 
 
-def verify_onnx(
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    inputs_list: Sequence[Tensor | Sequence[Tensor]],
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> dict[tuple[int, ...], float]:
-    """Compares eager PyTorch (eval mode) with ONNX Runtime (CPU) on each input.
-
-    Args:
-        model: the eager model the file was exported from, called with one positional tensor per graph input.
-        path: the `.onnx` file (first output compared).
-        inputs_list: inputs of possibly different batch sizes: a tensor (one graph input) or a sequence of
-            tensors in graph-input order.
-        tolerance: max absolute error allowed.
-
-    Returns:
-        First input's shape → max absolute error.
-
-    Raises:
-        ExportVerificationError: naming the input shape, the error and the tolerance, on the first input whose
-            outputs differ beyond the tolerance, in shape, or in where they are NaN.
-    """
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_names = [arg.name for arg in session.get_inputs()]
-    device = _device_of(model)
-    errors: dict[tuple[int, ...], float] = {}
-    with _eval_mode(model), torch.no_grad():
-        for inputs in inputs_list:
-            tensors = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-            shape = tuple(tensors[0].shape)
-            expected = _tensor_output(model(*(t.to(device) for t in tensors))).detach().float().cpu().numpy()
-            feed = {name: t.detach().cpu().numpy() for name, t in zip(input_names, tensors)}
-            actual = session.run(None, feed)[0]
-            if actual.shape != expected.shape:
-                raise ExportVerificationError(
-                    f"{path}: for input shape {shape}, ONNX Runtime output has shape {actual.shape} but eager "
-                    f"PyTorch gives {expected.shape}",
-                    shape,
-                    float("inf"),
-                    tolerance,
-                )
-            error = _max_abs_error(expected, actual)
-            logger.debug("verify %s input %s: max abs error %.3e", path, shape, error)
-            if not error <= tolerance:
-                raise ExportVerificationError(
-                    f"{path}: for input shape {shape}, ONNX Runtime differs from eager PyTorch by max abs error "
-                    f"{error:.3e} > tolerance {tolerance:.1e}",
-                    shape,
-                    error,
-                    tolerance,
-                )
-            errors[shape] = error
-    return errors
-
-
 def _find_adapters(model: nn.Module) -> dict[str, Adapter]:
     """The adapters of the model's graph inputs: its `input_adapters` when it defines them (a model reading some
     of its backbone's modalities), else its `.backbone.adapters` (modality name → adapter); empty without either."""
@@ -305,11 +261,6 @@ def _as_named(inputs: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
     return {names[0]: inputs}
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a stateless module)."""
-    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
-
-
 def _as_float32(model: nn.Module) -> nn.Module:
     """The model itself when all its floating tensors are float32, else a float32 copy (the original is kept)."""
     tensors = (*model.parameters(), *model.buffers())
@@ -317,35 +268,6 @@ def _as_float32(model: nn.Module) -> nn.Module:
         return model
     logger.info("exporting a float32 copy of %s (it holds non-float32 tensors)", type(model).__name__)
     return copy.deepcopy(model).float()
-
-
-def _float32_input(inputs: Tensor) -> Tensor:
-    """Floating inputs as float32; other dtypes (ids, masks) unchanged."""
-    if not isinstance(inputs, Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor (or a mapping of them), got {type(inputs).__name__}")
-    return inputs.float() if inputs.is_floating_point() else inputs
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Puts every submodule in eval mode and restores each one's own mode afterwards."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
-def _tensor_output(output: Any) -> Tensor:
-    """The output itself if it is one tensor, else a TypeError naming what the model returned."""
-    if not isinstance(output, Tensor):
-        raise TypeError(
-            f"ONNX export needs a model returning a single torch.Tensor, but it returned {type(output).__name__}; "
-            "wrap it so that forward returns one tensor"
-        )
-    return output
 
 
 def _dynamic_axes(spec: ExportSpec, dynamic_batch: bool) -> dict[int, str]:
@@ -426,7 +348,8 @@ def _metadata(
     tolerance: float,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, str]:
-    """The `metadata_props` entries: versions, model config and head as JSON, kind, inputs and their layouts."""
+    """The `metadata_props` entries: versions, model config and head as JSON, kind, inputs, their layouts and the
+    values they may hold (`mmsdk.nonfinite`, `mmsdk.max_abs`, `mmsdk.min_sizes`, per input of an adapter)."""
     from mmsdk.models import EmbeddingModel, TaskModel
 
     config = getattr(getattr(model, "backbone", None), "config", None)
@@ -454,6 +377,15 @@ def _metadata(
         "mmsdk.output_names": json.dumps([output]),
         "mmsdk.tolerance": repr(float(tolerance)),
     }
+    by_input = dict(zip(example, adapters.values()))  # graph input → its adapter, in graph order
+    if by_input:
+        entries["mmsdk.nonfinite"] = json.dumps({name: a.nonfinite_policy for name, a in by_input.items()})
+        entries["mmsdk.max_abs"] = json.dumps({name: float(a.max_abs_input) for name, a in by_input.items()})
+        min_sizes = {name: a.export_spec().min_sizes for name, a in by_input.items() if a.export_spec().min_sizes}
+        if min_sizes:  # JSON keys are strings: axis → size
+            entries["mmsdk.min_sizes"] = json.dumps(
+                {name: {str(axis): int(size) for axis, size in sizes.items()} for name, sizes in min_sizes.items()}
+            )
     labels = getattr(head, "labels", None)
     if labels is not None:
         entries["mmsdk.labels"] = json.dumps(list(labels))
@@ -467,41 +399,3 @@ def _metadata(
             raise ValueError(f"metadata key {key!r} must be a string not starting with {_RESERVED_PREFIX!r}")
         entries[key] = value if isinstance(value, str) else json.dumps(value)
     return entries
-
-
-def _verification_inputs(
-    adapters: Mapping[str, Adapter], example: Mapping[str, Tensor], batch_sizes: Sequence[int]
-) -> list[list[Tensor]]:
-    """Seeded inputs of each batch size, in graph-input order: the adapters' examples, else rows of the example
-    cycled (with a little noise on floating inputs so that rows differ); plus a one-modality adapter's own
-    `verification_inputs` (other clip or series lengths)."""
-    generator = torch.Generator().manual_seed(_VERIFY_SEED + 1)
-    inputs: list[list[Tensor]] = []
-    if len(adapters) == 1:  # other lengths of the dynamic axes, padded inputs
-        inputs += [[_float32_input(x)] for x in next(iter(adapters.values())).verification_inputs(generator)]
-    for size in batch_sizes:
-        if size < 1:
-            raise ValueError(f"verify_batch_sizes must be positive, got {size}")
-        if adapters:
-            inputs.append([_float32_input(a.example_input(size, generator)) for a in adapters.values()])
-            continue
-        rows = []
-        for value in example.values():
-            row = value.cpu()[torch.arange(size) % value.shape[0]]
-            if row.is_floating_point():
-                row = row + 0.01 * torch.randn(row.shape, generator=generator) * row.std().nan_to_num(1.0)
-            rows.append(row)
-        inputs.append(rows)
-    return inputs
-
-
-def _max_abs_error(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Max |expected − actual| over finite values; inf when NaN or Inf appear in different places."""
-    expected, actual = expected.astype(np.float64), actual.astype(np.float64)
-    if not np.array_equal(np.isnan(expected), np.isnan(actual)):
-        return float("inf")
-    infinite = np.isinf(expected)
-    if not np.array_equal(infinite, np.isinf(actual)) or not np.array_equal(expected[infinite], actual[infinite]):
-        return float("inf")
-    finite = np.isfinite(expected)
-    return float(np.abs(expected[finite] - actual[finite]).max()) if finite.any() else 0.0

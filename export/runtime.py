@@ -4,6 +4,13 @@ This module imports only numpy and onnxruntime (and the standard library), so a 
 exported model needs neither torch nor the rest of mmsdk's training stack. Inputs are validated against the
 graph's declared shape and dtype before they reach the session, so a wrong series length fails with a message
 that names the input and the expected shape instead of an opaque runtime error.
+
+Values are validated too, by what the file's metadata says each input may hold (written at export from the
+adapter): `mmsdk.nonfinite` says where NaN may appear ("nan_as_missing": anywhere, "nan_as_padding": only as a
+trailing run along the last axis, "reject": nowhere), `mmsdk.max_abs` bounds |value| and `mmsdk.min_sizes` the
+axis sizes. Inf is never accepted, and neither are float64 values that do not fit in the graph's float32. Files
+exported before these entries existed let NaN through and reject Inf. Outputs are checked as well: a model that
+still produces NaN or Inf raises instead of returning them.
 """
 
 from __future__ import annotations
@@ -33,7 +40,24 @@ _ORT_DTYPES: dict[str, np.dtype] = {
     "tensor(bool)": np.dtype(np.bool_),
 }
 # Metadata entries holding JSON, and the key their decoded value is exposed under.
-_JSON_METADATA = {"mmsdk.config": "config", "mmsdk.head": "head"}
+_JSON_METADATA = {
+    "mmsdk.config": "config",
+    "mmsdk.head": "head",
+    "mmsdk.nonfinite": "nonfinite",
+    "mmsdk.max_abs": "max_abs",
+    "mmsdk.min_sizes": "min_sizes",
+}
+NONFINITE_POLICIES = ("reject", "nan_as_missing", "nan_as_padding")
+"""Where an input may hold NaN (`mmsdk.nonfinite`): nowhere, anywhere (missing values), or only as a trailing run
+along the last axis of each sample (padding after a clip's end). Inf is never valid."""
+LEGACY_POLICY = "nan_as_missing"
+"""The policy of inputs the metadata says nothing about (files exported before `mmsdk.nonfinite`): NaN passes
+through as before, Inf is rejected."""
+_ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(ort.capi.onnxruntime_pybind11_state, name)
+    for name in ("Fail", "InvalidArgument", "RuntimeException")
+    if hasattr(ort.capi.onnxruntime_pybind11_state, name)
+)
 
 
 def format_shape(shape: Sequence[Dim]) -> str:
@@ -62,6 +86,7 @@ class OnnxModel:
         providers: ONNX Runtime execution providers in priority order; CPU only by default, so results do not
             depend on which onnxruntime build is installed.
         threads: intra-op threads (ONNX Runtime's default, all cores, when None).
+        check_outputs: raise when an output holds NaN or Inf instead of returning it.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
@@ -69,7 +94,11 @@ class OnnxModel:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        check_outputs: bool = True,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -87,7 +116,40 @@ class OnnxModel:
         self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
         self.output_names: list[str] = [arg.name for arg in self.session.get_outputs()]
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.check_outputs = check_outputs
+        self.nonfinite: dict[str, str] = self._policies()
+        """Input name → where it may hold NaN (see :data:`NONFINITE_POLICIES`)."""
+        self.max_abs: dict[str, float] = {
+            name: float(value) for name, value in _entry(self.metadata, "max_abs").items() if name in self._inputs
+        }
+        """Input name → the largest |value| it may hold (inputs without an entry: any finite value)."""
+        self.min_sizes: dict[str, dict[int, int]] = {
+            name: {int(axis): int(size) for axis, size in sizes.items()}
+            for name, sizes in _entry(self.metadata, "min_sizes").items()
+            if name in self._inputs
+        }
+        """Input name → axis → the smallest size the input may have along it."""
         logger.debug("loaded %s: inputs %s, outputs %s", self.path, list(self._inputs), self.output_names)
+
+    def _policies(self) -> dict[str, str]:
+        """Each input's NaN policy from `mmsdk.nonfinite`; LEGACY_POLICY where the file has none or an unknown one."""
+        stored = _entry(self.metadata, "nonfinite")
+        if not stored:
+            logger.debug("%s has no mmsdk.nonfinite entry: NaN passes through, Inf is rejected", self.path.name)
+        policies = {}
+        for name in self._inputs:
+            policy = stored.get(name, LEGACY_POLICY)
+            if policy not in NONFINITE_POLICIES:
+                logger.warning(
+                    "%s: unknown NaN policy %r for input %s (expected one of %s); NaN passes through, Inf is rejected",
+                    self.path.name,
+                    policy,
+                    name,
+                    NONFINITE_POLICIES,
+                )
+                policy = LEGACY_POLICY
+            policies[name] = policy
+        return policies
 
     @property
     def input_names(self) -> list[str]:
@@ -147,9 +209,19 @@ class OnnxModel:
                 model (resample first, e.g. with `torchaudio.functional.resample` or `soxr`).
 
         Raises:
-            ValueError: for a missing or unknown input name, an input of the wrong rank, size or dtype, or a
-                sample rate that differs from the model's (or a rate passed to a model without one).
+            TypeError: if `inputs` is not a mapping.
+            ValueError: for a missing or unknown input name; an input of the wrong rank, size or dtype, empty, or
+                shorter than the model's minimum along an axis; NaN where the input's policy forbids it, any Inf,
+                float64 values too large for float32 or values beyond the input's `max_abs` (each naming the input,
+                the count and the first index); a sample rate that differs from the model's (or a rate passed to a
+                model without one); an input ONNX Runtime refuses; or, with `check_outputs`, an output holding NaN
+                or Inf.
         """
+        if not isinstance(inputs, Mapping):
+            raise TypeError(
+                f"run() takes a mapping of input name → array (inputs {self.input_names}), got "
+                f"{type(inputs).__name__}; call the model itself with one array"
+            )
         if sample_rate is not None:
             self._check_sample_rate(sample_rate)
         unknown = sorted(set(inputs) - set(self._inputs))
@@ -157,8 +229,19 @@ class OnnxModel:
         if unknown or missing:
             raise ValueError(f"model inputs are {self.input_names}; got unknown {unknown}, missing {missing}")
         feed = {name: self._validate(name, value) for name, value in inputs.items()}
-        outputs = self.session.run(self.output_names, feed)
-        return dict(zip(self.output_names, outputs))
+        outputs = dict(zip(self.output_names, self._session_run(feed)))
+        if self.check_outputs:
+            for name, output in outputs.items():
+                _check_output(self.path.name, name, output, feed)
+        return outputs
+
+    def _session_run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The session's outputs, with ONNX Runtime's own errors re-raised as ValueError naming the input shapes."""
+        try:
+            return self.session.run(self.output_names, dict(feed))
+        except _ORT_ERRORS as error:
+            shapes = ", ".join(f"{name}{format_shape(value.shape)}" for name, value in feed.items())
+            raise ValueError(f"ONNX Runtime could not run {self.path.name} on {shapes}: {error}") from error
 
     def _check_sample_rate(self, sample_rate: int) -> None:
         expected = self.sample_rate
@@ -171,7 +254,7 @@ class OnnxModel:
             )
 
     def _validate(self, name: str, value: np.ndarray | Sequence[Any]) -> np.ndarray:
-        """Converts `value` to the input's dtype where that is lossless in kind, and checks its shape."""
+        """Converts `value` to the input's dtype where that is lossless in kind, and checks its shape and values."""
         arg = self._inputs[name]
         expected_dtype = _ORT_DTYPES.get(arg.type)
         array = _to_array(name, value, expected_dtype)
@@ -186,6 +269,17 @@ class OnnxModel:
         for want, got in zip(expected, array.shape):
             if isinstance(want, int) and want != got:
                 raise ValueError(f"{name} expects {format_shape(expected)}, got {format_shape(array.shape)}")
+        if array.size == 0:
+            raise ValueError(f"{name} is empty: shape {format_shape(array.shape)} holds no values")
+        min_sizes = self.min_sizes.get(name, {})
+        for axis, size in sorted(min_sizes.items()):
+            if axis < array.ndim and array.shape[axis] < size:
+                raise ValueError(
+                    f"{name} needs at least {size} along axis {axis} (declared {format_shape(expected)}), got "
+                    f"{format_shape(array.shape)}"
+                )
+        if array.dtype.kind == "f":
+            _check_values(name, array, self.nonfinite[name], self.max_abs.get(name), min_sizes.get(array.ndim - 1))
         return array
 
     def benchmark(
@@ -228,18 +322,103 @@ class OnnxModel:
         return stats
 
 
+def _entry(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A decoded per-input metadata entry (`nonfinite`, `max_abs`, `min_sizes`); empty when absent or malformed."""
+    value = metadata.get(key)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """The index of the first True of a non-empty mask, in C order."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
 def _to_array(name: str, value: np.ndarray | Sequence[Any], dtype: np.dtype | None) -> np.ndarray:
-    """`value` as an array of `dtype`: lists and other float widths are converted, other kinds are an error."""
+    """`value` as an array of `dtype`: lists and other float widths are converted, other kinds are an error.
+
+    Raises:
+        ValueError: for values that cannot be converted, an array of another kind, or finite values too large
+            for `dtype` (they would become Inf), naming the count and the first index.
+    """
     if not isinstance(value, np.ndarray):
+        wide = np.dtype(np.float64) if dtype is not None and dtype.kind == "f" else dtype  # cast with checks below
         try:
-            array = np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError) as error:
+            array = np.asarray(value, dtype=wide)
+        except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"{name} could not be converted to a {dtype} array: {error}") from error
         logger.debug("%s: converted %s to a %s array", name, type(value).__name__, array.dtype)
-        return array
+        value = array
     if dtype is None or value.dtype == dtype:
         return value
     if dtype.kind == "f" and value.dtype.kind == "f":
         logger.debug("%s: casting %s to %s", name, value.dtype, dtype)
-        return value.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = value.astype(dtype)
+        if value.dtype.itemsize > dtype.itemsize:
+            overflow = np.isinf(cast) & np.isfinite(value)
+            if overflow.any():
+                first = _first_index(overflow)
+                raise ValueError(
+                    f"{name} holds {int(overflow.sum())} finite value(s) too large for {dtype} (|x| > "
+                    f"{float(np.finfo(dtype).max):.3g}), the first, {float(value[first]):.3g}, at index {first}: "
+                    "they would become Inf; rescale the input"
+                )
+        return cast
     raise ValueError(f"{name} expects {dtype} values, got an array of dtype {value.dtype}")
+
+
+def _check_values(name: str, array: np.ndarray, policy: str, max_abs: float | None, min_real: int | None) -> None:
+    """Raises ValueError for Inf anywhere, NaN where `policy` forbids it, |values| beyond `max_abs`, and (policy
+    "nan_as_padding") samples whose real length along the last axis is below `min_real`."""
+    infinite = np.isinf(array)
+    if infinite.any():
+        hint = "; use NaN for missing values" if policy == "nan_as_missing" else ""
+        raise ValueError(
+            f"{name} holds {int(infinite.sum())} Inf value(s) (shape {format_shape(array.shape)}, the first at index "
+            f"{_first_index(infinite)}): Inf is never a valid input{hint}"
+        )
+    nan = np.isnan(array)
+    if policy == "reject" and nan.any():
+        raise ValueError(
+            f"{name} holds {int(nan.sum())} NaN value(s) (shape {format_shape(array.shape)}, the first at index "
+            f"{_first_index(nan)}): this model takes no missing values (mmsdk.nonfinite: reject); drop or repair them"
+        )
+    if policy == "nan_as_padding" and array.ndim >= 2:
+        steps = np.arange(1, array.shape[-1] + 1)
+        lengths = np.where(nan, 0, steps).max(axis=-1)  # (B, ...): one past each sample's last real value
+        inner = nan & (steps - 1 < lengths[..., None])
+        if inner.any():
+            raise ValueError(
+                f"{name} holds {int(inner.sum())} NaN value(s) before the end of their sample (shape "
+                f"{format_shape(array.shape)}, the first at index {_first_index(inner)}): only a trailing run of NaN "
+                "along the last axis is padding"
+            )
+        if min_real is not None and (lengths < min_real).any():
+            short = _first_index(lengths < min_real)
+            raise ValueError(
+                f"{name} sample {short} has {int(lengths[short])} real value(s) along the last axis before its NaN "
+                f"padding (shape {format_shape(array.shape)}); the model needs at least {min_real}"
+            )
+    if max_abs is not None:
+        big = np.abs(array) > max_abs  # NaN compares False
+        if big.any():
+            first = _first_index(big)
+            raise ValueError(
+                f"{name} holds {int(big.sum())} value(s) beyond ±{max_abs:.0e} (shape {format_shape(array.shape)}), "
+                f"the first, {float(array[first]):.3g}, at index {first}: the model computes in float32 and would "
+                "overflow; rescale the input"
+            )
+
+
+def _check_output(model: str, name: str, output: np.ndarray, feed: Mapping[str, np.ndarray]) -> None:
+    """Raises ValueError when a floating-point output holds NaN or Inf, naming the count, the first index and the
+    inputs' shapes."""
+    if output.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(output)
+    if bad.any():
+        shapes = ", ".join(f"{key}{format_shape(value.shape)}" for key, value in feed.items())
+        raise ValueError(
+            f"{model}: output {name} holds {int(bad.sum())} NaN or Inf value(s) of {output.size}, the first at index "
+            f"{_first_index(bad)}, for inputs {shapes} that passed validation; the model is not usable on them"
+        )

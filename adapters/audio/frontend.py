@@ -230,6 +230,15 @@ class Fbank(nn.Module):
             )
         if lengths is not None and bool(((lengths < 0) | (lengths > num_samples)).any()):
             raise ValueError(f"Fbank: lengths must be in [0, T={num_samples}], got {lengths.tolist()}")
+        bad = ~torch.isfinite(waveform)
+        if lengths is not None:  # padding may hold anything
+            bad = bad & (torch.arange(num_samples, device=waveform.device)[None, :] < lengths[:, None])
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"Fbank: waveform {tuple(waveform.shape)} holds {int(bad.sum())} NaN or Inf sample(s) among its real "
+                f"samples, the first at index {first}; pass lengths to mark a NaN tail as padding"
+            )
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Computes log-mel filterbank features.
@@ -245,8 +254,9 @@ class Fbank(nn.Module):
             meaningless; callers mask them.
 
         Raises:
-            ValueError: for a waveform that is not a floating-point (B, T) tensor, T shorter than one window
-                (checked outside tracing), or lengths that are not an integer (B,) tensor in [0, T].
+            ValueError: for a waveform that is not a floating-point (B, T) tensor, T shorter than one window or
+                NaN/Inf among the real samples (both checked outside tracing), or lengths that are not an integer
+                (B,) tensor in [0, T].
         """
         self._check(waveform, lengths)
         c = self.config

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.audio.frontend import Fbank, FbankConfig
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import Adapter, ExportSpec
+from mmsdk.contracts.adapter import Adapter, ExportSpec, check_magnitude
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import PooledHead, Pooling
@@ -41,6 +41,9 @@ AUDIOSET_MEAN = -4.2677393
 """Mean of the AudioSet log-mel filterbank (128 bins), the AST/SSAST default normalization."""
 AUDIOSET_STD = 4.5689974
 """Standard deviation of the AudioSet log-mel filterbank (128 bins)."""
+MAX_ABS_SAMPLE = 1e12
+"""The largest |sample| a waveform may hold (clips are in [-1, 1]): far below where the float32 power spectrum of a
+frame (~N·W·16·x², Parseval) overflows."""
 
 
 @dataclass
@@ -116,13 +119,13 @@ class SpectrogramConfig(Config):
         return self.fbank.window_samples + (frames - 1) * self.fbank.shift_samples
 
 
-def check_waveform(waveform: object, config: SpectrogramConfig) -> Tensor:
+def check_waveform(waveform: object, config: SpectrogramConfig, max_abs: float = MAX_ABS_SAMPLE) -> Tensor:
     """Checks a (B, T) float waveform batch and returns each clip's real length (B,): the samples before its NaN
     tail (padding). Runs only in eager mode (value checks cannot be traced).
 
     Raises:
-        ValueError: for a non-tensor, wrong rank or dtype, an empty batch, NaN inside a clip (only a trailing run
-            of NaN is padding), Inf, or a clip shorter than one token.
+        ValueError: for a non-tensor, wrong rank or dtype, an empty batch or clip, NaN inside a clip (only a
+            trailing run of NaN is padding), Inf, samples beyond ±max_abs, or a clip shorter than one token.
     """
     if not isinstance(waveform, Tensor):
         raise ValueError(f"audio: the waveform must be a torch.Tensor (B, T), got {type(waveform).__name__}")
@@ -138,14 +141,25 @@ def check_waveform(waveform: object, config: SpectrogramConfig) -> Tensor:
         raise ValueError(f"audio: the waveform must be floating point in [-1, 1], got dtype {waveform.dtype}")
     if shape[0] == 0:
         raise ValueError(f"audio: empty batch (shape {shape})")
+    if shape[1] == 0:
+        raise ValueError(
+            f"audio: the clips have no samples (shape {shape}); the shortest clip this model tokenizes has "
+            f"{config.min_samples} samples"
+        )
     lengths = real_lengths(waveform)
     real = torch.arange(shape[1], device=waveform.device) < lengths[:, None]
     inner_nan = (torch.isnan(waveform) & real).any(dim=1)
     if bool(inner_nan.any()):
         rows = inner_nan.nonzero().flatten().tolist()
         raise ValueError(f"audio: clip(s) {rows[:5]} have NaN samples before their end; only a NaN tail is padding")
-    if bool(torch.isinf(waveform).any()):
-        raise ValueError("audio: the waveform contains Inf samples")
+    infinite = torch.isinf(waveform)
+    if bool(infinite.any()):
+        first = tuple(int(i) for i in infinite.nonzero()[0])
+        raise ValueError(
+            f"audio: the waveform contains {int(infinite.sum())} Inf sample(s) (shape {shape}, the first at index "
+            f"{first}); only a trailing run of NaN is padding"
+        )
+    check_magnitude(waveform, "audio: the waveform", max_abs)
     short = lengths < config.min_samples
     if bool(short.any()):
         rows = short.nonzero().flatten().tolist()
@@ -192,6 +206,8 @@ class SpectrogramAdapter(Adapter):
     config_class = SpectrogramConfig
     tasks = ("classification", "multilabel", "regression")
     free_fields = ("stride_freq", "stride_time", "freq_mask", "time_mask")
+    nonfinite_policy = "nan_as_padding"
+    max_abs_input = MAX_ABS_SAMPLE
     config: SpectrogramConfig
 
     def __init__(self, config: SpectrogramConfig, dim: int) -> None:
@@ -212,7 +228,7 @@ class SpectrogramAdapter(Adapter):
     def spectrogram(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
         """Normalized log-mel features (B, F, M), zero on padded frames, and each clip's real frames (B,)."""
         cfg = self.config
-        lengths = real_lengths(waveform) if is_tracing() else check_waveform(waveform, cfg)
+        lengths = real_lengths(waveform) if is_tracing() else check_waveform(waveform, cfg, self.max_abs_input)
         features, frames = self.fbank(waveform, lengths)  # (B, F, M), (B,)
         x = (features - cfg.norm_mean) / (2 * cfg.norm_std)
         if not is_tracing() and bool((frames > cfg.max_frames).any()) and cfg.positions == "learned":
@@ -339,6 +355,7 @@ class SpectrogramAdapter(Adapter):
             output_names=("logits",),
             tolerance=1e-3,
             metadata={"sample_rate": str(self.config.fbank.sample_rate), "input_units": "waveform in [-1, 1]"},
+            min_sizes={1: self.config.min_samples},  # one token; also the real length of a NaN-padded clip
         )
 
 

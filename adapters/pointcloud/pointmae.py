@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.pointcloud import ops
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
+from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, LossTerms, check_magnitude
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import Pooling, pool_tokens
@@ -113,8 +113,9 @@ class MiniPointNet(nn.Module):
         return feature.reshape(b, s, -1)  # (B, S, D)
 
 
-def check_points(points: object, num_points: int, in_channels: int) -> None:
-    """Raises ValueError unless `points` is a finite float (B, num_points, in_channels) tensor."""
+def check_points(points: object, num_points: int, in_channels: int, max_abs: float = DEFAULT_MAX_ABS_INPUT) -> None:
+    """Raises ValueError unless `points` is a finite float (B, num_points, in_channels) tensor with no |value| above
+    `max_abs` (larger coordinates overflow the float32 squared distances of sampling and grouping)."""
     if not isinstance(points, Tensor):
         raise ValueError(f"Point-MAE: points must be a torch.Tensor, got {type(points).__name__}")
     shape = tuple(points.shape)
@@ -136,8 +137,14 @@ def check_points(points: object, num_points: int, in_channels: int) -> None:
         )
     if shape[0] == 0:
         raise ValueError(f"Point-MAE: empty batch (shape {shape})")
-    if not bool(torch.isfinite(points).all()):
-        raise ValueError("Point-MAE: points contain NaN or Inf; drop or repair those points before tokenizing")
+    bad = ~torch.isfinite(points)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"Point-MAE: points contain NaN or Inf ({int(bad.sum())} value(s) of shape {shape}, the first at index "
+            f"{first}); point clouds have no missing values: drop or repair those points before tokenizing"
+        )
+    check_magnitude(points, "Point-MAE: points", max_abs)
 
 
 class PointMAEAdapter(Adapter):
@@ -181,7 +188,8 @@ class PointMAEAdapter(Adapter):
 
     def tokenize(self, inputs: Tensor) -> TokenBatch:
         if not is_tracing():
-            check_points(inputs, self.config.num_points, self.config.in_channels)
+            check_points(inputs, self.config.num_points, self.config.in_channels, self.max_abs_input)
+        inputs = inputs.to(self.embed.first_conv[0].weight.dtype)  # float16/64 clouds in a float32 model
         neighborhoods, centers = self.group(inputs)  # (B, S, k, C), (B, S, 3)
         return TokenBatch(
             tokens=self.embed(neighborhoods),  # (B, S, D)

@@ -200,6 +200,7 @@ class MoiraiAdapter(Adapter):
     config_class = MoiraiConfig
     tasks = ("forecast",)
     free_fields = ("context_length", "num_channels", "max_variates", "patch_size")
+    nonfinite_policy = "nan_as_missing"
     config: MoiraiConfig
 
     def __init__(self, config: MoiraiConfig, dim: int) -> None:
@@ -226,7 +227,7 @@ class MoiraiAdapter(Adapter):
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, k·patch_size, 1..max_variates) finite-or-NaN floats."""
         cfg = self.config
-        check_series(x, "Moirai")
+        check_series(x, "Moirai", max_abs=self.max_abs_input)
         if x.shape[1] < cfg.patch_size or x.shape[1] % cfg.patch_size != 0:
             raise ValueError(
                 f"Moirai expects a length that is a positive multiple of patch_size={cfg.patch_size}, got "
@@ -259,12 +260,14 @@ class MoiraiAdapter(Adapter):
             return self.pack(inputs.series, inputs.max_tokens).batch
         if not torch.compiler.is_compiling():
             self.check_input(inputs)
+        projection = self.input_projections[str(self.config.patch_size)]
+        inputs = inputs.to(projection.weight.dtype)  # float16/64 series in a float32 model
         b, length, c = inputs.shape
         n = length // self.config.patch_size
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B, C·N, P)
         target_mask = self.patchify(observed.to(z.dtype)) > 0.5  # (B, C·N, P)
-        tokens = self.input_projections[str(self.config.patch_size)](patches)  # (B, C·N, D)
+        tokens = projection(patches)  # (B, C·N, D)
         empty = ~target_mask.any(dim=-1, keepdim=True)  # (B, C·N, 1): no content, e.g. a forecast slot
         tokens = torch.where(empty, self.mask_token.to(tokens.dtype), tokens)
         time_ids = torch.arange(n, device=inputs.device).repeat(c).unsqueeze(0).expand(b, -1)  # (B, C·N)

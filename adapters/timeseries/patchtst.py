@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import Adapter, ExportSpec
+from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, check_magnitude
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import pool_tokens
@@ -125,7 +125,13 @@ def prefix_normalize(norm: InstanceNorm, x: Tensor, steps: int) -> tuple[Tensor,
     return (filled - loc) / scale * observed.to(x.dtype), observed, loc, scale
 
 
-def check_series(x: Tensor, model: str, context_length: int | None = None, num_channels: int | None = None) -> None:
+def check_series(
+    x: Tensor,
+    model: str,
+    context_length: int | None = None,
+    num_channels: int | None = None,
+    max_abs: float = DEFAULT_MAX_ABS_INPUT,
+) -> None:
     """Validates a raw (B, L, C) series batch for a time-series adapter; NaN (missing) is allowed, Inf is not.
 
     Args:
@@ -133,10 +139,14 @@ def check_series(x: Tensor, model: str, context_length: int | None = None, num_c
         model: the model name used in messages.
         context_length: the required L, or None when any length is fine.
         num_channels: the required C, or None when any variate count is fine.
+        max_abs: the largest |value| allowed (larger values overflow the float32 normalization statistics).
 
     Raises:
-        ValueError: naming the model, the expected and the actual shape or dtype.
+        ValueError: naming the model, the expected and the actual shape or dtype, or the count and first index of
+            Inf or too large values.
     """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{model} expects a torch.Tensor series (batch, time, channels), got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"{model} expects series of shape (batch, time, channels), got {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -151,10 +161,18 @@ def check_series(x: Tensor, model: str, context_length: int | None = None, num_c
             f"{model} was built for num_channels={num_channels}, got {x.shape[2]} channels "
             f"(input shape {tuple(x.shape)})"
         )
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{model} got an empty series (input shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{model} expects a floating-point series, got dtype {x.dtype}")
-    if torch.isinf(x).any():
-        raise ValueError(f"{model} input contains Inf values; use NaN for missing values")
+    infinite = torch.isinf(x)
+    if bool(infinite.any()):
+        first = tuple(int(i) for i in infinite.nonzero()[0])
+        raise ValueError(
+            f"{model} input contains {int(infinite.sum())} Inf value(s) (input shape {tuple(x.shape)}, the first at "
+            f"index {first}); use NaN for missing values"
+        )
+    check_magnitude(x, f"{model} input", max_abs)
 
 
 def example_series(batch_size: int, length: int, channels: int, generator: torch.Generator | None = None) -> Tensor:
@@ -187,6 +205,7 @@ class PatchTSTAdapter(Adapter):
     config_class = PatchTSTConfig
     tasks = ("forecast", "classification", "regression", "multilabel")
     free_fields = ("positional_dropout", "context_length", "num_channels")
+    nonfinite_policy = "nan_as_missing"
     config: PatchTSTConfig
 
     def __init__(self, config: PatchTSTConfig, dim: int) -> None:
@@ -209,7 +228,7 @@ class PatchTSTAdapter(Adapter):
 
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
-        check_series(x, "PatchTST", self.config.context_length, self.config.num_channels)
+        check_series(x, "PatchTST", self.config.context_length, self.config.num_channels, self.max_abs_input)
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C)."""
@@ -232,6 +251,7 @@ class PatchTSTAdapter(Adapter):
     def tokenize(self, inputs: Tensor) -> TokenBatch:
         if not torch.compiler.is_compiling():
             self.check_input(inputs)
+        inputs = inputs.to(self.value_embedding.weight.dtype)  # float16/64 series in a float32 model
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B·C, N, P)
         observed_patches = self.patchify(observed.to(z.dtype)) > 0.5  # (B·C, N, P)

@@ -98,6 +98,7 @@ class TimerXLAdapter(Adapter):
     config_class = TimerXLConfig
     tasks = ("forecast",)
     free_fields = ("context_length", "num_channels")
+    nonfinite_policy = "nan_as_missing"
     config: TimerXLConfig
 
     def __init__(self, config: TimerXLConfig, dim: int) -> None:
@@ -119,7 +120,7 @@ class TimerXLAdapter(Adapter):
 
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
-        check_series(x, "TimerXL", self.config.context_length, self.config.num_channels)
+        check_series(x, "TimerXL", self.config.context_length, self.config.num_channels, self.max_abs_input)
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
@@ -142,6 +143,7 @@ class TimerXLAdapter(Adapter):
     def tokenize(self, inputs: Tensor) -> TokenBatch:
         if not torch.compiler.is_compiling():
             self.check_input(inputs)
+        inputs = inputs.to(self.value_embedding.weight.dtype)  # float16/64 series in a float32 model
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B, C·N, P)
         b, cn = patches.shape[:2]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
+from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, LossTerms, check_magnitude
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.losses import masked_mse
 from mmsdk.contracts.tokens import TokenBatch
@@ -61,7 +61,7 @@ class VideoMAEConfig(Config):
     num_frames: int = 16
     """Frames per clip the model is built for: the time extent of a learned position table, and the clip length
     recipes read. Other frame counts work (positions adapt)."""
-    frame_size: tuple[int, int] = (224, 224)
+    frame_size: int | tuple[int, int] = (224, 224)
     """(height, width) of the frames the model is built for (one number = square frames); other sizes work
     (positions adapt)."""
     tubelet: int = 2
@@ -135,12 +135,12 @@ class VideoMAEConfig(Config):
         return self.grid_for(self.num_frames, *self.frame_size)
 
 
-def check_frames(frames: object, config: VideoMAEConfig) -> None:
+def check_frames(frames: object, config: VideoMAEConfig, max_abs: float = DEFAULT_MAX_ABS_INPUT) -> None:
     """Checks a (B, T, C, H, W) clip batch (eager mode only; values cannot be checked while tracing).
 
     Raises:
         ValueError: for a non-tensor, a wrong rank, layout or dtype, a channel count other than the model's, an
-            empty batch or clip, Inf values, uint8 with NaN, or a clip without a single real pixel.
+            empty batch or clip, Inf values, values beyond ±max_abs, or a clip without a single real pixel.
     """
     if not isinstance(frames, Tensor):
         raise ValueError(
@@ -170,8 +170,14 @@ def check_frames(frames: object, config: VideoMAEConfig) -> None:
     if min(shape) == 0:
         raise ValueError(f"video: empty clip batch (shape {shape}): no frames or no pixels")
     if frames.is_floating_point():
-        if bool(torch.isinf(frames).any()):
-            raise ValueError("video: frames contain Inf values (NaN marks missing pixels; Inf is never valid)")
+        infinite = torch.isinf(frames)
+        if bool(infinite.any()):
+            first = tuple(int(i) for i in infinite.nonzero()[0])
+            raise ValueError(
+                f"video: frames contain {int(infinite.sum())} Inf value(s) (shape {shape}, the first at index "
+                f"{first}); NaN marks missing pixels, Inf is never valid"
+            )
+        check_magnitude(frames, "video: frames", max_abs)
         real = ~torch.isnan(frames).flatten(1).all(dim=1)  # (B,)
         if not bool(real.all()):
             rows = (~real).nonzero().flatten().tolist()
@@ -256,6 +262,7 @@ class VideoMAEAdapter(Adapter):
     config_class = VideoMAEConfig
     tasks = ("classification", "multilabel", "regression")
     free_fields = ("target_norm",)
+    nonfinite_policy = "nan_as_missing"
     config: VideoMAEConfig
 
     def __init__(self, config: VideoMAEConfig, dim: int) -> None:
@@ -284,7 +291,7 @@ class VideoMAEAdapter(Adapter):
         """Checked float frames in [0, 1] padded with NaN to whole tubes (B, T', C, H', W')."""
         cfg = self.config
         if not is_tracing():
-            check_frames(inputs, cfg)
+            check_frames(inputs, cfg, self.max_abs_input)
         x = inputs.float() / 255.0 if inputs.dtype == torch.uint8 else inputs.float()
         t, h, w = x.shape[1], x.shape[3], x.shape[4]
         nt, nh, nw = cfg.grid_for(t, h, w)

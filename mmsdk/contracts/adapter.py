@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,18 @@ from mmsdk.contracts.tokens import TokenBatch
 LossTerms = Mapping[str, Tensor]
 """Named scalar loss terms of one modality (e.g. `{"infonce": ..., "mse": ...}`); the loss is their sum."""
 
+NonFinitePolicy = Literal["reject", "nan_as_missing", "nan_as_padding"]
+"""Where a raw input may hold NaN. Inf is never valid.
+
+- "reject": nowhere; the modality has no notion of a missing value (point clouds).
+- "nan_as_missing": anywhere; NaN marks a missing value the adapter excludes (series with gaps, missing pixels).
+- "nan_as_padding": only as a trailing run along the last axis of each sample: padding after a clip's end (audio).
+"""
+NONFINITE_POLICIES: tuple[NonFinitePolicy, ...] = ("reject", "nan_as_missing", "nan_as_padding")
+DEFAULT_MAX_ABS_INPUT = 1e15
+"""The largest |value| a raw input may hold unless its adapter says otherwise: well inside float32 (3.4e38), so the
+squares and sums of normalization statistics and distances cannot overflow."""
+
 
 @dataclass
 class ExportSpec:
@@ -41,6 +53,7 @@ class ExportSpec:
         tolerance: absolute tolerance for eager-vs-runtime verification.
         metadata: facts a serving program needs to feed the graph (e.g. `{"sample_rate": "16000"}`), stored in the
             ONNX metadata as `mmsdk.<key>`.
+        min_sizes: axis index → the smallest size the input may have along it (stored as `mmsdk.min_sizes`).
     """
 
     input_name: str = "inputs"
@@ -48,6 +61,9 @@ class ExportSpec:
     output_names: tuple[str, ...] = ("outputs",)
     tolerance: float = 1e-4
     metadata: dict[str, str] = field(default_factory=dict)
+    min_sizes: dict[int, int] = field(default_factory=dict)
+    """E.g. the samples of one audio token: the runtime rejects shorter inputs by name. Under the "nan_as_padding"
+    policy the real (non-padding) length of every sample along the last axis must reach it too."""
 
 
 class Adapter(nn.Module, ABC):
@@ -65,6 +81,13 @@ class Adapter(nn.Module, ABC):
     """Config fields that may differ between a pretrained checkpoint and the model it initializes because they do
     not change what the backbone's weights compute (dropout rates, head and loss options); every other field must
     match for `load_backbone`."""
+    nonfinite_policy: ClassVar[NonFinitePolicy] = "reject"
+    """Where the raw input may hold NaN (see :data:`NonFinitePolicy`); no missing values by default. `tokenize`
+    enforces it, and exported models store it per graph input (`mmsdk.nonfinite`) for the runtime to enforce."""
+    max_abs_input: ClassVar[float] = DEFAULT_MAX_ABS_INPUT
+    """The largest |value| the raw input may hold: beyond it the tokenizer's float32 arithmetic overflows and NaN
+    would reach the outputs. `tokenize` rejects larger values (:func:`check_magnitude`); exported models store it
+    (`mmsdk.max_abs`) for the runtime."""
 
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
@@ -180,6 +203,26 @@ class Adapter(nn.Module, ABC):
         adapter has no picture to draw.
         """
         return None
+
+
+def check_magnitude(x: Tensor, what: str, limit: float) -> None:
+    """Raises ValueError when a value of a floating-point input exceeds `limit` in magnitude (NaN is ignored).
+
+    Args:
+        x: the raw input.
+        what: how messages name it (e.g. "PatchTST input").
+        limit: the largest |value| allowed (the adapter's `max_abs_input`).
+    """
+    if not x.is_floating_point() or torch.compiler.is_compiling():
+        return
+    big = x.abs() > limit  # NaN compares False
+    if bool(big.any()):
+        first = tuple(int(i) for i in big.nonzero()[0])
+        raise ValueError(
+            f"{what} holds {int(big.sum())} value(s) beyond ±{limit:.0e} (input shape {tuple(x.shape)}; the first, "
+            f"{float(x[first]):.3g}, at index {first}): the model computes in float32 and would overflow; rescale "
+            "the input"
+        )
 
 
 ADAPTERS.set_check(concrete_subclass_of(Adapter))

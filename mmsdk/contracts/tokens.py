@@ -108,8 +108,14 @@ class TokenBatch:
         b, n, _ = tokens.shape
         if b == 0 or n == 0:
             raise ValueError(f"TokenBatch is empty: tokens have shape {tuple(tokens.shape)}")
-        if not torch.compiler.is_compiling() and not torch.isfinite(tokens).all():
-            raise ValueError("TokenBatch.tokens contain NaN or Inf; check the input data or its normalization")
+        if not torch.compiler.is_compiling():
+            bad = ~torch.isfinite(tokens)
+            if bool(bad.any()):
+                first = tuple(int(i) for i in bad.nonzero()[0])
+                raise ValueError(
+                    f"TokenBatch.tokens contain NaN or Inf: {int(bad.sum())} of {tokens.numel()} values of shape "
+                    f"{tuple(tokens.shape)}, the first at index {first}; check the input data or its normalization"
+                )
         for name in _PER_TOKEN_FIELDS[1:]:
             value = getattr(self, name)
             if value is None:
