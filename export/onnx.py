@@ -193,7 +193,7 @@ def to_onnx(
         start = time.perf_counter()
         program = _export(wrapped, example, axes, output_name, opset)
         _finalize(program.model, names, output_name, stored)
-        program.save(path)
+        _save(program, path)
         seconds = time.perf_counter() - start
         logger.info("exported %s to %s in %.1f s", type(model).__name__, path, seconds)
         result = ExportResult(
@@ -322,6 +322,33 @@ def _quiet_exporter() -> Iterator[None]:
     finally:
         for lg in quieted:
             lg.setLevel(logging.NOTSET)
+
+
+_EXTERNAL_DATA_BYTES = 1_800_000_000  # above ~2 GB the weights go to a `.data` file beside the model
+
+
+def _save(program: Any, path: Path) -> None:
+    """Writes the ONNX file atomically: a temporary file in the destination directory, fsync, rename, so a crash
+    leaves the previous model or the new one. (Models large enough to need external data are written in place:
+    the `.data` file's name is recorded inside the model.)"""
+    weights = sum(int(v.const_value.nbytes) for v in program.model.graph.initializers.values() if v.const_value)
+    if weights > _EXTERNAL_DATA_BYTES:
+        program.save(path)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        program.save(tmp, external_data=False)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[str, str]) -> None:
