@@ -61,7 +61,7 @@ def check_finite(checkpoint: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any]:
-    """Loads a training checkpoint safely.
+    """Loads a training checkpoint (or a bare state dict of tensors) safely.
 
     Raises:
         FileNotFoundError: when `path` does not exist.
@@ -91,6 +91,9 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any
         ) from error
     except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as error:
         raise CheckpointError(f"checkpoint {path} cannot be read ({size} bytes): {type(error).__name__}") from error
+    if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        check_finite({"state_dict": checkpoint}, path)  # bare weights: how ddp_spawn hands them back to the parent
+        return checkpoint
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no 'state_dict' entry)")
     check_finite(checkpoint, path)
