@@ -71,16 +71,24 @@ def read_saved(directory: str | Path) -> Saved:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: unknown format {found!r}; expected {FORMAT!r}")
     version = data.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+    if type(version) is not int:  # not `true` (a bool is an int in Python), `2.0` or `"2"`
+        raise ValueError(
+            f"{path}: format_version: expected an integer, got {version!r} ({type(version).__name__}); "
+            f"this mmsdk reads 1..{FORMAT_VERSION}"
+        )
+    if not 1 <= version <= FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version!r} is not supported (this mmsdk reads 1..{FORMAT_VERSION})")
     kind = data.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{path}: unknown kind {kind!r}; expected 'pretrain', 'task' or 'embedding'")
+    # a saved file holds JSON types, never command-line text: "16" for an int or "false" for a bool is an error
+    section = "model"
     try:
-        model = ModelConfig.from_dict(data.get("model"))
-        head = HeadConfig.from_dict(data["head"]) if kind == "task" else None
+        model = ModelConfig.from_dict(data.get("model"), text=False)
+        section = "head"
+        head = HeadConfig.from_dict(data["head"], text=False) if kind == "task" else None
     except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"{path}: invalid config: {err}") from err
+        raise ValueError(f"{path}: invalid config: {section}: {err}") from err
     return Saved(directory, kind, model, head, version)
 
 

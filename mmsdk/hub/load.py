@@ -62,12 +62,16 @@ def _listing(keys: list[str], limit: int = 8) -> str:
 
 
 def _build(saved: Saved) -> nn.Module:
-    if saved.kind == "task":
-        assert saved.head is not None
-        return TaskModel(saved.model, saved.head)
-    if saved.kind == "embedding":
-        return EmbeddingModel(Backbone(saved.model))
-    return build_model(saved.model)
+    """The model `config.json` describes; errors of configs that validate but do not build name the file."""
+    try:
+        if saved.kind == "task":
+            assert saved.head is not None
+            return TaskModel(saved.model, saved.head)
+        if saved.kind == "embedding":
+            return EmbeddingModel(Backbone(saved.model))
+        return build_model(saved.model)
+    except ValueError as err:
+        raise ValueError(f"{saved.config_path}: {err}") from err
 
 
 def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:

@@ -191,7 +191,7 @@ def test_config_frame_arithmetic() -> None:
         ({"high_freq": 9000.0}, "high_freq: gives an upper edge of 9000 Hz"),
         ({"high_freq": -7990.0}, "high_freq: gives an upper edge of 10 Hz"),
         ({"preemphasis": 1.5}, r"preemphasis: must be in \[0, 1\]"),
-        ({"remove_dc_offset": 1}, "remove_dc_offset: must be a bool"),
+        ({"remove_dc_offset": 1}, "remove_dc_offset: expected a bool"),
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, Any], message: str) -> None:

@@ -249,7 +249,7 @@ def test_recipe_data_validation(tmp_path: Path) -> None:
     _write_folder(tmp_path, {"a": 2})
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.channels: give 6 values per point"):
         build_data({"folder": str(tmp_path), "channels": ["xyz", "rgb"]}, config, "finetune")
-    with pytest.raises(ValueError, match=r"PointCloudDataConfig\.channels: unknown channel"):
+    with pytest.raises(ValueError, match=r"PointCloudDataConfig\.channels\[1\]='colour' is not one of"):
         PointCloudDataConfig(channels=("xyz", "colour"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"PointCloudDataConfig\.test_folder"):
         PointCloudDataConfig(test_folder=str(tmp_path))
