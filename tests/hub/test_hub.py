@@ -231,7 +231,7 @@ LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy_v1"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in LEGACY.iterdir()))
-def test_directories_of_format_1_load_with_the_same_outputs(name: str, tmp_path: Path) -> None:
+def test_directories_of_format_1_load_with_the_same_outputs(name: str, tmp_path: Path, two_threads: None) -> None:
     """Tiny models saved by the one-adapter code (format 1, commit 63bec01) load and give the outputs they gave."""
     from safetensors.torch import load_file
 

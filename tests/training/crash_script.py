@@ -56,7 +56,15 @@ class CountSteps(L.Callback):
 def run(
     root: Path, resume: str | None = None, sleep: float = 0.0, callbacks: list[L.Callback] | None = None
 ) -> mmsdk.PretrainResult:
-    torch.set_num_threads(2)  # the test process runs with 2 threads: same kernels, same bits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the killed subprocess and the in-process runs: same kernels, same bits
+    try:
+        return _run(root, resume, sleep, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(root: Path, resume: str | None, sleep: float, callbacks: list[L.Callback] | None) -> mmsdk.PretrainResult:
     trainer = {
         "max_steps": TOTAL_STEPS,
         "logger": "none",
