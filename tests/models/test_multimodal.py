@@ -143,7 +143,7 @@ def test_two_modality_pretraining_save_reload_finetune_and_onnx_encoder(tmp_path
     trainer = {"max_steps": 30, "logger": "none", "progress_bar": False, "default_root_dir": str(tmp_path)}
     probe = {name: torch.stack([data[i][name] for i in range(8)]) for name in ("series", "cloud")}
     untrained = build_model(MODEL)
-    before = float(untrained.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss)
+    before = float(untrained.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss.detach())
     result = mmsdk.pretrain(MODEL, data, masking={"ratio": 0.4}, optim={"lr": 3e-3}, trainer=trainer, batch_size=8)
     model = result.model.eval()
     after = float(model.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss)

@@ -197,7 +197,7 @@ def test_pretrained_at_16x112x112_fine_tunes_and_exports_at_8x96x128(tmp_path: P
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
 
     model.eval()
