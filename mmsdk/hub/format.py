@@ -81,6 +81,10 @@ def read_saved(directory: str | Path) -> Saved:
     kind = data.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{path}: unknown kind {kind!r}; expected 'pretrain', 'task' or 'embedding'")
+    required = ("model", "head") if kind == "task" else ("model",)
+    missing = [key for key in required if not isinstance(data.get(key), dict)]
+    if missing:
+        raise ValueError(f"{path}: the {' and '.join(missing)} section(s) are missing or not a JSON object")
     # a saved file holds JSON types, never command-line text: "16" for an int or "false" for a bool is an error
     section = "model"
     try:

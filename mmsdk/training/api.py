@@ -55,8 +55,8 @@ class TrainerConfig(Config):
     """auto (bf16-mixed on CUDA, 32-true otherwise), 32-true, bf16-mixed or 16-mixed."""
     accelerator: Accelerator = "auto"
     """Lightning accelerator: auto, cpu, gpu/cuda, mps."""
-    devices: str | int = "auto"
-    """Number of devices (>= 1, or -1 for all), a comma-separated list of device indices ("0,1"), or auto."""
+    devices: str | int | list[int] = "auto"
+    """Number of devices (>= 1, or -1 for all), device indices ([0, 1] or "0,1"), or auto."""
     strategy: str = "auto"
     """Lightning strategy name (auto, ddp, fsdp, ...), passed through unchanged."""
     default_root_dir: str | None = None
@@ -131,6 +131,10 @@ class TrainerConfig(Config):
 
     def _check_devices(self) -> None:
         devices = self.devices
+        if isinstance(devices, list):
+            valid = bool(devices) and all(d >= 0 for d in devices) and len(set(devices)) == len(devices)
+            require(valid, self, "devices", f"a list must hold distinct device indices >= 0, got {devices}")
+            return
         if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
             devices = int(devices)
         if isinstance(devices, int):

@@ -92,3 +92,11 @@ def test_reading_a_saved_file_strictly_leaves_later_configs_reading_text(saved: 
     with pytest.raises(ValueError, match=r"TransformerConfig\.depth"):
         read_config(directory)
     assert mmsdk.ModelConfig.from_dict({"encoder": {"depth": "3"}}).encoder.depth == 3  # command-line text
+
+
+@pytest.mark.parametrize("drop", ["model", "head"])
+def test_a_missing_section_is_an_error_naming_it(saved: Path, tmp_path: Path, drop: str) -> None:
+    """Without `model` the default model used to be built silently; without `head`, a bare KeyError: 'head'."""
+    directory = _copy_with(saved, tmp_path / "m", lambda c: c.pop(drop))
+    with pytest.raises(ValueError, match=rf"config\.json: the {drop} section\(s\) are missing"):
+        from_pretrained(directory)

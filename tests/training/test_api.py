@@ -279,3 +279,14 @@ def test_select_best_returns_the_best_validation_weights(tmp_path) -> None:
     assert scores["val/mse"] == pytest.approx(best.best, rel=1e-5)
     with pytest.raises(ValueError, match="select_mode"):
         mmsdk.TrainerConfig(select_best="val/mse", select_mode="lowest")
+
+
+@pytest.mark.parametrize("devices", [0, -2, "0,x", "tpu", [], [0, 0], [-1]])
+def test_bad_device_counts_are_errors_naming_the_field(devices: object) -> None:
+    with pytest.raises(ValueError, match=r"TrainerConfig\.devices"):
+        TrainerConfig(devices=devices)
+
+
+@pytest.mark.parametrize("devices", [1, -1, "auto", "2", "0,1", [0, 1]])
+def test_device_counts_lightning_accepts_are_accepted(devices: object) -> None:
+    assert TrainerConfig(devices=devices).devices == devices
