@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.audio.frontend import Fbank, FbankConfig
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import Adapter, ExportSpec, check_magnitude
+from mmsdk.contracts.adapter import Adapter, ExportSpec, check_magnitude, reject_values
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import PooledHead, Pooling
@@ -152,13 +152,8 @@ def check_waveform(waveform: object, config: SpectrogramConfig, max_abs: float =
     if bool(inner_nan.any()):
         rows = inner_nan.nonzero().flatten().tolist()
         raise ValueError(f"audio: clip(s) {rows[:5]} have NaN samples before their end; only a NaN tail is padding")
-    infinite = torch.isinf(waveform)
-    if bool(infinite.any()):
-        first = tuple(int(i) for i in infinite.nonzero()[0])
-        raise ValueError(
-            f"audio: the waveform contains {int(infinite.sum())} Inf sample(s) (shape {shape}, the first at index "
-            f"{first}); only a trailing run of NaN is padding"
-        )
+    advice = "only a trailing run of NaN is padding"
+    reject_values(waveform, torch.isinf(waveform), "audio: the waveform's Inf sample(s)", advice)
     check_magnitude(waveform, "audio: the waveform", max_abs)
     short = lengths < config.min_samples
     if bool(short.any()):

@@ -25,7 +25,14 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.pointcloud import ops
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, LossTerms, check_magnitude
+from mmsdk.contracts.adapter import (
+    DEFAULT_MAX_ABS_INPUT,
+    Adapter,
+    ExportSpec,
+    LossTerms,
+    check_magnitude,
+    reject_values,
+)
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import Pooling, pool_tokens
@@ -137,13 +144,8 @@ def check_points(points: object, num_points: int, in_channels: int, max_abs: flo
         )
     if shape[0] == 0:
         raise ValueError(f"Point-MAE: empty batch (shape {shape})")
-    bad = ~torch.isfinite(points)
-    if bool(bad.any()):
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"Point-MAE: points contain NaN or Inf ({int(bad.sum())} value(s) of shape {shape}, the first at index "
-            f"{first}); point clouds have no missing values: drop or repair those points before tokenizing"
-        )
+    advice = "point clouds have no missing values: drop or repair those points before tokenizing"
+    reject_values(points, ~torch.isfinite(points), "Point-MAE: points with NaN or Inf value(s)", advice)
     check_magnitude(points, "Point-MAE: points", max_abs)
 
 

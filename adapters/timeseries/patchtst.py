@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, check_magnitude
+from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, check_magnitude, reject_values
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import pool_tokens
@@ -165,13 +165,7 @@ def check_series(
         raise ValueError(f"{model} got an empty series (input shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{model} expects a floating-point series, got dtype {x.dtype}")
-    infinite = torch.isinf(x)
-    if bool(infinite.any()):
-        first = tuple(int(i) for i in infinite.nonzero()[0])
-        raise ValueError(
-            f"{model} input contains {int(infinite.sum())} Inf value(s) (input shape {tuple(x.shape)}, the first at "
-            f"index {first}); use NaN for missing values"
-        )
+    reject_values(x, torch.isinf(x), f"{model} input: Inf value(s)", "use NaN for missing values")
     check_magnitude(x, f"{model} input", max_abs)
 
 

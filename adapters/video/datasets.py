@@ -22,7 +22,6 @@ and the item when its item is read.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -52,24 +51,6 @@ _NAMED = 3  # files named in a summary warning
 
 def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
-
-
-def _read_manifest(path: Path, owner: str) -> tuple[list[str], list[dict[str, str]]]:
-    """`read_manifest` whose errors for a file that is not UTF-8 text or not a CSV are ValueErrors naming it (and
-    never showing its lines)."""
-    if path.is_file():
-        with path.open("rb") as file:
-            if b"\x00" in file.read(8192):
-                raise ValueError(f"{owner}: {path} is not a readable CSV manifest (binary data: NUL bytes)")
-    try:
-        return read_manifest(path, owner)
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{owner}: {path} is not UTF-8 text (undecodable byte at offset {err.start}); save the manifest as UTF-8"
-            " (it may also be a binary file, not a CSV)"
-        ) from None
-    except csv.Error as err:  # e.g. "line contains NUL": a binary file
-        raise ValueError(f"{owner}: {path} is not a readable CSV manifest ({err})") from None
 
 
 def _columns(columns: Sequence[str]) -> str:
@@ -445,7 +426,7 @@ class VideoManifest(_ClipDataset):
         class_names: Sequence[str] | None = None,
     ) -> None:
         self.csv_path = Path(path)
-        self.columns, rows = _read_manifest(self.csv_path, "VideoManifest")
+        self.columns, rows = read_manifest(self.csv_path, "VideoManifest")
         for column in ("path", "label"):
             self._check_column(column)
         if not rows:

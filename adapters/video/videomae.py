@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsdk.config import Config, require
-from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, LossTerms, check_magnitude
+from mmsdk.contracts.adapter import (
+    DEFAULT_MAX_ABS_INPUT,
+    Adapter,
+    ExportSpec,
+    LossTerms,
+    check_magnitude,
+    reject_values,
+)
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.losses import masked_mse
 from mmsdk.contracts.tokens import TokenBatch
@@ -170,13 +177,8 @@ def check_frames(frames: object, config: VideoMAEConfig, max_abs: float = DEFAUL
     if min(shape) == 0:
         raise ValueError(f"video: empty clip batch (shape {shape}): no frames or no pixels")
     if frames.is_floating_point():
-        infinite = torch.isinf(frames)
-        if bool(infinite.any()):
-            first = tuple(int(i) for i in infinite.nonzero()[0])
-            raise ValueError(
-                f"video: frames contain {int(infinite.sum())} Inf value(s) (shape {shape}, the first at index "
-                f"{first}); NaN marks missing pixels, Inf is never valid"
-            )
+        advice = "NaN marks missing pixels, Inf is never valid"
+        reject_values(frames, torch.isinf(frames), "video: frames with Inf value(s)", advice)
         check_magnitude(frames, "video: frames", max_abs)
         real = ~torch.isnan(frames).flatten(1).all(dim=1)  # (B,)
         if not bool(real.all()):

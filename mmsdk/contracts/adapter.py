@@ -205,6 +205,24 @@ class Adapter(nn.Module, ABC):
         return None
 
 
+def reject_values(x: Tensor, bad: Tensor, what: str, advice: str) -> None:
+    """Raises ValueError when the boolean map `bad` (shaped like `x`) flags any value: how many, the input's shape,
+    the first index, and what to do (e.g. `reject_values(x, torch.isinf(x), "Inf value(s)", "use NaN ...")`).
+
+    Args:
+        x: the raw input.
+        bad: which values are invalid.
+        what: the message's start, naming the input and the kind of value ("PatchTST input: Inf value(s)").
+        advice: what the user should do instead.
+    """
+    if torch.compiler.is_compiling() or not bool(bad.any()):
+        return
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    raise ValueError(
+        f"{what}: {int(bad.sum())} found (input shape {tuple(x.shape)}, the first at index {first}); {advice}"
+    )
+
+
 def check_magnitude(x: Tensor, what: str, limit: float) -> None:
     """Raises ValueError when a value of a floating-point input exceeds `limit` in magnitude (NaN is ignored).
 

@@ -107,11 +107,23 @@ def read_manifest(path: Path, owner: str) -> tuple[list[str], list[dict[str, str
 
     Raises:
         FileNotFoundError: naming `owner` (the dataset class) and the path when the file is missing.
+        ValueError: naming the file (never showing its lines) when it is binary, not UTF-8 text or not a CSV.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{owner}: manifest not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
-        rows = [{c.strip(): (v or "").strip() for c, v in row.items() if c is not None} for row in reader]
+    with path.open("rb") as file:
+        if b"\x00" in file.read(8192):
+            raise ValueError(f"{owner}: {path} is not a readable CSV manifest (binary data: NUL bytes)")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or []) if c is not None]
+            rows = [{c.strip(): (v or "").strip() for c, v in row.items() if c is not None} for row in reader]
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{owner}: {path} is not UTF-8 text (undecodable byte at offset {err.start}); save the manifest as UTF-8"
+            " (it may also be a binary file, not a CSV)"
+        ) from None
+    except csv.Error as err:
+        raise ValueError(f"{owner}: {path} is not a readable CSV manifest ({err})") from None
     return columns, [{c: row.get(c, "") for c in columns} for row in rows]
