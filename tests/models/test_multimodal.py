@@ -146,7 +146,7 @@ def test_two_modality_pretraining_save_reload_finetune_and_onnx_encoder(tmp_path
     before = float(untrained.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss.detach())
     result = mmsdk.pretrain(MODEL, data, masking={"ratio": 0.4}, optim={"lr": 3e-3}, trainer=trainer, batch_size=8)
     model = result.model.eval()
-    after = float(model.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss)
+    after = float(model.step(probe, MaskingConfig(ratio=0.4), torch.Generator().manual_seed(5)).loss.detach())
     assert after < before  # the shared encoder learned both modalities
     assert {"train/loss/series/mse", "train/loss/cloud/chamfer"} <= set(result.metrics)
 
