@@ -43,6 +43,7 @@ from mmsdk.export.verify import (
     check_finite_state,
     verify_onnx,
 )
+from mmsdk.hub.integrity import atomic_write
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -328,27 +329,14 @@ _EXTERNAL_DATA_BYTES = 1_800_000_000  # above ~2 GB the weights go to a `.data` 
 
 
 def _save(program: Any, path: Path) -> None:
-    """Writes the ONNX file atomically: a temporary file in the destination directory, fsync, rename, so a crash
-    leaves the previous model or the new one. (Models large enough to need external data are written in place:
-    the `.data` file's name is recorded inside the model.)"""
+    """Writes the ONNX file atomically (see :func:`mmsdk.hub.integrity.atomic_write`), so a crash leaves the previous
+    model or the new one. Models large enough to need external data are written in place: the `.data` file's name
+    is recorded inside the model."""
     weights = sum(int(v.const_value.nbytes) for v in program.model.graph.initializers.values() if v.const_value)
     if weights > _EXTERNAL_DATA_BYTES:
         program.save(path)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        program.save(tmp, external_data=False)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
 
 
 def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[str, str]) -> None:

@@ -1,8 +1,9 @@
 """Files that are whole or absent, and weights that are finite: the integrity rules every mmsdk writer follows.
 
-- :func:`atomic_write_bytes` writes a temporary file in the destination directory, fsyncs it, renames it over the
-  destination and fsyncs the directory, so a crash at any moment leaves either the old file or the new one, never a
-  truncated mix (a rename is atomic only within one filesystem, which is why the temporary file is not in $TMPDIR).
+- :func:`atomic_write` (and `atomic_write_bytes` / `atomic_write_text`) writes a temporary file in the destination
+  directory, fsyncs it, renames it over the destination and fsyncs the directory, so a crash at any moment leaves
+  either the old file or the new one, never a truncated mix (a rename is atomic only within one filesystem, which
+  is why the temporary file is not in $TMPDIR).
 - :func:`sha256_of` / :func:`write_checksum` / :func:`read_checksum`: a `<file>.sha256` sidecar in `sha256sum`
   format, checked before a checkpoint is trusted.
 - :func:`first_nonfinite` names the first tensor of a state dict holding NaN or Inf: nothing non-finite is saved.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,8 +34,9 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Writes `data` to `path` atomically and durably (temporary file beside it, fsync, rename, fsync directory).
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Has `write(temporary_path)` write the file, then makes it `path` atomically and durably (fsync, rename,
+    fsync of the directory); the temporary file lies beside `path` and is removed if anything fails.
 
     Returns:
         The path written.
@@ -43,9 +45,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        write(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -53,6 +54,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """:func:`atomic_write` of bytes."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from mmsdk.hub.format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME
-from mmsdk.hub.integrity import atomic_write_bytes, atomic_write_text, first_nonfinite, nonfinite_summary
+from mmsdk.hub.integrity import atomic_write, atomic_write_text, first_nonfinite, nonfinite_summary
 from mmsdk.models.embedding_model import EmbeddingModel
 from mmsdk.models.objectives.base import Objective
 from mmsdk.models.task_model import TaskModel
@@ -73,7 +73,7 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
     Raises:
         ValueError: if a weight or buffer holds NaN or Inf (named in the message); nothing is written then.
     """
-    from safetensors.torch import save as serialize
+    from safetensors.torch import save_file
 
     from mmsdk import __version__
 
@@ -91,7 +91,8 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     shared = aliases(state)
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items() if name not in shared}
-    atomic_write_bytes(directory / WEIGHTS_NAME, serialize(tensors, metadata={"format": FORMAT, "kind": kind}))
+    metadata = {"format": FORMAT, "kind": kind}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

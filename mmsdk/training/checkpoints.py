@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import pickle
 import zipfile
@@ -25,7 +23,7 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mmsdk.hub.integrity import (
-    atomic_write_bytes,
+    atomic_write,
     checksum_path,
     first_nonfinite,
     nonfinite_summary,
@@ -44,12 +42,6 @@ ALLOWED_GLOBALS: tuple[Any, ...] = ()
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted: missing checksum match, unreadable, unsafe or non-finite."""
-
-
-def _serialized(checkpoint: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    return buffer.getvalue()
 
 
 def check_finite(checkpoint: dict[str, Any], path: str | Path) -> None:
@@ -154,14 +146,9 @@ class SafeCheckpointIO(CheckpointIO):
         if storage_options is not None:
             raise TypeError(f"SafeCheckpointIO takes no storage_options, got {storage_options!r}")
         check_finite(checkpoint, path)
-        data = _serialized(checkpoint)
         path = Path(path)
-        atomic_write_bytes(path, data)
-        digest = sha256_of(path)  # read back: the checksum proves what reached the disk
-        if digest != hashlib.sha256(data).hexdigest():
-            path.unlink(missing_ok=True)
-            raise CheckpointError(f"checkpoint {path} was not written correctly (read-back checksum differs)")
-        write_checksum(path, digest)
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+        write_checksum(path, sha256_of(path))  # read back from the disk: the sidecar vouches for what is there
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
         if weights_only is False:
