@@ -3,6 +3,8 @@
 - :func:`to_onnx` (torch): traces a model with the dynamo exporter, stores its config in the file's metadata and
   checks ONNX Runtime against eager PyTorch for several batch sizes.
 - :class:`OnnxModel` (numpy + onnxruntime only): loads an exported file, validates inputs and benchmarks it.
+- :func:`quantize`, :func:`to_fp16`, :func:`precision_report` (onnx + onnxruntime only): int8 and float16 copies of an
+  exported file and what the conversion cost in size, latency and accuracy.
 
 Every name is imported lazily, on first attribute access, so `import mmsdk.export` and
 `import mmsdk.export.runtime` never pull in torch.
@@ -19,6 +21,11 @@ _LAZY: dict[str, str] = {
     "ExportResult": "mmsdk.export.onnx",
     "ExportVerificationError": "mmsdk.export.onnx",
     "OnnxModel": "mmsdk.export.runtime",
+    "quantize": "mmsdk.export.quantization",
+    "to_fp16": "mmsdk.export.quantization",
+    "precision_report": "mmsdk.export.quantization",
+    "PrecisionReport": "mmsdk.export.quantization",
+    "PrecisionLossError": "mmsdk.export.quantization",
 }
 
 __all__ = list(_LAZY)

@@ -1,0 +1,482 @@
+"""Lower-precision copies of exported ONNX models (int8, float16) and a report of what the conversion cost.
+
+The conversions use ONNX Runtime's own tools and need only onnx, onnxruntime and numpy (no torch):
+
+- :func:`quantize`: int8 weights. "dynamic" (`quantize_dynamic`) quantizes the weights of MatMul/Gemm and their
+  activations on the fly; "static" (`quantize_static`, QDQ format, symmetric int8 activations) also fixes the
+  activation ranges from calibration batches of the model's raw inputs. Weights are per channel by default.
+- :func:`to_fp16`: float16 weights and compute (`onnxruntime.transformers.float16`), with float32 graph inputs and
+  outputs and the numerically sensitive ops (:data:`FP16_BLOCKED_OPS`) kept in float32.
+
+Both copy the source file's `metadata_props` (the `mmsdk.*` entries :class:`~mmsdk.export.runtime.OnnxModel`
+validates inputs by) onto the converted file and add `mmsdk.precision`. :func:`precision_report` compares a
+converted file with its float32 reference: sizes, latency at batch 1 and 32, and the change in the task's metric on
+held-out data; with `max_metric_change` set, a larger change raises :class:`PrecisionLossError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+from mmsdk.export.runtime import OnnxModel
+
+__all__ = [
+    "FP16_BLOCKED_OPS",
+    "PrecisionLossError",
+    "PrecisionReport",
+    "precision_report",
+    "quantize",
+    "to_fp16",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+Inputs = np.ndarray | Mapping[str, np.ndarray]
+"""One array (a single-input model) or input name → array."""
+Metric = Literal["auto", "mse", "mae", "accuracy", "max_abs"]
+
+FP16_BLOCKED_OPS: tuple[str, ...] = (
+    *DEFAULT_OP_BLOCK_LIST,
+    "Softmax",
+    "LayerNormalization",
+    "Exp",
+    "Log",
+    "ReduceMean",
+    "Sqrt",
+    "Pow",
+)
+"""Ops :func:`to_fp16` keeps in float32 by default: ONNX Runtime's default block list plus softmax, layer norm and
+the exp/log/mean/square/root of normalizations, whose float16 versions lose accuracy or overflow. (Blocking
+ReduceSum or Div as well made the tiny PatchTST overflow on series of scale 1000: their float32 results are cast
+back to float16 for the next op.)"""
+QUANTIZED_OPS: tuple[str, ...] = ("MatMul", "Gemm")
+"""Ops :func:`quantize` quantizes by default: the weight-heavy ones, where int8 saves size and time."""
+DEFAULT_CALIBRATION_BATCHES = 16
+_CALIBRATION_CHUNK = 8  # rows per calibration batch when calibration data is one array
+_LATENCY_BATCHES = (1, 32)
+_PRECISION_KEY = "mmsdk.precision"
+
+
+class PrecisionLossError(ValueError):
+    """A converted model's metric changed by more than the allowed bound.
+
+    Attributes:
+        report: the full :class:`PrecisionReport` (also written as JSON next to the converted model).
+    """
+
+    def __init__(self, message: str, report: PrecisionReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class PrecisionReport:
+    """What a conversion changed, from :func:`precision_report`; `asdict`/`to_json` serialize it.
+
+    Attributes:
+        reference: the float32 file.
+        converted: the converted file.
+        precision: the converted file's `mmsdk.precision` entry ("int8-dynamic", "int8-static", "fp16"), or "".
+        reference_bytes: size of the reference file.
+        converted_bytes: size of the converted file.
+        latency_ms: "reference"/"converted" → batch size (as a string) → median latency in ms.
+        metric: the metric compared: "mse" and "mae" (relative change), "accuracy" (absolute change in points) or
+            "max_abs" (the max absolute output difference itself).
+        reference_value: the metric of the reference (0 for "max_abs").
+        converted_value: the metric of the converted model.
+        change: how much worse the converted model is: relative increase of MSE/MAE, accuracy points lost, or the
+            max absolute output difference.
+        max_abs_diff: max |reference − converted| over all outputs.
+        mean_abs_diff: mean |reference − converted|.
+        samples: held-out samples compared.
+        max_metric_change: the bound `change` was held to (None: not checked).
+        json_path: where the report was written.
+    """
+
+    reference: str
+    converted: str
+    precision: str
+    reference_bytes: int
+    converted_bytes: int
+    latency_ms: dict[str, dict[str, float]]
+    metric: str
+    reference_value: float
+    converted_value: float
+    change: float
+    max_abs_diff: float
+    mean_abs_diff: float
+    samples: int
+    max_metric_change: float | None = None
+    json_path: str | None = None
+
+    @property
+    def size_ratio(self) -> float:
+        """Converted size / reference size."""
+        return self.converted_bytes / self.reference_bytes
+
+    def latency_ratio(self, batch_size: int) -> float:
+        """Converted latency / reference latency at `batch_size`."""
+        key = str(batch_size)
+        return self.latency_ms["converted"][key] / self.latency_ms["reference"][key]
+
+    def to_json(self) -> str:
+        """The report as one JSON object."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def summary(self) -> str:
+        """One line: precision, size ratio, latency ratios and the metric change."""
+        latency = ", ".join(f"batch {b} x{self.latency_ratio(int(b)):.2f}" for b in self.latency_ms["reference"])
+        return (
+            f"{Path(self.converted).name} ({self.precision or 'converted'}): size x{self.size_ratio:.2f} "
+            f"({self.converted_bytes} / {self.reference_bytes} B), latency {latency}, {self.metric} "
+            f"{self.reference_value:.4g} -> {self.converted_value:.4g} (change {self.change:.4g}), max |diff| "
+            f"{self.max_abs_diff:.3g}, mean |diff| {self.mean_abs_diff:.3g} over {self.samples} samples"
+        )
+
+
+def quantize(
+    onnx_path: PathLike,
+    output_path: PathLike,
+    mode: Literal["dynamic", "static"] = "dynamic",
+    calibration: Iterable[Inputs] | np.ndarray | None = None,
+    *,
+    per_channel: bool = True,
+    op_types: Iterable[str] = QUANTIZED_OPS,
+    calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
+) -> Path:
+    """Writes an int8 copy of an exported model, keeping its metadata.
+
+    The file is first cleaned (the exporter's stale shape annotations dropped) and pre-processed with
+    `quant_pre_process` (shape inference and graph optimization), then quantized.
+
+    Args:
+        onnx_path: the float32 `.onnx` file.
+        output_path: the destination; missing parent directories are created.
+        mode: "dynamic" (weights only; activation ranges computed at run time) or "static" (QDQ; activation ranges
+            calibrated on `calibration`).
+        calibration: for "static": raw model inputs, as an iterable of batches (arrays for a single-input model,
+            or input name → array; torch tensors work too) or one array split into batches of 8 rows. At most
+            `calibration_batches` batches are used.
+        per_channel: quantize weights per output channel (more accurate) rather than per tensor.
+        op_types: the op types to quantize.
+        calibration_batches: how many calibration batches to use.
+
+    Returns:
+        `output_path`.
+
+    Raises:
+        FileNotFoundError: if `onnx_path` does not exist.
+        ValueError: for a file that is not a readable ONNX model, an unknown mode, "static" without calibration
+            data (or with none usable), or calibration batches naming the wrong inputs.
+    """
+    source, output = Path(onnx_path), Path(output_path)
+    model = _load(source)
+    if mode not in ("dynamic", "static"):
+        raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    reader = _CalibrationReader(calibration, names, calibration_batches) if mode == "static" else None
+    with tempfile.TemporaryDirectory(prefix="mmsdk-quant-") as tmp:
+        cleaned, prepared, quantized = (Path(tmp) / name for name in ("clean.onnx", "pre.onnx", "quant.onnx"))
+        model.graph.ClearField("value_info")  # the exporter's annotations can contradict onnx shape inference
+        onnx.save(model, cleaned)
+        quant_pre_process(str(cleaned), str(prepared))
+        common: dict[str, Any] = {"per_channel": per_channel, "op_types_to_quantize": list(op_types)}
+        if reader is None:
+            quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, **common)
+        else:
+            quantize_static(
+                prepared,
+                quantized,
+                reader,
+                quant_format=QuantFormat.QDQ,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QInt8,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                **common,
+            )
+            logger.debug("calibrated %s on %d batches", source.name, reader.used)
+        result = onnx.load(quantized)
+    _copy_metadata(model, result, f"int8-{mode}")
+    _save(result, output)
+    logger.info("quantized %s (%s int8) to %s", source, mode, output)
+    return output
+
+
+def to_fp16(onnx_path: PathLike, output_path: PathLike, *, op_block_list: Iterable[str] = FP16_BLOCKED_OPS) -> Path:
+    """Writes a float16 copy of an exported model with float32 inputs and outputs, keeping its metadata.
+
+    Args:
+        onnx_path: the float32 `.onnx` file.
+        output_path: the destination; missing parent directories are created.
+        op_block_list: op types kept in float32 (default :data:`FP16_BLOCKED_OPS`).
+
+    Returns:
+        `output_path`.
+
+    Raises:
+        FileNotFoundError: if `onnx_path` does not exist.
+        ValueError: for a file that is not a readable ONNX model.
+    """
+    source, output = Path(onnx_path), Path(output_path)
+    model = _load(source)
+    converted = convert_float_to_float16(onnx.load(source), keep_io_types=True, op_block_list=list(op_block_list))
+    _drop_duplicate_nodes(converted)
+    _copy_metadata(model, converted, "fp16")
+    _save(converted, output)
+    logger.info("converted %s to float16 at %s", source, output)
+    return output
+
+
+def precision_report(
+    reference_path: PathLike,
+    converted_path: PathLike,
+    inputs: Inputs,
+    targets: np.ndarray | None = None,
+    *,
+    metric: Metric = "auto",
+    max_metric_change: float | None = None,
+    raise_on_violation: bool = True,
+    repeats: int = 20,
+    warmup: int = 3,
+    write_json: bool = True,
+) -> PrecisionReport:
+    """Compares a converted model with its float32 reference on held-out data.
+
+    Args:
+        reference_path: the float32 file.
+        converted_path: the converted file (from :func:`quantize` or :func:`to_fp16`).
+        inputs: held-out raw inputs (one array, or input name → array), batch first.
+        targets: what the model should output for them: forecasts/regression values of the output's shape, or
+            class indices (N,) for a classifier. Without them the metric is the output difference ("max_abs").
+        metric: "auto" picks from the file's head: "accuracy" for classification, "mse" otherwise ("max_abs"
+            without targets); "mae" must be asked for.
+        max_metric_change: the largest `change` accepted (relative MSE/MAE increase, accuracy points lost, or max
+            absolute output difference); None accepts any.
+        raise_on_violation: raise :class:`PrecisionLossError` when the bound is exceeded (else only log a warning).
+        repeats: timed runs per model and batch size (median reported).
+        warmup: untimed runs per model and batch size first.
+        write_json: write the report to `<converted>.precision.json`.
+
+    Returns:
+        The report.
+
+    Raises:
+        FileNotFoundError: if either file does not exist.
+        ValueError: for an unknown metric, a metric that needs targets without them, or mismatched targets.
+        PrecisionLossError: when `change` exceeds `max_metric_change` and `raise_on_violation` is set.
+    """
+    reference, converted = OnnxModel(reference_path), OnnxModel(converted_path)
+    named = inputs if isinstance(inputs, Mapping) else {reference.input_name: inputs}
+    named = {name: np.asarray(value) for name, value in named.items()}
+    expected = reference.run(named)[reference.output_names[0]]
+    actual = converted.run(named)[converted.output_names[0]]
+    metric = _choose_metric(metric, reference, targets)
+    ref_value, conv_value, change = _metric_change(metric, expected, actual, targets)
+    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
+    report = PrecisionReport(
+        reference=str(reference.path),
+        converted=str(converted.path),
+        precision=str(converted.metadata.get(_PRECISION_KEY, "")),
+        reference_bytes=_file_bytes(reference.path),
+        converted_bytes=_file_bytes(converted.path),
+        latency_ms=_latencies(reference, converted, named, repeats, warmup),
+        metric=metric,
+        reference_value=ref_value,
+        converted_value=conv_value,
+        change=change,
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        samples=int(expected.shape[0]),
+        max_metric_change=max_metric_change,
+    )
+    if write_json:
+        path = converted.path.with_name(converted.path.name + ".precision.json")
+        report.json_path = str(path)
+        path.write_text(report.to_json() + "\n")
+    logger.info("precision report: %s", report.summary())
+    if max_metric_change is not None and change > max_metric_change:
+        message = (
+            f"{converted.path.name}: {metric} change {change:.4g} exceeds max_metric_change {max_metric_change:.4g} "
+            f"({metric} {ref_value:.4g} -> {conv_value:.4g}); keep the float32 model or relax the bound"
+        )
+        if raise_on_violation:
+            raise PrecisionLossError(message, report)
+        logger.warning(message)
+    return report
+
+
+class _CalibrationReader(CalibrationDataReader):
+    """Feeds at most `limit` calibration batches, as input name → float32 array, to `quantize_static`."""
+
+    def __init__(self, data: Iterable[Inputs] | np.ndarray | None, names: list[str], limit: int) -> None:
+        if data is None:
+            raise ValueError(
+                "static quantization needs calibration data: pass `calibration`, batches of the model's raw inputs "
+                f"{names} (e.g. a (N, ...) array or an iterable of arrays/dicts); or use mode='dynamic'"
+            )
+        if limit < 1:
+            raise ValueError(f"calibration_batches must be >= 1, got {limit}")
+        if isinstance(data, np.ndarray):
+            data = [data[i : i + _CALIBRATION_CHUNK] for i in range(0, len(data), _CALIBRATION_CHUNK)]
+        self.batches: list[dict[str, np.ndarray]] = []
+        for batch in data:
+            if len(self.batches) == limit:
+                break
+            self.batches.append(self._named(batch, names))
+        if not self.batches:
+            raise ValueError("static quantization got empty calibration data: pass at least one batch")
+        self.used = len(self.batches)
+        self._iter: Iterator[dict[str, np.ndarray]] = iter(self.batches)
+
+    @staticmethod
+    def _named(batch: Inputs, names: list[str]) -> dict[str, np.ndarray]:
+        if not isinstance(batch, Mapping):
+            if len(names) != 1:
+                raise ValueError(f"the model takes inputs {names}: pass calibration batches as dicts")
+            batch = {names[0]: batch}
+        if set(batch) != set(names):
+            raise ValueError(f"calibration batches must name the model's inputs {names}, got {sorted(batch)}")
+        return {name: np.asarray(value, dtype=np.float32) for name, value in batch.items()}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.batches)
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    """The model at `path`, checked by `onnx.checker`; a clear error for a missing, truncated or corrupt file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX model at {path}")
+    try:
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+    except Exception as error:  # protobuf DecodeError, onnx ValidationError, ...
+        raise ValueError(f"{path} is not a readable ONNX model (truncated or corrupt?): {error}") from error
+    if not model.graph.node:
+        raise ValueError(f"{path} is not a readable ONNX model (truncated or corrupt?): its graph has no nodes")
+    return model
+
+
+def _copy_metadata(source: onnx.ModelProto, target: onnx.ModelProto, precision: str) -> None:
+    """Sets every `metadata_props` entry of `source` on `target` (the tools may add or drop entries) and
+    `mmsdk.precision`."""
+    entries = {p.key: p.value for p in target.metadata_props}
+    entries.update({p.key: p.value for p in source.metadata_props})
+    entries[_PRECISION_KEY] = precision
+    onnx.helper.set_model_props(target, entries)
+
+
+def _drop_duplicate_nodes(model: onnx.ModelProto) -> None:
+    """Removes repeated identical nodes: `convert_float_to_float16` inserts one Cast per blocked consumer of a
+    float16 tensor, all with the same name and output, which ONNX Runtime rejects."""
+    seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+    kept = []
+    for node in model.graph.node:
+        key = (node.op_type, tuple(node.input), tuple(node.output))
+        if key not in seen:
+            seen.add(key)
+            kept.append(node)
+    if len(kept) < len(model.graph.node):
+        logger.debug("dropped %d duplicate cast nodes", len(model.graph.node) - len(kept))
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    """Writes the model through a temporary file beside `path`, so a crash leaves no half-written model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _file_bytes(path: Path) -> int:
+    """The model's size, its external-data files included."""
+    model = onnx.load(path, load_external_data=False)
+    external = {
+        entry.value for tensor in model.graph.initializer for entry in tensor.external_data if entry.key == "location"
+    }
+    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external)
+
+
+def _choose_metric(metric: Metric, model: OnnxModel, targets: np.ndarray | None) -> str:
+    if metric not in ("auto", "mse", "mae", "accuracy", "max_abs"):
+        raise ValueError(f"metric must be one of auto, mse, mae, accuracy, max_abs; got {metric!r}")
+    if metric == "auto":
+        if targets is None:
+            return "max_abs"
+        head = model.metadata.get("head")
+        return "accuracy" if isinstance(head, dict) and head.get("task") == "classification" else "mse"
+    if metric != "max_abs" and targets is None:
+        raise ValueError(f"metric {metric!r} needs targets")
+    return metric
+
+
+def _metric_change(
+    metric: str, expected: np.ndarray, actual: np.ndarray, targets: np.ndarray | None
+) -> tuple[float, float, float]:
+    """(reference value, converted value, change) of the metric; the change is positive when the converted model is
+    worse."""
+    if metric == "max_abs":
+        return 0.0, float(np.abs(expected - actual).max()), float(np.abs(expected - actual).max())
+    targets = np.asarray(targets)
+    if metric == "accuracy":
+        if targets.shape != expected.shape[:1]:
+            raise ValueError(f"accuracy needs class indices of shape ({expected.shape[0]},), got {targets.shape}")
+        ref, conv = (float((out.argmax(axis=-1) == targets).mean()) * 100 for out in (expected, actual))
+        return ref, conv, ref - conv
+    if targets.shape != expected.shape:
+        raise ValueError(f"{metric} needs targets of the output's shape {expected.shape}, got {targets.shape}")
+    error = np.square if metric == "mse" else np.abs
+    ref, conv = (float(np.nanmean(error(out.astype(np.float64) - targets))) for out in (expected, actual))
+    return ref, conv, (conv - ref) / ref if ref > 0 else conv - ref
+
+
+def _latencies(
+    reference: OnnxModel, converted: OnnxModel, inputs: Mapping[str, np.ndarray], repeats: int, warmup: int
+) -> dict[str, dict[str, float]]:
+    """Median latency (ms) of both models at each of :data:`_LATENCY_BATCHES`, the models' runs alternating so that
+    load changes on the machine affect both alike."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"latency needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    result: dict[str, dict[str, float]] = {"reference": {}, "converted": {}}
+    rows = int(next(iter(inputs.values())).shape[0])
+    for batch in _LATENCY_BATCHES:
+        index = np.arange(batch) % rows  # repeats the held-out rows when there are fewer than `batch`
+        feed = {name: _as_feed(value[index]) for name, value in inputs.items()}
+        times = {"reference": np.empty(repeats), "converted": np.empty(repeats)}
+        models = {"reference": reference, "converted": converted}
+        for i in range(warmup + repeats):
+            for key, model in models.items():
+                start = time.perf_counter()
+                model.session.run(model.output_names, feed)
+                if i >= warmup:
+                    times[key][i - warmup] = time.perf_counter() - start
+        for key in models:
+            result[key][str(batch)] = float(np.median(times[key])) * 1e3
+    return result
+
+
+def _as_feed(value: np.ndarray) -> np.ndarray:
+    """A contiguous array for the session: floating inputs as float32 (the graphs' input type), others unchanged."""
+    return np.ascontiguousarray(value, dtype=np.float32 if value.dtype.kind == "f" else value.dtype)
