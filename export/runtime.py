@@ -184,6 +184,48 @@ class OnnxModel:
         value = self.metadata.get("mmsdk.labels")
         return None if value is None else list(json.loads(value))
 
+    @property
+    def task(self) -> str | None:
+        """The head's task (`forecast`, `classification`, `multilabel`, `regression`), None for an embedding model."""
+        head = self.metadata.get("head")
+        task = head.get("task") if isinstance(head, dict) else None
+        return None if task is None else str(task)
+
+    @property
+    def adapter_config(self) -> dict[str, Any]:
+        """The adapter config of the model's single modality (from `mmsdk.config`): context length, channels, number
+        of points, frames, ...
+
+        Raises:
+            ValueError: for a file without mmsdk config metadata or with several modalities.
+        """
+        config = self.metadata.get("config")
+        modalities = config.get("modalities") if isinstance(config, dict) else None
+        if not isinstance(modalities, dict) or len(modalities) != 1:
+            raise ValueError(f"{self.path.name} has no single-modality mmsdk.config metadata")
+        return dict(next(iter(modalities.values())).get("adapter_config") or {})
+
+    def top_classes(self, logits: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
+        """The `top` best (label, probability) pairs of one sample's logits (K,), best first: softmax for a
+        classifier, a sigmoid per label for a multilabel model; labels from the metadata (`class<i>` without them).
+
+        Raises:
+            ValueError: for a model that is not a classifier, or logits that do not match its labels.
+        """
+        if self.task not in ("classification", "multilabel"):
+            raise ValueError(f"{self.path.name} is not a classifier (task {self.task!r})")
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if self.task == "multilabel":
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            shifted = np.exp(logits - logits.max())
+            probabilities = shifted / shifted.sum()
+        labels = self.labels or [f"class{i}" for i in range(len(probabilities))]
+        if len(labels) != len(probabilities):
+            raise ValueError(f"{self.path.name} stores {len(labels)} labels for {len(probabilities)} outputs")
+        order = np.argsort(-probabilities, kind="stable")[:top]
+        return [(labels[i], float(probabilities[i])) for i in order]
+
     def __call__(self, inputs: np.ndarray | Sequence[Any], sample_rate: int | None = None) -> np.ndarray:
         """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series or a (B, T) waveform).
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,20 +32,10 @@ _PLY_TYPES = {
 }  # fmt: skip
 
 
-def adapter_config(model: OnnxModel) -> dict[str, Any]:
-    """The adapter config of the model's (single) modality, from the `mmsdk.config` metadata."""
-    config = model.metadata.get("config")
-    modalities = config.get("modalities") if isinstance(config, dict) else None
-    if not isinstance(modalities, dict) or len(modalities) != 1:
-        raise ValueError(f"{model.path.name} has no single-modality mmsdk.config metadata: not an mmsdk classifier")
-    return dict(next(iter(modalities.values())).get("adapter_config") or {})
-
-
 def check_classifier(model: OnnxModel) -> tuple[int, int, str]:
     """(num_points, channels per point, task) of a point-cloud classifier; ValueError for another model."""
-    head = model.metadata.get("head")
-    task = head.get("task") if isinstance(head, dict) else None
-    cfg = adapter_config(model)
+    task = model.task
+    cfg = model.adapter_config
     if task not in CLASSIFIER_TASKS or "num_points" not in cfg:
         raise ValueError(
             f"{model.path.name} is not a point-cloud classifier (adapter {model.metadata.get('mmsdk.adapter')!r}, "
@@ -146,24 +136,6 @@ def prepare(points: np.ndarray, num_points: int, channels: int, seed: int = 0) -
     return chosen.astype(np.float32)
 
 
-def scores(model: OnnxModel, cloud: np.ndarray, task: str) -> np.ndarray:
-    """Class probabilities (K,) of one prepared cloud (softmax; sigmoid per label for a multilabel model)."""
-    logits = model(cloud[None])[0].astype(np.float64)
-    if task == "multilabel":
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
-
-
-def top_classes(model: OnnxModel, probabilities: np.ndarray, top: int) -> list[tuple[str, float]]:
-    """The `top` best (name, probability) pairs, best first (`class<i>` for a model saved without labels)."""
-    labels = model.labels or [f"class{i}" for i in range(len(probabilities))]
-    if len(labels) != len(probabilities):
-        raise ValueError(f"{model.path.name} stores {len(labels)} labels for {len(probabilities)} outputs")
-    order = np.argsort(-probabilities, kind="stable")[:top]
-    return [(labels[i], float(probabilities[i])) for i in order]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a bad model or input, with a message)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -176,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--top must be >= 1")
     try:
         model = OnnxModel(args.model)
-        num_points, channels, task = check_classifier(model)
+        num_points, channels, _ = check_classifier(model)
         cloud = prepare(read_cloud(args.cloud), num_points, channels, args.seed)
-        best = top_classes(model, scores(model, cloud, task), args.top)
+        best = model.top_classes(model(cloud[None])[0], args.top)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -27,19 +27,9 @@ from mmsdk.export.runtime import OnnxModel
 CLASSIFIER_TASKS = ("classification", "multilabel")
 
 
-def adapter_config(model: OnnxModel) -> dict[str, Any]:
-    """The adapter config of the model's (single) modality, from the `mmsdk.config` metadata."""
-    config = model.metadata.get("config")
-    modalities = config.get("modalities") if isinstance(config, dict) else None
-    if not isinstance(modalities, dict) or len(modalities) != 1:
-        raise ValueError(f"{model.path.name} has no single-modality mmsdk.config metadata: not an mmsdk classifier")
-    return dict(next(iter(modalities.values())).get("adapter_config") or {})
-
-
 def check_classifier(model: OnnxModel) -> str:
     """The task ("classification" or "multilabel") of an audio classifier; ValueError for another model."""
-    head = model.metadata.get("head")
-    task = head.get("task") if isinstance(head, dict) else None
+    task = model.task
     if model.sample_rate is None or task not in CLASSIFIER_TASKS:
         raise ValueError(
             f"{model.path.name} is not an audio classifier (adapter {model.metadata.get('mmsdk.adapter')!r}, task "
@@ -72,27 +62,14 @@ def max_samples(cfg: dict[str, Any]) -> int | None:
     return window + (int(cfg["max_frames"]) - 1) * shift
 
 
-def scores(model: OnnxModel, waveform: np.ndarray, rate: int) -> np.ndarray:
-    """Class probabilities (K,) of one mono clip at `rate` Hz (the runtime checks the rate)."""
-    task = check_classifier(model)
-    limit = max_samples(adapter_config(model))
+def logits(model: OnnxModel, waveform: np.ndarray, rate: int) -> np.ndarray:
+    """Class logits (K,) of one mono clip at `rate` Hz (the runtime checks the rate)."""
+    check_classifier(model)
+    limit = max_samples(model.adapter_config)
     if limit is not None and waveform.shape[0] > limit:
         print(f"note: cutting the clip to the model's {limit} samples", file=sys.stderr)
         waveform = waveform[:limit]
-    logits = model(waveform[None].astype(np.float32), sample_rate=rate)[0].astype(np.float64)  # (K,)
-    if task == "multilabel":
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
-
-
-def top_classes(model: OnnxModel, probabilities: np.ndarray, top: int) -> list[tuple[str, float]]:
-    """The `top` best (name, probability) pairs, best first."""
-    labels = model.labels or [f"class{i}" for i in range(len(probabilities))]
-    if len(labels) != len(probabilities):
-        raise ValueError(f"{model.path.name} stores {len(labels)} labels for {len(probabilities)} outputs")
-    order = np.argsort(-probabilities, kind="stable")[:top]
-    return [(labels[i], float(probabilities[i])) for i in order]
+    return model(waveform[None].astype(np.float32), sample_rate=rate)[0]  # (K,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = OnnxModel(args.model)
         check_classifier(model)
         waveform, rate = read_clip(args.clip)
-        best = top_classes(model, scores(model, waveform, rate), args.top)
+        best = model.top_classes(logits(model, waveform, rate), args.top)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

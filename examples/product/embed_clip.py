@@ -15,7 +15,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -23,18 +22,9 @@ import numpy as np
 from mmsdk.export.runtime import OnnxModel
 
 
-def adapter_config(model: OnnxModel) -> dict[str, Any]:
-    """The adapter config of the model's (single) modality, from the `mmsdk.config` metadata."""
-    config = model.metadata.get("config")
-    modalities = config.get("modalities") if isinstance(config, dict) else None
-    if not isinstance(modalities, dict) or len(modalities) != 1:
-        raise ValueError(f"{model.path.name} has no single-modality mmsdk.config metadata: not an mmsdk video model")
-    return dict(next(iter(modalities.values())).get("adapter_config") or {})
-
-
 def check_video_model(model: OnnxModel) -> tuple[int, tuple[int, int], int]:
     """(num_frames, (height, width), channels) of a video model; ValueError for another kind of model."""
-    cfg = adapter_config(model)
+    cfg = model.adapter_config
     if "num_frames" not in cfg or "frame_size" not in cfg or model.input_names != ["frames"]:
         raise ValueError(
             f"{model.path.name} is not a video model (adapter {model.metadata.get('mmsdk.adapter')!r}, inputs "

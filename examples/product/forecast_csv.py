@@ -30,20 +30,10 @@ import numpy as np
 from mmsdk.export.runtime import OnnxModel
 
 
-def adapter_config(model: OnnxModel) -> dict[str, Any]:
-    """The adapter config of the model's (single) modality, from the `mmsdk.config` metadata."""
-    config = model.metadata.get("config")
-    modalities = config.get("modalities") if isinstance(config, dict) else None
-    if not isinstance(modalities, dict) or len(modalities) != 1:
-        raise ValueError(f"{model.path.name} has no single-modality mmsdk.config metadata: not an mmsdk forecaster")
-    return dict(next(iter(modalities.values())).get("adapter_config") or {})
-
-
 def check_forecaster(model: OnnxModel) -> tuple[int, int, dict[str, Any]]:
     """(context length, channels, adapter config) of a forecaster; ValueError for any other kind of model."""
-    head = model.metadata.get("head")
-    task = head.get("task") if isinstance(head, dict) else None
-    cfg = adapter_config(model)
+    task = model.task
+    cfg = model.adapter_config
     if task != "forecast" or "context_length" not in cfg or "num_channels" not in cfg:
         raise ValueError(
             f"{model.path.name} is not a time-series forecaster (adapter {model.metadata.get('mmsdk.adapter')!r}, "

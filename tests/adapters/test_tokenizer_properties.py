@@ -9,15 +9,12 @@ gives finite tokens and targets. Valid inputs (the right shape, finite values wi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+import support
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,20 +23,7 @@ import mmsdk
 from mmsdk.contracts.adapter import NONFINITE_POLICIES, Adapter, get_adapter_class
 from mmsdk.contracts.tokens import TokenBatch
 
-
-def _contract() -> ModuleType:
-    """The adapter contract suite (tiny encoder, tiny configs), imported by path: test folders are not packages."""
-    module = sys.modules.get("test_contract")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("test_contract", Path(__file__).with_name("test_contract.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["test_contract"] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-ENCODER = _contract().ENCODER
+ENCODER = support.contract_suite().ENCODER
 NAMES = mmsdk.available_adapters()
 EXPECTED_POLICIES = {  # what each built-in modality does with NaN
     "patchtst": "nan_as_missing",

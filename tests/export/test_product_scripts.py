@@ -10,7 +10,6 @@ the runtime it imports) that pulls in torch fails. Outputs are parsed and checke
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import os
 import subprocess
@@ -24,6 +23,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
+import support
 import torch
 
 from mmsdk.export.onnx import to_onnx
@@ -54,19 +54,6 @@ BLOCKER = textwrap.dedent(
 )
 
 
-def _contract() -> ModuleType:
-    """The adapter contract suite (tiny encoder, tiny configs), imported by path: test folders are not packages."""
-    module = sys.modules.get("test_contract")
-    if module is None:
-        path = ROOT / "tests" / "adapters" / "test_contract.py"
-        spec = importlib.util.spec_from_file_location("test_contract", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["test_contract"] = module
-        spec.loader.exec_module(module)
-    return module
-
-
 @dataclass
 class Product:
     """The exported models, their input files and the environment that blocks torch."""
@@ -94,7 +81,7 @@ def _export(contract: ModuleType, name: str, task: str, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Product:
     root = tmp_path_factory.mktemp("product")
-    contract = _contract()
+    contract = support.contract_suite()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny graphs: threads cost more than they give on a busy machine
     try:

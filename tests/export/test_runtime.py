@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import subprocess
 import sys
@@ -109,3 +110,27 @@ def test_benchmark_reports_positive_latency(runtime: OnnxModel) -> None:
     assert stats["p90_ms"] >= stats["median_ms"] >= stats["min_ms"]
     with pytest.raises(ValueError, match="repeats"):
         runtime.benchmark(np.zeros((1, 96, 3), np.float32), repeats=0)
+
+
+def test_task_and_adapter_config_come_from_the_metadata(runtime: OnnxModel) -> None:
+    assert runtime.task == "forecast"
+    assert runtime.adapter_config["context_length"] == 96 and runtime.adapter_config["num_channels"] == 3
+    bare = copy.copy(runtime)
+    bare.metadata = {}
+    assert bare.task is None
+    with pytest.raises(ValueError, match=r"no single-modality mmsdk\.config metadata"):
+        bare.adapter_config  # noqa: B018
+
+
+def test_top_classes_rank_probabilities_with_the_labels(runtime: OnnxModel) -> None:
+    with pytest.raises(ValueError, match="is not a classifier"):
+        runtime.top_classes(np.zeros(3))
+    classifier = copy.copy(runtime)
+    classifier.metadata = {"head": {"task": "classification"}, "mmsdk.labels": '["cat", "dog", "owl"]'}
+    best = classifier.top_classes(np.array([0.0, 2.0, 1.0]), top=2)
+    assert [name for name, _ in best] == ["dog", "owl"]
+    assert best[0][1] == pytest.approx(np.exp(2) / (1 + np.exp(1) + np.exp(2)))
+    classifier.metadata["head"] = {"task": "multilabel"}
+    assert classifier.top_classes(np.array([0.0, 0.0, 0.0]))[0][1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="stores 3 labels for 2 outputs"):
+        classifier.top_classes(np.zeros(2))

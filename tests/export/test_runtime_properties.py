@@ -11,16 +11,14 @@ allows) always run, in eager PyTorch and in ONNX Runtime, to finite outputs.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import onnx
 import pytest
+import support
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,21 +28,7 @@ from mmsdk.export.onnx import to_onnx
 from mmsdk.export.runtime import NONFINITE_POLICIES, OnnxModel
 from mmsdk.models import TaskModel, build_task_model
 
-
-def _contract() -> ModuleType:
-    """The adapter contract suite (tiny encoder, tiny configs), imported by path: test folders are not packages."""
-    module = sys.modules.get("test_contract")
-    if module is None:
-        path = Path(__file__).resolve().parents[1] / "adapters" / "test_contract.py"
-        spec = importlib.util.spec_from_file_location("test_contract", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["test_contract"] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-CONTRACT = _contract()
+CONTRACT = support.contract_suite()
 FAMILIES = {"timeseries": "patchtst", "pointcloud": "pointmae", "audio": "audiomae", "video": "videomae"}
 NAMES = list(FAMILIES.values())
 EXPECTED_POLICIES = {

@@ -4,7 +4,6 @@ falling back past a truncated checkpoint."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import signal
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import support
 import torch
 
 import mmsdk
@@ -160,18 +160,11 @@ def test_resume_from_a_run_directory_skips_a_truncated_newest_checkpoint(
         resolve_resume(tmp_path / "missing")
 
 
-def _crash_script():
-    spec = importlib.util.spec_from_file_location("crash_script", Path(__file__).with_name("crash_script.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(tmp_path: Path) -> None:
     """Killed with SIGKILL mid-epoch, its newest checkpoint then cut short: resuming from the run directory falls
     back to the previous good checkpoint and ends with the uninterrupted run's exact weights."""
-    script = _crash_script()
+    script = support.training_script("crash_script")
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, str(Path(script.__file__)), str(run_dir), "--sleep", "0.4"],

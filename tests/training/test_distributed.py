@@ -10,19 +10,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
 import numpy as np
 import pytest
+import support
 import torch
 
 import mmsdk
@@ -40,16 +40,7 @@ SCRIPT = Path(__file__).with_name("ddp_script.py")
 WORLD, BATCH, N, STEPS = 2, 4, 32, 8
 
 
-def _load_script() -> ModuleType:
-    """tests/training/ddp_script.py as a module (it is no package module, and pytest does not collect it)."""
-    spec = importlib.util.spec_from_file_location("ddp_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ddp_script = _load_script()
+ddp_script = support.training_script("ddp_script")
 
 
 def _free_port() -> int:
