@@ -5,6 +5,8 @@
 - :class:`OnnxModel` (numpy + onnxruntime only): loads an exported file, validates inputs and benchmarks it.
 - :func:`quantize`, :func:`to_fp16`, :func:`precision_report` (onnx + onnxruntime only): int8 and float16 copies of an
   exported file and what the conversion cost in size, latency and accuracy.
+- :func:`calibration_batches`, :func:`heldout_arrays` (torch): calibration batches and held-out arrays for those,
+  drawn from mmsdk datasets with the training loaders' collate function.
 
 Every name is imported lazily, on first attribute access, so `import mmsdk.export` and
 `import mmsdk.export.runtime` never pull in torch.
@@ -26,6 +28,8 @@ _LAZY: dict[str, str] = {
     "precision_report": "mmsdk.export.quantization",
     "PrecisionReport": "mmsdk.export.quantization",
     "PrecisionLossError": "mmsdk.export.quantization",
+    "calibration_batches": "mmsdk.export.calibration",
+    "heldout_arrays": "mmsdk.export.calibration",
 }
 
 __all__ = list(_LAZY)

@@ -82,6 +82,9 @@ class ExportResult:
         export_seconds: wall time of tracing and saving.
         input_names: every graph input, in order (one per modality for a multimodal model).
         shape_errors: first input's shape → max abs error, for every verification input (e.g. clip lengths).
+        nodes: the number of nodes of the saved graph (subgraphs included).
+        nodes_before_optimization: the number of nodes before `optimize` ran the onnxscript optimizer (None when it
+            did not run).
     """
 
     path: Path
@@ -94,6 +97,8 @@ class ExportResult:
     export_seconds: float = 0.0
     input_names: tuple[str, ...] = ()
     shape_errors: dict[tuple[int, ...], float] = field(default_factory=dict)
+    nodes: int = 0
+    nodes_before_optimization: int | None = None
 
     @property
     def verified(self) -> bool:
@@ -103,10 +108,13 @@ class ExportResult:
     def summary(self) -> str:
         """A few human-readable lines: file, signature, opset and verification errors."""
         size_kb = self.path.stat().st_size / 1024 if self.path.exists() else float("nan")
+        before = self.nodes_before_optimization
+        optimized = "" if before is None else f" ({before} before optimization)"
         lines = [
             f"ONNX model: {self.path} ({size_kb:.1f} KiB, opset {self.opset}, exported in {self.export_seconds:.1f} s)",
             f"  inputs:  {self.metadata.get('mmsdk.input_layouts', self.input_name)}",
             f"  outputs: {', '.join(self.output_names)}",
+            f"  graph:   {self.nodes} nodes{optimized}",
             f"  model:   {self.metadata.get('mmsdk.kind', 'other')} / adapter {self.metadata.get('mmsdk.adapter')}",
         ]
         if self.verified:
@@ -133,6 +141,7 @@ def to_onnx(
     tolerance: float | None = None,
     verify_batch_sizes: Sequence[int] = (1, 2, 3),
     metadata: Mapping[str, Any] | None = None,
+    optimize: bool = False,
 ) -> ExportResult:
     """Exports a model of raw inputs to ONNX and checks the file against eager PyTorch.
 
@@ -155,6 +164,11 @@ def to_onnx(
             `dynamic_batch` is False).
         metadata: extra string-keyed entries for the file's `metadata_props` (non-strings are JSON-encoded);
             keys starting with "mmsdk." are reserved.
+        optimize: run onnxscript's graph optimizer (`onnxscript.optimizer.optimize`: constant folding, dead-code
+            and redundancy elimination, standard fusions) on the exported graph before it is saved and verified, so
+            verification covers the optimized file; the node counts before and after are logged and stored in the
+            result. The dynamo exporter already runs this optimizer once, so with the current torch it usually
+            removes nothing more.
 
     Returns:
         The written file, its signature, the verification errors and the stored metadata.
@@ -194,6 +208,7 @@ def to_onnx(
         start = time.perf_counter()
         program = _export(wrapped, example, axes, output_name, opset)
         _finalize(program.model, names, output_name, stored)
+        before = _optimize(program) if optimize else None
         _save(program, path)
         seconds = time.perf_counter() - start
         logger.info("exported %s to %s in %.1f s", type(model).__name__, path, seconds)
@@ -206,6 +221,8 @@ def to_onnx(
             metadata=stored,
             export_seconds=seconds,
             input_names=tuple(names),
+            nodes=_node_count(program.model),
+            nodes_before_optimization=before,
         )
         if verify:
             batch = int(next(iter(example.values())).shape[0])
@@ -305,6 +322,33 @@ def _export(
             verbose=False,
             **kwargs,
         )
+
+
+def _node_count(model: Any) -> int:
+    """The nodes of an onnx_ir Model's graph, those of subgraphs (If, Loop, Scan bodies) included."""
+    return sum(1 for _ in model.graph.all_nodes())
+
+
+def _optimize(program: Any) -> int:
+    """Runs onnxscript's optimizer on the program's model in place (metadata_props kept) and returns the node count
+    before it; the counts are logged."""
+    import onnxscript.optimizer
+
+    before = _node_count(program.model)
+    metadata = dict(program.model.metadata_props)
+    start = time.perf_counter()
+    with _quiet_exporter():
+        program.model = onnxscript.optimizer.optimize(program.model)
+    program.model.metadata_props.update(metadata)  # a rewritten model keeps what _finalize stored
+    after = _node_count(program.model)
+    logger.info(
+        "onnxscript optimizer: %d → %d nodes (%+d) in %.2f s",
+        before,
+        after,
+        after - before,
+        time.perf_counter() - start,
+    )
+    return before
 
 
 @contextlib.contextmanager

@@ -194,7 +194,7 @@ def quantize(
         cleaned, prepared, quantized = (Path(tmp) / name for name in ("clean.onnx", "pre.onnx", "quant.onnx"))
         model.graph.ClearField("value_info")  # the exporter's annotations can contradict onnx shape inference
         onnx.save(model, cleaned)
-        quant_pre_process(str(cleaned), str(prepared))
+        _pre_process(cleaned, prepared)
         common: dict[str, Any] = {"per_channel": per_channel, "op_types_to_quantize": list(op_types)}
         if reader is None:
             quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, **common)
@@ -358,6 +358,17 @@ class _CalibrationReader(CalibrationDataReader):
 
     def rewind(self) -> None:
         self._iter = iter(self.batches)
+
+
+def _pre_process(source: Path, target: Path) -> None:
+    """`quant_pre_process` (shape inference and graph optimization); without the symbolic shape inference when that
+    fails (it cannot follow some graphs, e.g. Point-MAE's grouping: an Expand of an unknown shape), as ONNX's own
+    shape inference and the optimizer still apply."""
+    try:
+        quant_pre_process(str(source), str(target))
+    except Exception as error:  # TypeError/KeyError/... from inside the symbolic shape inference
+        logger.debug("symbolic shape inference failed (%s: %s); pre-processing without it", type(error).__name__, error)
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
 
 
 def _load(path: Path) -> onnx.ModelProto:

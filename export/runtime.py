@@ -10,7 +10,12 @@ adapter): `mmsdk.nonfinite` says where NaN may appear ("nan_as_missing": anywher
 trailing run along the last axis, "reject": nowhere), `mmsdk.max_abs` bounds |value| and `mmsdk.min_sizes` the
 axis sizes. Inf is never accepted, and neither are float64 values that do not fit in the graph's float32. Files
 exported before these entries existed let NaN through and reject Inf. Outputs are checked as well: a model that
-still produces NaN or Inf raises instead of returning them.
+still produces NaN or Inf raises instead of returning them. The value checks live in :mod:`mmsdk.export.validation`.
+
+`run(..., batch_size=n)` runs long inputs n rows at a time and concatenates the outputs; `outputs=[...]` computes
+only the outputs named; a list of per-sample arrays of different lengths is NaN-padded to one batch for an input
+whose padding is NaN ("nan_as_padding"). A file that does not load (empty, truncated, corrupted, or missing its
+external data) raises ValueError naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -26,9 +31,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-logger = logging.getLogger(__name__)
+from mmsdk.export.validation import (
+    Dim,
+    _check_output,
+    _check_values,
+    _to_array,
+    format_shape,
+    stack_samples,
+)
 
-Dim = int | str | None
+logger = logging.getLogger(__name__)
 
 # ONNX Runtime type strings -> numpy dtypes of the inputs mmsdk models take.
 _ORT_DTYPES: dict[str, np.dtype] = {
@@ -58,12 +70,12 @@ _ORT_ERRORS: tuple[type[Exception], ...] = tuple(
     for name in ("Fail", "InvalidArgument", "RuntimeException")
     if hasattr(ort.capi.onnxruntime_pybind11_state, name)
 )
-
-
-def format_shape(shape: Sequence[Dim]) -> str:
-    """`(batch, 96, 3)`: symbolic dims by name, unknown dims as `?`."""
-    parts = ["?" if dim is None else str(dim) for dim in shape]
-    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+_LOAD_ERRORS: tuple[type[Exception], ...] = tuple(
+    error
+    for error in vars(ort.capi.onnxruntime_pybind11_state).values()
+    if isinstance(error, type) and issubclass(error, Exception)
+)
+_EXTERNAL_LOCATION = b"\n\x08location\x12"  # a serialized StringStringEntryProto key "location", then its value
 
 
 def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -90,7 +102,9 @@ class OnnxModel:
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if a requested provider is not available in the installed onnxruntime.
+        ValueError: if a requested provider is not available in the installed onnxruntime, or the file is not a
+            loadable ONNX model (empty, truncated or corrupted, or missing its external data), naming the file and
+            the problem (ONNX Runtime's own error is the cause).
     """
 
     def __init__(
@@ -112,7 +126,7 @@ class OnnxModel:
             if threads < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        self.session = _load_session(self.path, options, providers)
         self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
         self.output_names: list[str] = [arg.name for arg in self.session.get_outputs()]
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
@@ -226,38 +240,54 @@ class OnnxModel:
         order = np.argsort(-probabilities, kind="stable")[:top]
         return [(labels[i], float(probabilities[i])) for i in order]
 
-    def __call__(self, inputs: np.ndarray | Sequence[Any], sample_rate: int | None = None) -> np.ndarray:
+    def __call__(
+        self, inputs: np.ndarray | Sequence[Any], sample_rate: int | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series or a (B, T) waveform).
 
         Args:
-            inputs: the array.
+            inputs: the array (or a list of per-sample arrays, see :meth:`run`).
             sample_rate: the rate of a waveform input, checked against the model's (see :meth:`run`).
+            batch_size: when given, run at most this many rows at a time (see :meth:`run`).
         """
         if len(self._inputs) != 1 or len(self.output_names) != 1:
             raise ValueError(
                 f"calling the model needs one input and one output; it has inputs {self.input_names} and outputs "
                 f"{self.output_names}: use run() with a dict"
             )
-        return self.run({self.input_name: inputs}, sample_rate=sample_rate)[self.output_names[0]]
+        return self.run({self.input_name: inputs}, sample_rate=sample_rate, batch_size=batch_size)[self.output_names[0]]
 
     def run(
-        self, inputs: Mapping[str, np.ndarray | Sequence[Any]], sample_rate: int | None = None
+        self,
+        inputs: Mapping[str, np.ndarray | Sequence[Any]],
+        sample_rate: int | None = None,
+        *,
+        batch_size: int | None = None,
+        outputs: Sequence[str] | str | None = None,
     ) -> dict[str, np.ndarray]:
-        """Runs the model on named inputs and returns every output by name.
+        """Runs the model on named inputs and returns its outputs by name.
 
         Args:
-            inputs: input name → array.
+            inputs: input name → array. For an input whose NaN policy is "nan_as_padding" (e.g. a waveform), a list
+                of per-sample arrays of different lengths is padded with trailing NaN along the last axis to the
+                longest; a list of equal-shape arrays is stacked for any input.
             sample_rate: when given, the sample rate of the caller's audio; it must equal the rate stored in the
                 model (resample first, e.g. with `torchaudio.functional.resample` or `soxr`).
+            batch_size: when given, the inputs (which must share their size along axis 0) are run in chunks of at
+                most this many rows and the outputs concatenated along axis 0, so a long list of samples does not
+                need one huge session call; every row is validated first, as without it.
+            outputs: the names of the outputs to compute and return (every output when None), e.g. a forecaster's
+                point forecast without its quantiles.
 
         Raises:
             TypeError: if `inputs` is not a mapping.
             ValueError: for a missing or unknown input name; an input of the wrong rank, size or dtype, empty, or
                 shorter than the model's minimum along an axis; NaN where the input's policy forbids it, any Inf,
                 float64 values too large for float32 or values beyond the input's `max_abs` (each naming the input,
-                the count and the first index); a sample rate that differs from the model's (or a rate passed to a
-                model without one); an input ONNX Runtime refuses; or, with `check_outputs`, an output holding NaN
-                or Inf.
+                the count and the first index); samples of different shapes where the input has no NaN padding; a
+                sample rate that differs from the model's (or a rate passed to a model without one); an unknown
+                output name; a `batch_size` below 1 or inputs of different batch sizes with one; an input ONNX
+                Runtime refuses; or, with `check_outputs`, an output holding NaN or Inf.
         """
         if not isinstance(inputs, Mapping):
             raise TypeError(
@@ -270,17 +300,65 @@ class OnnxModel:
         missing = sorted(set(self._inputs) - set(inputs))
         if unknown or missing:
             raise ValueError(f"model inputs are {self.input_names}; got unknown {unknown}, missing {missing}")
+        names = self._output_selection(outputs)
         feed = {name: self._validate(name, value) for name, value in inputs.items()}
-        outputs = dict(zip(self.output_names, self._session_run(feed)))
+        if batch_size is None:
+            results = dict(zip(names, self._session_run(feed, names)))
+        else:
+            results = self._run_in_chunks(feed, names, batch_size)
         if self.check_outputs:
-            for name, output in outputs.items():
+            for name, output in results.items():
                 _check_output(self.path.name, name, output, feed)
-        return outputs
+        return results
 
-    def _session_run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """The session's outputs, with ONNX Runtime's own errors re-raised as ValueError naming the input shapes."""
+    def _output_selection(self, outputs: Sequence[str] | str | None) -> list[str]:
+        """The requested output names, in the order asked for (every output when None)."""
+        if outputs is None:
+            return list(self.output_names)
+        names = [outputs] if isinstance(outputs, str) else list(outputs)
+        unknown = [name for name in names if name not in self.output_names]
+        if unknown or not names:
+            raise ValueError(
+                f"{self.path.name} has outputs {self.output_names}; got unknown {unknown}"
+                if unknown
+                else f"outputs must name at least one of {self.output_names} (or be None for all)"
+            )
+        return list(dict.fromkeys(names))
+
+    def _run_in_chunks(
+        self, feed: Mapping[str, np.ndarray], names: Sequence[str], batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """The outputs of the validated `feed` run `batch_size` rows at a time, concatenated along axis 0."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        sizes = {name: int(value.shape[0]) for name, value in feed.items()}
+        if len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{name}: {size}" for name, size in sizes.items())
+            raise ValueError(f"batch_size needs inputs of one batch size (axis 0), got {listed}")
+        total = next(iter(sizes.values()))
+        chunks: list[list[np.ndarray]] = []
+        for start in range(0, total, int(batch_size)):
+            chunk = {name: value[start : start + int(batch_size)] for name, value in feed.items()}
+            chunks.append(self._session_run(chunk, names))
+        logger.debug("%s: ran %d rows in %d chunk(s) of at most %d", self.path.name, total, len(chunks), batch_size)
+        results = {}
+        for i, name in enumerate(names):
+            parts = [outputs[i] for outputs in chunks]
+            try:
+                results[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            except ValueError as error:
+                shapes = ", ".join(format_shape(part.shape) for part in parts)
+                raise ValueError(
+                    f"{self.path.name}: output {name} cannot be concatenated along axis 0 across chunks of "
+                    f"batch_size {batch_size} (chunk shapes {shapes}); run without batch_size"
+                ) from error
+        return results
+
+    def _session_run(self, feed: Mapping[str, np.ndarray], names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """The session's outputs `names` (all by default), with ONNX Runtime's own errors re-raised as ValueError
+        naming the input shapes."""
         try:
-            return self.session.run(self.output_names, dict(feed))
+            return self.session.run(list(names or self.output_names), dict(feed))
         except _ORT_ERRORS as error:
             shapes = ", ".join(f"{name}{format_shape(value.shape)}" for name, value in feed.items())
             raise ValueError(f"ONNX Runtime could not run {self.path.name} on {shapes}: {error}") from error
@@ -299,7 +377,7 @@ class OnnxModel:
         """Converts `value` to the input's dtype where that is lossless in kind, and checks its shape and values."""
         arg = self._inputs[name]
         expected_dtype = _ORT_DTYPES.get(arg.type)
-        array = _to_array(name, value, expected_dtype)
+        array = _to_array(name, stack_samples(name, value, expected_dtype, self.nonfinite[name]), expected_dtype)
         expected = list(arg.shape)
         if array.ndim != len(expected):
             raise ValueError(
@@ -370,97 +448,47 @@ def _entry(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _first_index(mask: np.ndarray) -> tuple[int, ...]:
-    """The index of the first True of a non-empty mask, in C order."""
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
-
-
-def _to_array(name: str, value: np.ndarray | Sequence[Any], dtype: np.dtype | None) -> np.ndarray:
-    """`value` as an array of `dtype`: lists and other float widths are converted, other kinds are an error.
+def _load_session(path: Path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+    """An ONNX Runtime session of `path`; a file that does not load raises ValueError saying what is wrong with it.
 
     Raises:
-        ValueError: for values that cannot be converted, an array of another kind, or finite values too large
-            for `dtype` (they would become Inf), naming the count and the first index.
+        ValueError: for an empty file, bytes that do not parse as an ONNX model (truncated or corrupted), missing
+            external data, or any other load failure, with ONNX Runtime's error as the cause.
     """
-    if not isinstance(value, np.ndarray):
-        wide = np.dtype(np.float64) if dtype is not None and dtype.kind == "f" else dtype  # cast with checks below
-        try:
-            array = np.asarray(value, dtype=wide)
-        except (TypeError, ValueError, OverflowError) as error:
-            raise ValueError(f"{name} could not be converted to a {dtype} array: {error}") from error
-        logger.debug("%s: converted %s to a %s array", name, type(value).__name__, array.dtype)
-        value = array
-    if dtype is None or value.dtype == dtype:
-        return value
-    if dtype.kind == "f" and value.dtype.kind == "f":
-        logger.debug("%s: casting %s to %s", name, value.dtype, dtype)
-        with np.errstate(over="ignore", invalid="ignore"):
-            cast = value.astype(dtype)
-        if value.dtype.itemsize > dtype.itemsize:
-            overflow = np.isinf(cast) & np.isfinite(value)
-            if overflow.any():
-                first = _first_index(overflow)
-                raise ValueError(
-                    f"{name} holds {int(overflow.sum())} finite value(s) too large for {dtype} (|x| > "
-                    f"{float(np.finfo(dtype).max):.3g}), the first, {float(value[first]):.3g}, at index {first}: "
-                    "they would become Inf; rescale the input"
-                )
-        return cast
-    raise ValueError(f"{name} expects {dtype} values, got an array of dtype {value.dtype}")
-
-
-def _check_values(name: str, array: np.ndarray, policy: str, max_abs: float | None, min_real: int | None) -> None:
-    """Raises ValueError for Inf anywhere, NaN where `policy` forbids it, |values| beyond `max_abs`, and (policy
-    "nan_as_padding") samples whose real length along the last axis is below `min_real`."""
-    infinite = np.isinf(array)
-    if infinite.any():
-        hint = "; use NaN for missing values" if policy == "nan_as_missing" else ""
-        raise ValueError(
-            f"{name} holds {int(infinite.sum())} Inf value(s) (shape {format_shape(array.shape)}, the first at index "
-            f"{_first_index(infinite)}): Inf is never a valid input{hint}"
-        )
-    nan = np.isnan(array)
-    if policy == "reject" and nan.any():
-        raise ValueError(
-            f"{name} holds {int(nan.sum())} NaN value(s) (shape {format_shape(array.shape)}, the first at index "
-            f"{_first_index(nan)}): this model takes no missing values (mmsdk.nonfinite: reject); drop or repair them"
-        )
-    if policy == "nan_as_padding" and array.ndim >= 2:
-        steps = np.arange(1, array.shape[-1] + 1)
-        lengths = np.where(nan, 0, steps).max(axis=-1)  # (B, ...): one past each sample's last real value
-        inner = nan & (steps - 1 < lengths[..., None])
-        if inner.any():
-            raise ValueError(
-                f"{name} holds {int(inner.sum())} NaN value(s) before the end of their sample (shape "
-                f"{format_shape(array.shape)}, the first at index {_first_index(inner)}): only a trailing run of NaN "
-                "along the last axis is padding"
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except _LOAD_ERRORS as error:
+        size = path.stat().st_size
+        detail = str(error).split("failed:", 1)[-1].strip()
+        folder = path.absolute().parent
+        missing = _missing_external_data(path) if "external" in str(error).lower() else []
+        if size == 0:
+            problem = "is empty (0 bytes), not an ONNX model"
+        elif missing:
+            problem = (
+                f"needs its external data {missing}, which is missing from {folder}; the data files must lie next to "
+                "the model"
             )
-        if min_real is not None and (lengths < min_real).any():
-            short = _first_index(lengths < min_real)
-            raise ValueError(
-                f"{name} sample {short} has {int(lengths[short])} real value(s) along the last axis before its NaN "
-                f"padding (shape {format_shape(array.shape)}); the model needs at least {min_real}"
-            )
-    if max_abs is not None:
-        big = np.abs(array) > max_abs  # NaN compares False
-        if big.any():
-            first = _first_index(big)
-            raise ValueError(
-                f"{name} holds {int(big.sum())} value(s) beyond ±{max_abs:.0e} (shape {format_shape(array.shape)}), "
-                f"the first, {float(array[first]):.3g}, at index {first}: the model computes in float32 and would "
-                "overflow; rescale the input"
-            )
+        elif type(error).__name__ == "InvalidProtobuf":
+            problem = f"is not a valid ONNX model: its {size} bytes do not parse (a truncated or corrupted file?)"
+        elif "external" in str(error).lower():
+            problem = f"has external data that could not be read (they must lie next to the model in {folder})"
+        else:
+            problem = f"({size} bytes) could not be loaded by ONNX Runtime"
+        raise ValueError(f"{path} {problem}; re-export or re-download it (ONNX Runtime: {detail})") from error
 
 
-def _check_output(model: str, name: str, output: np.ndarray, feed: Mapping[str, np.ndarray]) -> None:
-    """Raises ValueError when a floating-point output holds NaN or Inf, naming the count, the first index and the
-    inputs' shapes."""
-    if output.dtype.kind != "f":
-        return
-    bad = ~np.isfinite(output)
-    if bad.any():
-        shapes = ", ".join(f"{key}{format_shape(value.shape)}" for key, value in feed.items())
-        raise ValueError(
-            f"{model}: output {name} holds {int(bad.sum())} NaN or Inf value(s) of {output.size}, the first at index "
-            f"{_first_index(bad)}, for inputs {shapes} that passed validation; the model is not usable on them"
-        )
+def _missing_external_data(path: Path) -> list[str]:
+    """The external-data files the model names (its `location` entries) that do not exist next to it."""
+    data = path.read_bytes()
+    names: list[str] = []
+    start = data.find(_EXTERNAL_LOCATION)
+    while start >= 0:
+        offset = start + len(_EXTERNAL_LOCATION)
+        length = data[offset] if offset < len(data) else 0  # a file name under 128 bytes: a one-byte varint
+        if length < 0x80:
+            name = data[offset + 1 : offset + 1 + length].decode("utf-8", errors="replace")
+            if name and name not in names:
+                names.append(name)
+        start = data.find(_EXTERNAL_LOCATION, offset)
+    return [name for name in names if not (path.parent / name).is_file()]

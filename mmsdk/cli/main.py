@@ -149,8 +149,17 @@ def export(
     modalities: list[str] | None = None,
     target: str | None = None,
     verify: bool = True,
+    precision: Literal["fp32", "fp16", "int8"] = "fp32",
+    quantization: Literal["dynamic", "static"] | None = None,
+    calibration_data: str | None = None,
+    calibration_batches: int = 16,
+    max_metric_change: float | None = None,
 ) -> Path:
     """Exports a saved model to ONNX (dynamic batch, metadata inside) and verifies it with onnxruntime.
+
+    With `--precision fp16` or `int8` the float32 graph goes to `<output stem>.fp32.onnx` beside `output` (the
+    reference, kept), the converted copy to `output`, and, with `--calibration_data`, a precision report comparing
+    them on held-out data to `<output>.precision.json`.
 
     Args:
         model_dir: a directory written by `save_pretrained` (`mmsdk pretrain`/`finetune` write `.../model`).
@@ -161,21 +170,40 @@ def export(
         target: export a cross-modal predictor of this modality (a model pretrained with `objective: 4m`), which
             outputs it in raw units (frames, a series, a log-mel spectrogram).
         verify: compare onnxruntime with eager PyTorch over several batch sizes (fails loudly on mismatch).
+        precision: fp32 (the exported graph as is), fp16 (float16 weights and compute, float32 inputs and outputs)
+            or int8 (int8 weights of MatMul/Gemm).
+        quantization: for int8: "static" (activation ranges calibrated on the train split of `calibration_data`)
+            or "dynamic" (ranges computed at run time); None = static with `calibration_data`, else dynamic.
+        calibration_data: a recipe YAML whose `data:` section describes your dataset, built against the saved
+            model's config: int8 calibrates on its train split, the precision report uses its val (else test) split.
+        calibration_batches: how many train batches (of the recipe's batch size) static int8 calibrates on.
+        max_metric_change: fail (exit status 2) when the converted model's task metric is worse than the float32
+            one by more than this: relative MSE increase (forecast, regression), accuracy points lost
+            (classification) or max absolute output difference (other outputs); None = report only.
     """
+    from mmsdk.cli.precision import PrecisionPlan, convert, read_calibration_data
     from mmsdk.export.onnx import to_onnx
     from mmsdk.hub import from_pretrained
     from mmsdk.models.any_to_any import CrossModalPredictor
     from mmsdk.models.embedding_model import EmbeddingModel
 
+    plan = PrecisionPlan.resolve(precision, quantization, calibration_data, calibration_batches, max_metric_change)
     model = from_pretrained(model_dir)
+    config = model.config
     if target is not None:
         sources = modalities or [name for name in model.backbone.names if name != target]
         model = CrossModalPredictor(model, sources, target)
     elif embedding or not hasattr(model, "head_config"):
         model = EmbeddingModel(model.backbone, modalities)
-    result = to_onnx(model, output, verify=verify)
+    task = model.head_config.task if hasattr(model, "head_config") else None
+    splits = read_calibration_data(plan, config, "finetune" if task is not None else "pretrain")
+    destination = Path(output)
+    reference = plan.reference_path(destination)
+    result = to_onnx(model, reference, verify=verify)
     logger.info("%s", result.summary())
-    return Path(output)
+    if plan.precision != "fp32":
+        convert(plan, reference, destination, splits, task)
+    return destination
 
 
 def demo(
@@ -217,6 +245,7 @@ def main(args: list[str] | None = None) -> None:
     raw = [arg for arg in raw if arg != "--verbose"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logging.getLogger("onnxruntime.transformers.float16").setLevel(logging.WARNING)  # logs whole graph nodes
     run_guarded(lambda: _dispatch(raw), raw, verbose)
 
 

@@ -3,8 +3,8 @@
 Each adapter is built from its own `example_config()` with one shared tiny encoder; nothing below names an
 adapter. A new adapter (registered by entry point or `register_adapter`) gets every check with no new test code:
 a concrete class, training under every objective, padding that changes nothing, exact save/load round trips,
-ONNX export matching eager for every task, and `torch.compile(fullgraph=True)` of the pretraining forward + loss
-and of every task forward.
+ONNX export matching eager for every task (and for the embedding model through the graph optimizer), and
+`torch.compile(fullgraph=True)` of the pretraining forward + loss and of every task forward.
 """
 
 from __future__ import annotations
@@ -189,9 +189,12 @@ def test_task_model_exports_to_onnx(name: str, task: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", ADAPTER_NAMES)
 def test_embedding_model_exports_to_onnx(name: str, tmp_path: Path) -> None:
+    """Exported through onnxscript's optimizer (the task exports above are plain): the optimized file matches eager
+    and has no more nodes than the exporter's graph."""
     model = EmbeddingModel(build_model(_config(name, "bert")).backbone)
-    result = to_onnx(model, tmp_path / "embedding.onnx", verify_batch_sizes=(2,))
+    result = to_onnx(model, tmp_path / "embedding.onnx", verify_batch_sizes=(2,), optimize=True)
     assert result.verified and result.metadata["mmsdk.kind"] == "embedding"
+    assert result.nodes_before_optimization is not None and 0 < result.nodes <= result.nodes_before_optimization
 
 
 def _compiled(fn: Any) -> Any:

@@ -304,3 +304,120 @@ def test_timerxl_pretrain_probe_finetune_recipes(tmp_path: Path) -> None:
     probe = from_pretrained(tmp_path / "timerxl_linear_probe" / "model").state_dict()
     backbone = [k for k in pretrained if k.startswith("backbone.")]
     assert backbone and all(torch.equal(probe[k], pretrained[k]) for k in backbone)  # the probe froze it
+
+
+@pytest.fixture(scope="module")
+def tiny_forecaster(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A saved 24-step ETTh1 forecaster (untrained, tiny) and a calibration recipe whose `data:` reads ETTh1."""
+    from mmsdk.hub import save_pretrained
+    from mmsdk.models import build_task_model
+
+    root = tmp_path_factory.mktemp("precision")
+    config = {
+        "adapter": "patchtst",
+        "adapter_config": {"context_length": 96, "num_channels": 7, "patch_len": 16, "stride": 8},
+        "encoder": {"dim": 16, "depth": 1, "heads": 2},
+        "objective": "bert",
+    }
+    torch.manual_seed(0)
+    save_pretrained(build_task_model(config, {"task": "forecast", "num_outputs": 24}), root / "model")
+    recipe = root / "calibration.yaml"
+    recipe.write_text("data:\n  split: ett\n  horizon: 24\n  stride: 64\n  batch_size: 8\n")
+    return root / "model", recipe
+
+
+def _precision_of(path: Path) -> str | None:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(path).metadata_props}.get("mmsdk.precision")
+
+
+def test_export_int8_calibrated_on_recipe_data_writes_the_file_and_its_report(
+    tiny_forecaster: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model_dir, recipe = tiny_forecaster
+    output = tmp_path / "forecaster.onnx"
+    args = [f"--model_dir={model_dir}", f"--output={output}", "--precision=int8", f"--calibration_data={recipe}"]
+    main(["export", *args, "--calibration_batches=3", "--max_metric_change=1.0"])
+    assert _precision_of(output) == "int8-static"
+    reference = tmp_path / "forecaster.fp32.onnx"
+    assert _precision_of(reference) is None  # the float32 reference is kept as exported
+    x = np.random.default_rng(0).standard_normal((2, 96, 7)).astype(np.float32)
+    np.testing.assert_allclose(OnnxModel(output)(x), OnnxModel(reference)(x), atol=0.5)
+    report = json.loads((tmp_path / "forecaster.onnx.precision.json").read_text())
+    assert report["metric"] == "mse" and report["precision"] == "int8-static" and report["samples"] == 64
+    assert report["max_metric_change"] == 1.0 and report["converted_bytes"] < report["reference_bytes"]
+
+
+def test_export_fp16_and_unchanged_fp32(tiny_forecaster: tuple[Path, Path], tmp_path: Path) -> None:
+    model_dir, _ = tiny_forecaster
+    fp16 = tmp_path / "half.onnx"
+    stale = tmp_path / "half.onnx.precision.json"
+    stale.write_text("{}")  # a report of an earlier conversion must not describe the new file
+    main(["export", f"--model_dir={model_dir}", f"--output={fp16}", "--precision=fp16", "--verify=false"])
+    assert _precision_of(fp16) == "fp16" and not stale.exists()
+    x = np.random.default_rng(1).standard_normal((3, 96, 7)).astype(np.float32)
+    np.testing.assert_allclose(OnnxModel(fp16)(x), OnnxModel(tmp_path / "half.fp32.onnx")(x), atol=1e-2)
+    main(["export", f"--model_dir={model_dir}", f"--output={tmp_path / 'plain.onnx'}", "--verify=false"])
+    assert sorted(p.name for p in tmp_path.glob("plain*")) == ["plain.onnx"]  # fp32: no side file, no report
+
+
+def test_export_precision_bound_failure_is_one_line_exit_2(
+    tiny_forecaster: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir, recipe = tiny_forecaster
+    output = tmp_path / "embedding.onnx"
+    args = ["--embedding=true", "--precision=int8", "--quantization=dynamic", "--max_metric_change=0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"--model_dir={model_dir}", f"--output={output}", f"--calibration_data={recipe}", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mmsdk: error: embedding.onnx: max_abs change ")
+    assert "exceeds max_metric_change 0" in err[0]
+    assert json.loads((tmp_path / "embedding.onnx.precision.json").read_text())["precision"] == "int8-dynamic"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--precision=int4"], "precision"),
+        (["--precision=int8", "--quantization=static"], "static quantization needs calibration data"),
+        (["--precision=fp16", "--quantization=static"], "--quantization applies to --precision int8 only"),
+        (["--max_metric_change=0.1"], "apply to --precision fp16 or int8 only"),
+        (["--precision=fp16", "--max_metric_change=0.1"], "--max_metric_change needs --calibration_data"),
+        (["--precision=int8", "--calibration_data=nope.yaml"], "calibration_data: no recipe at nope.yaml"),
+        (["--precision=int8", "--calibration_batches=0"], "calibration_batches must be >= 1, got 0"),
+    ],
+    ids=[
+        "bad-precision",
+        "static-without-data",
+        "quantization-with-fp16",
+        "bound-with-fp32",
+        "bound-without-data",
+        "missing-recipe",
+        "no-batches",
+    ],
+)
+def test_export_precision_options_are_checked(
+    options: list[str],
+    message: str,
+    tiny_forecaster: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model_dir, _ = tiny_forecaster
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"--model_dir={model_dir}", f"--output={tmp_path / 'x.onnx'}", "--verify=false", *options])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_calibration_recipe_is_checked_for_import_paths(
+    tiny_forecaster: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "evil.yaml"
+    recipe.write_text("data:\n  class_path: os.system\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"--model_dir={tiny_forecaster[0]}", "--output=x.onnx", f"--calibration_data={recipe}"])
+    assert exit_info.value.code == 2 and "data.class_path" in capsys.readouterr().err
+    assert not Path("x.onnx").exists()

@@ -96,6 +96,8 @@ def test_metadata_round_trips(forecast: tuple[TaskModel, ExportResult]) -> None:
     assert stored["run"] == "unit-test" and json.loads(stored["epoch"]) == 3
     summary = result.summary()
     assert str(result.path) in summary and "batch 5" in summary
+    assert result.nodes == len(onnx.load(str(result.path)).graph.node) > 0 and result.nodes_before_optimization is None
+    assert f"{result.nodes} nodes" in summary and "before optimization" not in summary
 
 
 def test_verification_fails_for_a_different_model(forecast: tuple[TaskModel, ExportResult]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -134,3 +136,145 @@ def test_top_classes_rank_probabilities_with_the_labels(runtime: OnnxModel) -> N
     assert classifier.top_classes(np.array([0.0, 0.0, 0.0]))[0][1] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="stores 3 labels for 2 outputs"):
         classifier.top_classes(np.zeros(2))
+
+
+def two_output_model(path: Path) -> Path:
+    """A hand-built graph of a NaN-padded waveform (batch, samples) with two outputs: `total`, each sample's sum
+    over its real values (batch,), and `stats`, their max and count (batch, 2)."""
+    helper, tp = onnx.helper, onnx.TensorProto
+    nodes = [
+        helper.make_node("IsNaN", ["waveform"], ["nan"]),
+        helper.make_node("Not", ["nan"], ["real"]),
+        helper.make_node("Where", ["nan", "zero", "waveform"], ["filled"]),
+        helper.make_node("Where", ["nan", "low", "waveform"], ["floored"]),
+        helper.make_node("ReduceSum", ["filled", "axis"], ["total"], keepdims=0),
+        helper.make_node("ReduceMax", ["floored", "axis"], ["peak"], keepdims=1),
+        helper.make_node("Cast", ["real"], ["ones"], to=tp.FLOAT),
+        helper.make_node("ReduceSum", ["ones", "axis"], ["count"], keepdims=1),
+        helper.make_node("Concat", ["peak", "count"], ["stats"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_outputs",
+        [helper.make_tensor_value_info("waveform", tp.FLOAT, ["batch", "samples"])],
+        [
+            helper.make_tensor_value_info("total", tp.FLOAT, ["batch"]),
+            helper.make_tensor_value_info("stats", tp.FLOAT, ["batch", 2]),
+        ],
+        initializer=[
+            helper.make_tensor("zero", tp.FLOAT, [], [0.0]),
+            helper.make_tensor("low", tp.FLOAT, [], [-1e30]),
+            helper.make_tensor("axis", tp.INT64, [1], [1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.helper.set_model_props(model, {"mmsdk.nonfinite": json.dumps({"waveform": "nan_as_padding"})})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def padded(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
+    return OnnxModel(two_output_model(tmp_path_factory.mktemp("two_outputs") / "padded.onnx"), threads=1)
+
+
+def test_batch_size_runs_in_chunks_and_matches_one_call(runtime: OnnxModel) -> None:
+    x = np.random.default_rng(0).normal(size=(7, 96, 3)).astype(np.float32)
+    whole = runtime(x)
+    for batch_size in (1, 3, 7, 100):
+        np.testing.assert_allclose(runtime(x, batch_size=batch_size), whole, atol=1e-5, rtol=0)
+    chunked = runtime.run({"series": x}, batch_size=2)["outputs"]
+    assert chunked.shape == whole.shape == (7, 24, 3)
+    for batch_size in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            runtime(x, batch_size=batch_size)
+
+
+def test_batch_size_still_validates_every_row(runtime: OnnxModel) -> None:
+    x = np.zeros((5, 96, 3), np.float32)
+    x[4, 10, 2] = np.inf
+    with pytest.raises(
+        ValueError, match=r"series holds 1 Inf value\(s\) \(shape \(5, 96, 3\), the first at index \(4, 10, 2\)"
+    ):
+        runtime(x, batch_size=2)
+
+
+def test_batch_size_needs_one_batch_size_across_inputs(padded: OnnxModel) -> None:
+    padded._inputs = {**padded._inputs, "other": padded._inputs["waveform"]}  # a copy with a second input
+    padded.nonfinite = {**padded.nonfinite, "other": "nan_as_padding"}
+    try:
+        with pytest.raises(ValueError, match=r"inputs of one batch size \(axis 0\), got waveform: 3, other: 2"):
+            padded.run({"waveform": np.ones((3, 4), np.float32), "other": np.ones((2, 4), np.float32)}, batch_size=2)
+    finally:
+        del padded._inputs["other"], padded.nonfinite["other"]
+
+
+def test_named_outputs_return_only_those_asked_for(padded: OnnxModel) -> None:
+    x = np.array([[1.0, 2.0, 3.0], [4.0, -1.0, np.nan]], np.float32)
+    everything = padded.run({"waveform": x})
+    assert list(everything) == ["total", "stats"] == padded.output_names
+    np.testing.assert_allclose(everything["total"], [6.0, 3.0])
+    np.testing.assert_allclose(everything["stats"], [[3.0, 3.0], [4.0, 2.0]])
+    only = padded.run({"waveform": x}, outputs=["stats"])
+    assert list(only) == ["stats"]
+    np.testing.assert_array_equal(only["stats"], everything["stats"])
+    assert list(padded.run({"waveform": x}, outputs="total", batch_size=1)) == ["total"]
+    assert list(padded.run({"waveform": x}, outputs=["stats", "total"])) == ["stats", "total"]
+    with pytest.raises(ValueError, match=r"padded\.onnx has outputs \['total', 'stats'\]; got unknown \['quantiles'\]"):
+        padded.run({"waveform": x}, outputs=["total", "quantiles"])
+    with pytest.raises(ValueError, match="use run"):
+        padded(x)  # two outputs: name them with run()
+
+
+def test_samples_of_different_lengths_are_padded_with_nan(padded: OnnxModel) -> None:
+    samples = [np.array([1.0, 2.0, 3.0, 4.0], np.float32), np.array([5.0]), [6.0, 7.0]]
+    out = padded.run({"waveform": samples}, batch_size=2)
+    np.testing.assert_allclose(out["total"], [10.0, 5.0, 13.0])
+    np.testing.assert_allclose(out["stats"][:, 1], [4.0, 1.0, 2.0])  # real lengths: the rest is padding
+    equal = [np.ones(3, np.float32), np.zeros(3, np.float32)]
+    np.testing.assert_allclose(padded.run({"waveform": equal})["total"], [3.0, 0.0])
+    with pytest.raises(ValueError, match=r"waveform\[1\] expects float32 values, got an array of dtype int64"):
+        padded.run({"waveform": [np.ones(3, np.float32), np.arange(2)]})
+    with pytest.raises(ValueError, match=r"NaN value.*before the end of their sample"):
+        padded.run({"waveform": [np.array([1.0, np.nan, 2.0]), np.ones(2)]})
+
+
+def test_samples_of_different_shapes_need_padding(runtime: OnnxModel, padded: OnnxModel) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"series got samples of different shapes \[\(96, 3\), \(90, 3\)\], but this input has no padding",
+    ):
+        runtime([np.zeros((96, 3)), np.zeros((90, 3))])
+    with pytest.raises(
+        ValueError, match=r"samples of shapes \[\(2, 3\), \(3\,\)\]: samples may differ only in their last"
+    ):
+        padded.run({"waveform": [np.ones((2, 3)), np.ones(3)]})
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "random", "external_data_missing"])
+def test_damaged_files_name_the_file_and_the_problem(
+    damage: str, exported: tuple[TaskModel, Path], tmp_path: Path
+) -> None:
+    source = exported[1]
+    path = tmp_path / f"{damage}.onnx"
+    if damage == "empty":
+        path.write_bytes(b"")
+        message = r"empty\.onnx is empty \(0 bytes\), not an ONNX model"
+    elif damage == "truncated":
+        data = source.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        message = r"truncated\.onnx is not a valid ONNX model: its \d+ bytes do not parse \(a truncated or corrupted"
+    elif damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+        message = r"random\.onnx is not a valid ONNX model"
+    else:
+        onnx.save(
+            onnx.load(str(source)), str(path), save_as_external_data=True, location="weights.data", size_threshold=0
+        )
+        (tmp_path / "weights.data").unlink()
+        message = r"external_data_missing\.onnx needs its external data \['weights\.data'\], which is missing from"
+    with pytest.raises(ValueError, match=message) as info:
+        OnnxModel(path)
+    assert "re-export or re-download it (ONNX Runtime: " in str(info.value)
+    assert type(info.value.__cause__).__module__.startswith("onnxruntime")  # ONNX Runtime's own error, as the cause

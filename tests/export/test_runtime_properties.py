@@ -255,6 +255,20 @@ def test_audio_nan_is_padding_only_at_the_end_of_a_long_enough_clip(exported: Ex
         runtime(x[:, : shortest - 1])
 
 
+def test_audio_clips_of_different_lengths_run_as_one_padded_batch(exported: Exported) -> None:
+    """A list of waveforms of different lengths is NaN-padded to the longest; each clip's output is the one it gets
+    alone, in one call or in chunks."""
+    runtime = exported.runtime("audiomae")
+    x = example(exported, "audiomae", 3, 1).astype(np.float32)
+    shortest = runtime.min_sizes["waveform"][1]
+    clips = [x[0], x[1, : shortest + 40], x[2, : shortest + 7]]
+    alone = np.concatenate([runtime(clip[None]) for clip in clips])
+    np.testing.assert_allclose(runtime(clips), alone, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(runtime(clips, batch_size=2), alone, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=rf"waveform sample \(1,\) has {shortest - 1} real value"):
+        runtime([x[0], x[1, : shortest - 1]])
+
+
 def test_empty_axes_are_an_error(exported: Exported) -> None:
     x = example(exported, "videomae", 1, 0).astype(np.float32)[:, :, :, :0]
     with pytest.raises(ValueError, match=r"frames is empty: shape \(1, 4, 4, 0, 24\)"):
