@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -83,8 +83,8 @@ class ExportResult:
         input_names: every graph input, in order (one per modality for a multimodal model).
         shape_errors: first input's shape → max abs error, for every verification input (e.g. clip lengths).
         nodes: the number of nodes of the saved graph (subgraphs included).
-        nodes_before_optimization: the number of nodes before `optimize` ran the onnxscript optimizer (None when it
-            did not run).
+        nodes_before_optimization: the number of nodes before the `optimize` rewrite (None when none
+            ran).
     """
 
     path: Path
@@ -141,7 +141,7 @@ def to_onnx(
     tolerance: float | None = None,
     verify_batch_sizes: Sequence[int] = (1, 2, 3),
     metadata: Mapping[str, Any] | None = None,
-    optimize: bool = False,
+    optimize: Literal["none", "onnxscript", "onnxruntime"] = "none",
 ) -> ExportResult:
     """Exports a model of raw inputs to ONNX and checks the file against eager PyTorch.
 
@@ -164,11 +164,11 @@ def to_onnx(
             `dynamic_batch` is False).
         metadata: extra string-keyed entries for the file's `metadata_props` (non-strings are JSON-encoded);
             keys starting with "mmsdk." are reserved.
-        optimize: run onnxscript's graph optimizer (`onnxscript.optimizer.optimize`: constant folding, dead-code
-            and redundancy elimination, standard fusions) on the exported graph before it is saved and verified, so
-            verification covers the optimized file; the node counts before and after are logged and stored in the
-            result. The dynamo exporter already runs this optimizer once, so with the current torch it usually
-            removes nothing more.
+        optimize: a graph rewrite after export, before the file is saved and verified (so verification covers it):
+            "onnxscript" runs onnxscript's generic optimizer (constant folding, dead code; torch's exporter already
+            runs it once, so it rarely removes more); "onnxruntime" runs onnxscript's ONNX Runtime fusions
+            (attention into `MultiHeadAttention`, `SkipLayerNormalization`, `BiasGelu`: `com.microsoft` ops, so the
+            file then runs on ONNX Runtime only). Node counts before and after are logged and kept in the result.
 
     Returns:
         The written file, its signature, the verification errors and the stored metadata.
@@ -208,7 +208,7 @@ def to_onnx(
         start = time.perf_counter()
         program = _export(wrapped, example, axes, output_name, opset)
         _finalize(program.model, names, output_name, stored)
-        before = _optimize(program) if optimize else None
+        before = None if optimize == "none" else _optimize(program, optimize)
         _save(program, path)
         seconds = time.perf_counter() - start
         logger.info("exported %s to %s in %.1f s", type(model).__name__, path, seconds)
@@ -329,20 +329,28 @@ def _node_count(model: Any) -> int:
     return sum(1 for _ in model.graph.all_nodes())
 
 
-def _optimize(program: Any) -> int:
-    """Runs onnxscript's optimizer on the program's model in place (metadata_props kept) and returns the node count
-    before it; the counts are logged."""
+def _optimize(program: Any, how: str) -> int:
+    """Rewrites the program's model in place with onnxscript's optimizer or its ONNX Runtime fusions (metadata_props
+    kept) and returns the node count before; the counts are logged."""
     import onnxscript.optimizer
+    from onnxscript.rewriter import ort_fusions
 
+    if how not in ("onnxscript", "onnxruntime"):
+        raise ValueError(f"optimize must be 'none', 'onnxscript' or 'onnxruntime', got {how!r}")
     before = _node_count(program.model)
     metadata = dict(program.model.metadata_props)
     start = time.perf_counter()
     with _quiet_exporter():
-        program.model = onnxscript.optimizer.optimize(program.model)
+        if how == "onnxscript":
+            program.model = onnxscript.optimizer.optimize(program.model)
+        else:
+            program.model, fused = ort_fusions.optimize_for_ort(program.model)
+            logger.debug("onnxruntime fusions: %s", {name: n for name, n in fused.items() if n})
     program.model.metadata_props.update(metadata)  # a rewritten model keeps what _finalize stored
     after = _node_count(program.model)
     logger.info(
-        "onnxscript optimizer: %d → %d nodes (%+d) in %.2f s",
+        "%s optimization: %d → %d nodes (%+d) in %.2f s",
+        how,
         before,
         after,
         after - before,

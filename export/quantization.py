@@ -21,17 +21,17 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+from mmsdk.export.ort_tools import CalibrationReader, pre_process, quiet_root_logging
 from mmsdk.export.runtime import OnnxModel
 
 __all__ = [
@@ -67,7 +67,6 @@ back to float16 for the next op.)"""
 QUANTIZED_OPS: tuple[str, ...] = ("MatMul", "Gemm")
 """Ops :func:`quantize` quantizes by default: the weight-heavy ones, where int8 saves size and time."""
 DEFAULT_CALIBRATION_BATCHES = 16
-_CALIBRATION_CHUNK = 8  # rows per calibration batch when calibration data is one array
 _LATENCY_BATCHES = (1, 32)
 _PRECISION_KEY = "mmsdk.precision"
 
@@ -189,12 +188,12 @@ def quantize(
     if mode not in ("dynamic", "static"):
         raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
     names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    reader = _CalibrationReader(calibration, names, calibration_batches) if mode == "static" else None
-    with tempfile.TemporaryDirectory(prefix="mmsdk-quant-") as tmp:
+    reader = CalibrationReader(calibration, names, calibration_batches) if mode == "static" else None
+    with tempfile.TemporaryDirectory(prefix="mmsdk-quant-") as tmp, quiet_root_logging():
         cleaned, prepared, quantized = (Path(tmp) / name for name in ("clean.onnx", "pre.onnx", "quant.onnx"))
         model.graph.ClearField("value_info")  # the exporter's annotations can contradict onnx shape inference
         onnx.save(model, cleaned)
-        _pre_process(cleaned, prepared)
+        pre_process(cleaned, prepared)
         common: dict[str, Any] = {"per_channel": per_channel, "op_types_to_quantize": list(op_types)}
         if reader is None:
             quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, **common)
@@ -318,57 +317,6 @@ def precision_report(
             raise PrecisionLossError(message, report)
         logger.warning(message)
     return report
-
-
-class _CalibrationReader(CalibrationDataReader):
-    """Feeds at most `limit` calibration batches, as input name → float32 array, to `quantize_static`."""
-
-    def __init__(self, data: Iterable[Inputs] | np.ndarray | None, names: list[str], limit: int) -> None:
-        if data is None:
-            raise ValueError(
-                "static quantization needs calibration data: pass `calibration`, batches of the model's raw inputs "
-                f"{names} (e.g. a (N, ...) array or an iterable of arrays/dicts); or use mode='dynamic'"
-            )
-        if limit < 1:
-            raise ValueError(f"calibration_batches must be >= 1, got {limit}")
-        if isinstance(data, np.ndarray):
-            data = [data[i : i + _CALIBRATION_CHUNK] for i in range(0, len(data), _CALIBRATION_CHUNK)]
-        self.batches: list[dict[str, np.ndarray]] = []
-        for batch in data:
-            if len(self.batches) == limit:
-                break
-            self.batches.append(self._named(batch, names))
-        if not self.batches:
-            raise ValueError("static quantization got empty calibration data: pass at least one batch")
-        self.used = len(self.batches)
-        self._iter: Iterator[dict[str, np.ndarray]] = iter(self.batches)
-
-    @staticmethod
-    def _named(batch: Inputs, names: list[str]) -> dict[str, np.ndarray]:
-        if not isinstance(batch, Mapping):
-            if len(names) != 1:
-                raise ValueError(f"the model takes inputs {names}: pass calibration batches as dicts")
-            batch = {names[0]: batch}
-        if set(batch) != set(names):
-            raise ValueError(f"calibration batches must name the model's inputs {names}, got {sorted(batch)}")
-        return {name: np.asarray(value, dtype=np.float32) for name, value in batch.items()}
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._iter, None)
-
-    def rewind(self) -> None:
-        self._iter = iter(self.batches)
-
-
-def _pre_process(source: Path, target: Path) -> None:
-    """`quant_pre_process` (shape inference and graph optimization); without the symbolic shape inference when that
-    fails (it cannot follow some graphs, e.g. Point-MAE's grouping: an Expand of an unknown shape), as ONNX's own
-    shape inference and the optimizer still apply."""
-    try:
-        quant_pre_process(str(source), str(target))
-    except Exception as error:  # TypeError/KeyError/... from inside the symbolic shape inference
-        logger.debug("symbolic shape inference failed (%s: %s); pre-processing without it", type(error).__name__, error)
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
 
 
 def _load(path: Path) -> onnx.ModelProto:

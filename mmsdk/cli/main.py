@@ -154,6 +154,7 @@ def export(
     calibration_data: str | None = None,
     calibration_batches: int = 16,
     max_metric_change: float | None = None,
+    optimize: Literal["none", "onnxscript", "onnxruntime"] = "none",
 ) -> Path:
     """Exports a saved model to ONNX (dynamic batch, metadata inside) and verifies it with onnxruntime.
 
@@ -180,6 +181,8 @@ def export(
         max_metric_change: fail (exit status 2) when the converted model's task metric is worse than the float32
             one by more than this: relative MSE increase (forecast, regression), accuracy points lost
             (classification) or max absolute output difference (other outputs); None = report only.
+        optimize: a verified graph rewrite of the float32 graph: "onnxscript" (generic clean-up) or "onnxruntime"
+            (attention and layer-norm fusions into ONNX Runtime's own ops; the file then needs ONNX Runtime).
     """
     from mmsdk.cli.precision import PrecisionPlan, convert, read_calibration_data
     from mmsdk.export.onnx import to_onnx
@@ -199,7 +202,7 @@ def export(
     splits = read_calibration_data(plan, config, "finetune" if task is not None else "pretrain")
     destination = Path(output)
     reference = plan.reference_path(destination)
-    result = to_onnx(model, reference, verify=verify)
+    result = to_onnx(model, reference, verify=verify, optimize=optimize)
     logger.info("%s", result.summary())
     if plan.precision != "fp32":
         convert(plan, reference, destination, splits, task)

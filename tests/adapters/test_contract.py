@@ -189,10 +189,10 @@ def test_task_model_exports_to_onnx(name: str, task: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", ADAPTER_NAMES)
 def test_embedding_model_exports_to_onnx(name: str, tmp_path: Path) -> None:
-    """Exported through onnxscript's optimizer (the task exports above are plain): the optimized file matches eager
+    """Exported through the ONNX Runtime fusions (the task exports above are plain): the optimized file matches eager
     and has no more nodes than the exporter's graph."""
     model = EmbeddingModel(build_model(_config(name, "bert")).backbone)
-    result = to_onnx(model, tmp_path / "embedding.onnx", verify_batch_sizes=(2,), optimize=True)
+    result = to_onnx(model, tmp_path / "embedding.onnx", verify_batch_sizes=(2,), optimize="onnxruntime")
     assert result.verified and result.metadata["mmsdk.kind"] == "embedding"
     assert result.nodes_before_optimization is not None and 0 < result.nodes <= result.nodes_before_optimization
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -360,6 +361,16 @@ def test_export_fp16_and_unchanged_fp32(tiny_forecaster: tuple[Path, Path], tmp_
     np.testing.assert_allclose(OnnxModel(fp16)(x), OnnxModel(tmp_path / "half.fp32.onnx")(x), atol=1e-2)
     main(["export", f"--model_dir={model_dir}", f"--output={tmp_path / 'plain.onnx'}", "--verify=false"])
     assert sorted(p.name for p in tmp_path.glob("plain*")) == ["plain.onnx"]  # fp32: no side file, no report
+
+
+def test_export_optimize_fuses_and_verifies(tiny_forecaster: tuple[Path, Path], tmp_path: Path) -> None:
+    model_dir, _ = tiny_forecaster
+    fused, plain = tmp_path / "fused.onnx", tmp_path / "plain.onnx"
+    main(["export", f"--model_dir={model_dir}", f"--output={fused}", "--optimize=onnxruntime"])  # verified
+    main(["export", f"--model_dir={model_dir}", f"--output={plain}", "--verify=false"])
+    assert len(onnx.load(str(fused)).graph.node) < len(onnx.load(str(plain)).graph.node)
+    x = np.random.default_rng(2).standard_normal((2, 96, 7)).astype(np.float32)
+    np.testing.assert_allclose(OnnxModel(fused)(x), OnnxModel(plain)(x), atol=1e-5)
 
 
 def test_export_precision_bound_failure_is_one_line_exit_2(
