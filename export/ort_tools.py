@@ -72,12 +72,16 @@ class CalibrationReader(CalibrationDataReader):
         self._iter = iter(self.batches)
 
 
-def pre_process(source: Path, target: Path) -> None:
+def pre_process(source: Path, target: Path, external_data: bool = False) -> None:
     """`quant_pre_process` (shape inference and graph optimization); without the symbolic shape inference when that
     fails (it cannot follow some graphs, e.g. Point-MAE's grouping: an Expand of an unknown shape), as ONNX's own
     shape inference and the optimizer still apply."""
+    options: dict[str, object] = {}
+    if external_data:  # weights past protobuf's 2 GB: written beside the target as <target>.data
+        options = {"save_as_external_data": True, "all_tensors_to_one_file": True}
+        options["external_data_location"] = f"{target.name}.data"
     try:
-        quant_pre_process(str(source), str(target))
+        quant_pre_process(str(source), str(target), **options)
     except Exception as error:  # TypeError/KeyError/... from inside the symbolic shape inference
         logger.debug("symbolic shape inference failed (%s: %s); pre-processing without it", type(error).__name__, error)
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True, **options)

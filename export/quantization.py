@@ -64,6 +64,9 @@ FP16_BLOCKED_OPS: tuple[str, ...] = (
 the exp/log/mean/square/root of normalizations, whose float16 versions lose accuracy or overflow. (Blocking
 ReduceSum or Div as well made the tiny PatchTST overflow on series of scale 1000: their float32 results are cast
 back to float16 for the next op.)"""
+EXTERNAL_DATA_BYTES = 1 << 30
+"""Weights (bytes) past which converted files keep them in an external `<name>.data` file (protobuf's limit is 2 GB;
+the graph and the conversion tools' copies need headroom)."""
 QUANTIZED_OPS: tuple[str, ...] = ("MatMul", "Gemm")
 """Ops :func:`quantize` quantizes by default: the weight-heavy ones, where int8 saves size and time."""
 DEFAULT_CALIBRATION_BATCHES = 16
@@ -192,9 +195,14 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="mmsdk-quant-") as tmp, quiet_root_logging():
         cleaned, prepared, quantized = (Path(tmp) / name for name in ("clean.onnx", "pre.onnx", "quant.onnx"))
         model.graph.ClearField("value_info")  # the exporter's annotations can contradict onnx shape inference
-        onnx.save(model, cleaned)
-        pre_process(cleaned, prepared)
+        external = needs_external_data(model)
+        if external:
+            onnx.save(model, cleaned, save_as_external_data=True, all_tensors_to_one_file=True, location="clean.data")
+        else:
+            onnx.save(model, cleaned)
+        pre_process(cleaned, prepared, external)
         common: dict[str, Any] = {"per_channel": per_channel, "op_types_to_quantize": list(op_types)}
+        common["use_external_data_format"] = external
         if reader is None:
             quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, **common)
         else:
@@ -233,7 +241,16 @@ def to_fp16(onnx_path: PathLike, output_path: PathLike, *, op_block_list: Iterab
     """
     source, output = Path(onnx_path), Path(output_path)
     model = _load(source)
-    converted = convert_float_to_float16(onnx.load(source), keep_io_types=True, op_block_list=list(op_block_list))
+    loaded = onnx.load(source)
+    large = needs_external_data(loaded)
+    if large:  # onnx's in-memory shape inference serializes the model: infer by path, then convert without it
+        with tempfile.TemporaryDirectory(prefix="mmsdk-fp16-") as tmp:
+            inferred = Path(tmp) / "inferred.onnx"
+            onnx.shape_inference.infer_shapes_path(str(source), str(inferred))
+            loaded = onnx.load(inferred)
+    converted = convert_float_to_float16(
+        loaded, keep_io_types=True, op_block_list=list(op_block_list), disable_shape_infer=large
+    )
     _drop_duplicate_nodes(converted)
     _copy_metadata(model, converted, "fp16")
     _save(converted, output)
@@ -325,12 +342,23 @@ def _load(path: Path) -> onnx.ModelProto:
         raise FileNotFoundError(f"no ONNX model at {path}")
     try:
         model = onnx.load(path)
-        onnx.checker.check_model(model)
+        # the in-memory checker serializes the model, which protobuf refuses past 2 GB: check large ones by path
+        onnx.checker.check_model(str(path) if needs_external_data(model) else model)
     except Exception as error:  # protobuf DecodeError, onnx ValidationError, ...
         raise ValueError(f"{path} is not a readable ONNX model (truncated or corrupt?): {error}") from error
     if not model.graph.node:
         raise ValueError(f"{path} is not a readable ONNX model (truncated or corrupt?): its graph has no nodes")
     return model
+
+
+def needs_external_data(model: onnx.ModelProto) -> bool:
+    """Whether the model's initializers pass :data:`EXTERNAL_DATA_BYTES` (loaded external data included)."""
+    total = 0
+    for tensor in model.graph.initializer:
+        total += len(tensor.raw_data) or tensor.ByteSize()
+        if total > EXTERNAL_DATA_BYTES:
+            return True
+    return False
 
 
 def _copy_metadata(source: onnx.ModelProto, target: onnx.ModelProto, precision: str) -> None:
@@ -359,14 +387,19 @@ def _drop_duplicate_nodes(model: onnx.ModelProto) -> None:
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
-    """Writes the model through a temporary file beside `path`, so a crash leaves no half-written model."""
+    """Writes the model through temporary files beside `path`, so a crash leaves no half-written model. A model whose
+    weights pass :data:`EXTERNAL_DATA_BYTES` (protobuf cannot hold 2 GB) keeps them in `<name>.data` next to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        staged = Path(tmp) / path.name
+        if needs_external_data(model):
+            data = f"{path.name}.data"
+            onnx.save(model, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+            os.replace(Path(tmp) / data, path.parent / data)  # the weights first: the model names them
+            logger.info("%s keeps its weights in %s (external data)", path.name, data)
+        else:
+            onnx.save(model, staged)
+        os.replace(staged, path)
 
 
 def _file_bytes(path: Path) -> int:
