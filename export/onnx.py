@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from mmsdk import __version__
 from mmsdk.contracts.adapter import Adapter, ExportSpec
+from mmsdk.export.graph import check_dynamic_axes, exporter_errors, node_count, optimize_graph
 from mmsdk.export.verify import (
     _VERIFY_SEED,
     DEFAULT_TOLERANCE,
@@ -180,6 +181,8 @@ def to_onnx(
         ExportVerificationError: if ONNX Runtime's output differs from eager beyond the tolerance, or finite
             verification inputs give non-finite outputs.
     """
+    if optimize not in ("none", "onnxscript", "onnxruntime"):
+        raise ValueError(f"optimize must be 'none', 'onnxscript' or 'onnxruntime', got {optimize!r}")
     check_finite_state(model)
     adapters = _find_adapters(model)
     specs = {name: a.export_spec() for name, a in adapters.items()} or {"inputs": ExportSpec()}
@@ -208,7 +211,8 @@ def to_onnx(
         start = time.perf_counter()
         program = _export(wrapped, example, axes, output_name, opset)
         _finalize(program.model, names, output_name, stored)
-        before = None if optimize == "none" else _optimize(program, optimize)
+        check_dynamic_axes(program.model, axes, type(model).__name__)
+        before = None if optimize == "none" else optimize_graph(program, optimize, _quiet_exporter)
         _save(program, path)
         seconds = time.perf_counter() - start
         logger.info("exported %s to %s in %.1f s", type(model).__name__, path, seconds)
@@ -221,7 +225,7 @@ def to_onnx(
             metadata=stored,
             export_seconds=seconds,
             input_names=tuple(names),
-            nodes=_node_count(program.model),
+            nodes=node_count(program.model),
             nodes_before_optimization=before,
         )
         if verify:
@@ -311,7 +315,7 @@ def _export(
         for key in example
     )
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
-    with _quiet_exporter():
+    with _quiet_exporter(), exporter_errors(type(model.model if isinstance(model, _Positional) else model).__name__):
         return torch.onnx.export(
             model,
             tuple(example.values()),
@@ -322,41 +326,6 @@ def _export(
             verbose=False,
             **kwargs,
         )
-
-
-def _node_count(model: Any) -> int:
-    """The nodes of an onnx_ir Model's graph, those of subgraphs (If, Loop, Scan bodies) included."""
-    return sum(1 for _ in model.graph.all_nodes())
-
-
-def _optimize(program: Any, how: str) -> int:
-    """Rewrites the program's model in place with onnxscript's optimizer or its ONNX Runtime fusions (metadata_props
-    kept) and returns the node count before; the counts are logged."""
-    import onnxscript.optimizer
-    from onnxscript.rewriter import ort_fusions
-
-    if how not in ("onnxscript", "onnxruntime"):
-        raise ValueError(f"optimize must be 'none', 'onnxscript' or 'onnxruntime', got {how!r}")
-    before = _node_count(program.model)
-    metadata = dict(program.model.metadata_props)
-    start = time.perf_counter()
-    with _quiet_exporter():
-        if how == "onnxscript":
-            program.model = onnxscript.optimizer.optimize(program.model)
-        else:
-            program.model, fused = ort_fusions.optimize_for_ort(program.model)
-            logger.debug("onnxruntime fusions: %s", {name: n for name, n in fused.items() if n})
-    program.model.metadata_props.update(metadata)  # a rewritten model keeps what _finalize stored
-    after = _node_count(program.model)
-    logger.info(
-        "%s optimization: %d → %d nodes (%+d) in %.2f s",
-        how,
-        before,
-        after,
-        after - before,
-        time.perf_counter() - start,
-    )
-    return before
 
 
 @contextlib.contextmanager

@@ -169,3 +169,24 @@ def test_non_tensor_output_is_named(tmp_path: Path) -> None:
 def test_reserved_metadata_keys_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"mmsdk\.kind"):
         to_onnx(nn.Linear(3, 2), tmp_path / "m.onnx", torch.randn(2, 3), metadata={"mmsdk.kind": "x"})
+
+
+def test_an_axis_the_model_fixes_is_an_error_not_a_static_file(tmp_path: Path) -> None:
+    class FixedBatch(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return x + torch.zeros(2, 1)  # broadcasting ties the batch to 2
+
+    with pytest.raises(ValueError, match=r"fixed axis 0 of input 'inputs' to 2.*dynamic_batch=False"):
+        to_onnx(FixedBatch(), tmp_path / "fixed.onnx", torch.randn(2, 6))
+    assert not (tmp_path / "fixed.onnx").exists()
+    result = to_onnx(FixedBatch(), tmp_path / "fixed.onnx", torch.randn(2, 6), dynamic_batch=False)
+    assert result.verified
+
+
+def test_an_op_without_onnx_translation_is_named(tmp_path: Path) -> None:
+    class Eigen(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.linalg.eigvals(x @ x.transpose(-1, -2)).real
+
+    with pytest.raises(ValueError, match=r"cannot export Eigen to ONNX: aten\.linalg_eig has no ONNX translation"):
+        to_onnx(Eigen(), tmp_path / "eig.onnx", torch.randn(2, 3, 3))
