@@ -422,6 +422,9 @@ def _metadata(
             entries["mmsdk.min_sizes"] = json.dumps(
                 {name: {str(axis): int(size) for axis, size in sizes.items()} for name, sizes in min_sizes.items()}
             )
+    scopes = _float32_scopes(model, adapters)
+    if scopes:
+        entries["mmsdk.float32_scopes"] = json.dumps(scopes)
     labels = getattr(head, "labels", None)
     if labels is not None:
         entries["mmsdk.labels"] = json.dumps(list(labels))
@@ -435,3 +438,9 @@ def _metadata(
             raise ValueError(f"metadata key {key!r} must be a string not starting with {_RESERVED_PREFIX!r}")
         entries[key] = value if isinstance(value, str) else json.dumps(value)
     return entries
+
+
+def _float32_scopes(model: nn.Module, adapters: Mapping[str, Adapter]) -> list[str]:
+    """Qualified names, in `model`, of the adapters' `float32_modules` (e.g. "backbone.adapters.ssast.fbank")."""
+    wanted = {id(getattr(a, name)): name for a in adapters.values() for name in a.float32_modules if hasattr(a, name)}
+    return [path for path, module in model.named_modules() if id(module) in wanted]

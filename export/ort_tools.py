@@ -5,11 +5,13 @@ pre-processing step and a guard against the tools' root-logger output. numpy, on
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import CalibrationDataReader
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -85,3 +87,28 @@ def pre_process(source: Path, target: Path, external_data: bool = False) -> None
     except Exception as error:  # TypeError/KeyError/... from inside the symbolic shape inference
         logger.debug("symbolic shape inference failed (%s: %s); pre-processing without it", type(error).__name__, error)
         quant_pre_process(str(source), str(target), skip_symbolic_shape=True, **options)
+
+
+def float32_scopes(model: onnx.ModelProto) -> list[str]:
+    """The module scopes the exporter marked as float32-only (`mmsdk.float32_scopes`, e.g. an audio front end)."""
+    for entry in model.metadata_props:
+        if entry.key == "mmsdk.float32_scopes":
+            return [str(scope) for scope in json.loads(entry.value)]
+    return []
+
+
+def float32_nodes(model: onnx.ModelProto, scopes: Iterable[str]) -> set[str]:
+    """Names of the nodes inside `scopes`: those the exporter recorded under one of them (`namespace`), and those
+    reading a weight of one (initializer names keep the module path, even after graph optimization renames nodes)."""
+    scopes = list(scopes)
+    if not scopes:
+        return set()
+    weights = {t.name for t in model.graph.initializer if any(f"{scope}." in t.name for scope in scopes)}
+    kept = set()
+    for node in model.graph.node:
+        namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+        if weights.intersection(node.input) or any(f"{scope}: " in namespace for scope in scopes):
+            kept.add(node.name)
+    if kept:
+        logger.debug("kept in float32: %d nodes of %s", len(kept), scopes)
+    return kept

@@ -31,7 +31,7 @@ import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-from mmsdk.export.ort_tools import CalibrationReader, pre_process, quiet_root_logging
+from mmsdk.export.ort_tools import CalibrationReader, float32_nodes, float32_scopes, pre_process, quiet_root_logging
 from mmsdk.export.runtime import OnnxModel
 
 __all__ = [
@@ -201,7 +201,10 @@ def quantize(
         else:
             onnx.save(model, cleaned)
         pre_process(cleaned, prepared, external)
+        scopes = float32_scopes(model)
+        kept = float32_nodes(model, scopes) | float32_nodes(onnx.load(prepared, load_external_data=False), scopes)
         common: dict[str, Any] = {"per_channel": per_channel, "op_types_to_quantize": list(op_types)}
+        common["nodes_to_exclude"] = sorted(kept)
         common["use_external_data_format"] = external
         if reader is None:
             quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, **common)
@@ -248,8 +251,9 @@ def to_fp16(onnx_path: PathLike, output_path: PathLike, *, op_block_list: Iterab
             inferred = Path(tmp) / "inferred.onnx"
             onnx.shape_inference.infer_shapes_path(str(source), str(inferred))
             loaded = onnx.load(inferred)
+    kept = sorted(float32_nodes(loaded, float32_scopes(loaded)))
     converted = convert_float_to_float16(
-        loaded, keep_io_types=True, op_block_list=list(op_block_list), disable_shape_infer=large
+        loaded, keep_io_types=True, op_block_list=list(op_block_list), node_block_list=kept, disable_shape_infer=large
     )
     _drop_duplicate_nodes(converted)
     _copy_metadata(model, converted, "fp16")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from mmsdk.export.sessions import choose_providers, load_session
 from mmsdk.export.validation import (
     Dim,
     _check_output,
@@ -70,12 +71,6 @@ _ORT_ERRORS: tuple[type[Exception], ...] = tuple(
     for name in ("Fail", "InvalidArgument", "RuntimeException")
     if hasattr(ort.capi.onnxruntime_pybind11_state, name)
 )
-_LOAD_ERRORS: tuple[type[Exception], ...] = tuple(
-    error
-    for error in vars(ort.capi.onnxruntime_pybind11_state).values()
-    if isinstance(error, type) and issubclass(error, Exception)
-)
-_EXTERNAL_LOCATION = b"\n\x08location\x12"  # a serialized StringStringEntryProto key "location", then its value
 
 
 def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -96,7 +91,8 @@ class OnnxModel:
     Args:
         path: the `.onnx` file (external-data files must lie next to it).
         providers: ONNX Runtime execution providers in priority order; CPU only by default, so results do not
-            depend on which onnxruntime build is installed.
+            depend on which onnxruntime build is installed. "auto" takes the fastest ones installed: TensorRT, then
+            CUDA, then CPU (`mmsdk.export.sessions.AUTO_PROVIDERS`).
         threads: intra-op threads (ONNX Runtime's default, all cores, when None).
         check_outputs: raise when an output holds NaN or Inf instead of returning it.
 
@@ -110,14 +106,14 @@ class OnnxModel:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str] | str | None = None,
         threads: int | None = None,
         check_outputs: bool = True,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no ONNX model at {self.path}")
-        providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        providers = choose_providers(providers, ort.get_available_providers())
         missing = [p for p in providers if p not in ort.get_available_providers()]
         if missing:
             raise ValueError(f"execution providers {missing} are not available; have {ort.get_available_providers()}")
@@ -126,7 +122,7 @@ class OnnxModel:
             if threads < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             options.intra_op_num_threads = threads
-        self.session = _load_session(self.path, options, providers)
+        self.session = load_session(self.path, options, providers)
         self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
         self.output_names: list[str] = [arg.name for arg in self.session.get_outputs()]
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
@@ -446,49 +442,3 @@ def _entry(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
     """A decoded per-input metadata entry (`nonfinite`, `max_abs`, `min_sizes`); empty when absent or malformed."""
     value = metadata.get(key)
     return dict(value) if isinstance(value, dict) else {}
-
-
-def _load_session(path: Path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
-    """An ONNX Runtime session of `path`; a file that does not load raises ValueError saying what is wrong with it.
-
-    Raises:
-        ValueError: for an empty file, bytes that do not parse as an ONNX model (truncated or corrupted), missing
-            external data, or any other load failure, with ONNX Runtime's error as the cause.
-    """
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except _LOAD_ERRORS as error:
-        size = path.stat().st_size
-        detail = str(error).split("failed:", 1)[-1].strip()
-        folder = path.absolute().parent
-        missing = _missing_external_data(path) if "external" in str(error).lower() else []
-        if size == 0:
-            problem = "is empty (0 bytes), not an ONNX model"
-        elif missing:
-            problem = (
-                f"needs its external data {missing}, which is missing from {folder}; the data files must lie next to "
-                "the model"
-            )
-        elif type(error).__name__ == "InvalidProtobuf":
-            problem = f"is not a valid ONNX model: its {size} bytes do not parse (a truncated or corrupted file?)"
-        elif "external" in str(error).lower():
-            problem = f"has external data that could not be read (they must lie next to the model in {folder})"
-        else:
-            problem = f"({size} bytes) could not be loaded by ONNX Runtime"
-        raise ValueError(f"{path} {problem}; re-export or re-download it (ONNX Runtime: {detail})") from error
-
-
-def _missing_external_data(path: Path) -> list[str]:
-    """The external-data files the model names (its `location` entries) that do not exist next to it."""
-    data = path.read_bytes()
-    names: list[str] = []
-    start = data.find(_EXTERNAL_LOCATION)
-    while start >= 0:
-        offset = start + len(_EXTERNAL_LOCATION)
-        length = data[offset] if offset < len(data) else 0  # a file name under 128 bytes: a one-byte varint
-        if length < 0x80:
-            name = data[offset + 1 : offset + 1 + length].decode("utf-8", errors="replace")
-            if name and name not in names:
-                names.append(name)
-        start = data.find(_EXTERNAL_LOCATION, offset)
-    return [name for name in names if not (path.parent / name).is_file()]

@@ -89,6 +89,11 @@ class Adapter(nn.Module, ABC):
     would reach the outputs. `tokenize` rejects larger values (:func:`check_magnitude`); exported models store it
     (`mmsdk.max_abs`) for the runtime."""
 
+    float32_modules: ClassVar[tuple[str, ...]] = ()
+    """Submodules (attribute names) whose ops must stay float32 when an exported model is quantized or converted to
+    float16, e.g. a front end whose power spectrum spans orders of magnitude; exported models list their scopes
+    (`mmsdk.float32_scopes`) and the precision conversions leave those nodes alone."""
+
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
         self.config = config

@@ -278,3 +278,16 @@ def test_damaged_files_name_the_file_and_the_problem(
         OnnxModel(path)
     assert "re-export or re-download it (ONNX Runtime: " in str(info.value)
     assert type(info.value.__cause__).__module__.startswith("onnxruntime")  # ONNX Runtime's own error, as the cause
+
+
+def test_auto_providers_take_the_fastest_installed(exported: tuple[TaskModel, Path]) -> None:
+    from mmsdk.export.sessions import choose_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("auto", ["CPUExecutionProvider", "CUDAExecutionProvider"]) == gpu[1:]
+    assert choose_providers("auto", ["AzureExecutionProvider", *gpu]) == gpu
+    assert choose_providers("auto", []) == ["CPUExecutionProvider"]
+    assert choose_providers(None, gpu) == ["CPUExecutionProvider"]  # the default: results independent of the build
+    assert choose_providers("CUDAExecutionProvider", gpu) == ["CUDAExecutionProvider"]
+    model = OnnxModel(exported[1], providers="auto", threads=1)  # here: the CPU provider last (or alone)
+    assert model.session.get_providers()[-1] == "CPUExecutionProvider"

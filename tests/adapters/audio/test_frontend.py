@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -96,6 +97,30 @@ def test_matches_torchaudio_kaldi_fbank_with_ssast_options(kaldi: Any, speech: T
         torch.testing.assert_close(got, torch.full_like(got, LOG_EPS), atol=0, rtol=0)
     else:  # real signal: most bins well above the floor
         assert (got > LOG_EPS + 1).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("case", ["speech", "noise", "silence", "partial_frame"])
+def test_the_exported_matmul_spectrum_matches_torchaudio_too(kaldi: Any, speech: Tensor, case: str) -> None:
+    wave = {"speech": speech, "noise": noise(16000), "silence": torch.zeros(16000)}.get(case)
+    wave = torch.cat([speech, noise(77, seed=1)]) if wave is None else wave
+    model = Fbank()
+    with mock.patch("torch.onnx.is_in_onnx_export", return_value=True):  # the path ONNX export traces
+        got = single(model, wave)
+    torch.testing.assert_close(got, reference(kaldi, wave, FbankConfig()), atol=1e-3, rtol=0)
+    eager = single(model, wave)
+    torch.testing.assert_close(got, eager, atol=1e-3, rtol=0)
+    assert case == "silence" or not torch.equal(got, eager)  # the other path ran (float32 rounding differs)
+
+
+@pytest.mark.parametrize("fft_size", [400, 512])
+def test_fft_and_matmul_power_spectra_agree(fft_size: int) -> None:
+    config = FbankConfig(frame_length_ms=fft_size / 16.0)  # a 400-sample window pads to 512; 512 needs no padding
+    model = Fbank(config)
+    frames = torch.randn(3, 7, config.window_samples, generator=torch.Generator().manual_seed(0))
+    fft, matmul = model.power_spectrum(frames, "fft"), model.power_spectrum(frames, "matmul")
+    assert fft.shape == matmul.shape == (3, 7, config.fft_size // 2 + 1)
+    total = fft.sum(-1, keepdim=True)  # (3, 7, 1): errors relative to each frame's energy
+    assert ((fft - matmul).abs() / total).max() < 1e-6
 
 
 @pytest.mark.parametrize(
@@ -202,8 +227,9 @@ def test_config_rejects_bad_values(changes: dict[str, Any], message: str) -> Non
 def test_window_and_mel_matrix_are_buffers_outside_the_state_dict() -> None:
     model = Fbank(FbankConfig(num_mel_bins=64))
     buffers = dict(model.named_buffers())
-    assert set(buffers) == {"window", "mel_matrix"}
+    assert set(buffers) == {"window", "mel_matrix", "dft_basis"}
     assert buffers["window"].shape == (400,) and buffers["mel_matrix"].shape == (257, 64)
+    assert buffers["dft_basis"].shape == (400, 2 * 257)
     assert model.state_dict() == {}
     model.load_state_dict({}, strict=True)
     model.double()  # buffers follow the module; the math stays float32
@@ -229,7 +255,8 @@ def test_onnx_export_matches_eager_with_dynamic_batch_and_samples(tmp_path: Path
     )
     path = tmp_path / "fbank.onnx"
     program.save(str(path))
-    assert "DFT" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "DFT" not in ops and "MatMul" in ops  # the traced graph takes the DFT-as-matmul path
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
