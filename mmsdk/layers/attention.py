@@ -69,6 +69,9 @@ class PreparedMask:
         is_causal: use SDPA's causal fast path (no dense matrix).
         block_mask: FlexAttention BlockMask or None.
         variate_ids: (B, N) long for the same-variate bias, or None.
+        additive: `dense` as a float32 additive mask (0 = attend, -inf = not), built once while exporting to ONNX:
+            SDPA then lowers to one broadcast Add per layer instead of a Where over (B, H, N, N) scores, which was
+            16 % of ONNX Runtime's time on a 256-token video model.
     """
 
     backend: str
@@ -76,6 +79,7 @@ class PreparedMask:
     is_causal: bool = False
     block_mask: Any = None
     variate_ids: Tensor | None = None
+    additive: Tensor | None = None
 
     @classmethod
     def build(
@@ -97,7 +101,11 @@ class PreparedMask:
             return cls("flex", block_mask=block, variate_ids=variate_ids)
         if mask.is_plain_causal and backend == "sdpa" and variate_ids is None:
             return cls("sdpa", is_causal=True)
-        return cls(backend, dense=mask.dense(batch_size, length, device), variate_ids=variate_ids)
+        dense = mask.dense(batch_size, length, device)
+        additive = None
+        if backend == "sdpa" and dense is not None and torch.onnx.is_in_onnx_export():
+            additive = torch.zeros(dense.shape, device=device).masked_fill(~dense, float("-inf"))  # (B, 1, N, N)
+        return cls(backend, dense=dense, variate_ids=variate_ids, additive=additive)
 
 
 def reference_attention(
@@ -200,8 +208,10 @@ class Attention(nn.Module):
 
             out = _flex_attention(q, k, v, block_mask=mask.block_mask, score_mod=score_mod)
         else:
-            attn_mask = mask.dense
-            if bias is not None:
+            attn_mask = mask.dense if mask.additive is None else mask.additive
+            if bias is not None and mask.additive is not None:
+                attn_mask = bias + mask.additive
+            elif bias is not None:
                 neg = torch.zeros_like(bias)
                 attn_mask = bias if attn_mask is None else bias + neg.masked_fill(~attn_mask, float("-inf"))
             out = F.scaled_dot_product_attention(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmsdk.layers.attention import PreparedMask
 from mmsdk.layers.attention_mask import AttentionMask
 from mmsdk.layers.transformer import Transformer
 from mmsdk.layers.transformer_config import TransformerConfig
@@ -102,6 +104,23 @@ def test_forward_parity_with_reference(name: str) -> None:
     assert torch.isfinite(expected).all()
     for backend, out in outputs.items():
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5, msg=lambda m, b=backend: f"{b}: {m}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_additive_mask_of_onnx_export_matches_the_boolean_one(name: str) -> None:
+    """While exporting, SDPA takes the dense mask as a float additive mask (one Add per layer in the graph)."""
+    case = CASES[name]
+    model = _twins(("sdpa",), variate_bias=case.variate_bias)["sdpa"]
+    x = torch.randn(B, N, D)
+    with torch.no_grad():
+        expected = _run(model, x, case)
+        with mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
+            exported = _run(model, x, case)
+            prepared = PreparedMask.build(case.mask(), "sdpa", B, N, torch.device("cpu"))
+    if prepared.dense is not None:
+        assert prepared.additive is not None and prepared.additive.dtype == torch.float32
+        assert torch.equal(prepared.additive == 0, prepared.dense)
+    torch.testing.assert_close(exported, expected, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(CASES))
