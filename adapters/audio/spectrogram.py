@@ -203,7 +203,7 @@ class SpectrogramAdapter(Adapter):
     free_fields = ("stride_freq", "stride_time", "freq_mask", "time_mask")
     nonfinite_policy = "nan_as_padding"
     max_abs_input = MAX_ABS_SAMPLE
-    float32_modules = ("fbank",)  # the power spectrum spans ~10 orders of magnitude: int8/fp16 would flatten it
+    float32_modules = ("fbank",)  # its power spectrum spans many orders of magnitude: int8/fp16 would flatten it
     config: SpectrogramConfig
 
     def __init__(self, config: SpectrogramConfig, dim: int) -> None:
