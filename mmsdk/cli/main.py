@@ -174,9 +174,11 @@ def export(
         precision: fp32 (the exported graph as is), fp16 (float16 weights and compute, float32 inputs and outputs)
             or int8 (int8 weights of MatMul/Gemm).
         quantization: for int8: "static" (activation ranges calibrated on the train split of `calibration_data`)
-            or "dynamic" (ranges computed at run time); None = static with `calibration_data`, else dynamic.
+            or "dynamic" (ranges computed at run time); None = dynamic, which measured faster than static on CPU
+            for every family at the same accuracy (`benchmarks/results/export.md`).
         calibration_data: a recipe YAML whose `data:` section describes your dataset, built against the saved
-            model's config: int8 calibrates on its train split, the precision report uses its val (else test) split.
+            model's config: static int8 calibrates on its train split, the precision report uses its val (else
+            test) split.
         calibration_batches: how many train batches (of the recipe's batch size) static int8 calibrates on.
         max_metric_change: fail (exit status 2) when the converted model's task metric is worse than the float32
             one by more than this: relative MSE increase (forecast, regression), accuracy points lost

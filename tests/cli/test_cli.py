@@ -339,7 +339,7 @@ def test_export_int8_calibrated_on_recipe_data_writes_the_file_and_its_report(
     model_dir, recipe = tiny_forecaster
     output = tmp_path / "forecaster.onnx"
     args = [f"--model_dir={model_dir}", f"--output={output}", "--precision=int8", f"--calibration_data={recipe}"]
-    main(["export", *args, "--calibration_batches=3", "--max_metric_change=1.0"])
+    main(["export", *args, "--quantization=static", "--calibration_batches=3", "--max_metric_change=1.0"])
     assert _precision_of(output) == "int8-static"
     reference = tmp_path / "forecaster.fp32.onnx"
     assert _precision_of(reference) is None  # the float32 reference is kept as exported
@@ -361,6 +361,15 @@ def test_export_fp16_and_unchanged_fp32(tiny_forecaster: tuple[Path, Path], tmp_
     np.testing.assert_allclose(OnnxModel(fp16)(x), OnnxModel(tmp_path / "half.fp32.onnx")(x), atol=1e-2)
     main(["export", f"--model_dir={model_dir}", f"--output={tmp_path / 'plain.onnx'}", "--verify=false"])
     assert sorted(p.name for p in tmp_path.glob("plain*")) == ["plain.onnx"]  # fp32: no side file, no report
+
+
+def test_int8_is_dynamic_unless_static_is_asked_for() -> None:
+    from mmsdk.cli.precision import PrecisionPlan
+
+    assert PrecisionPlan.resolve("int8", None, "data.yaml", 16, None).quantization == "dynamic"
+    assert PrecisionPlan.resolve("int8", None, None, 16, None).quantization == "dynamic"
+    assert PrecisionPlan.resolve("int8", "static", "data.yaml", 16, None).quantization == "static"
+    assert PrecisionPlan.resolve("fp16", None, None, 16, None).quantization is None
 
 
 def test_export_optimize_fuses_and_verifies(tiny_forecaster: tuple[Path, Path], tmp_path: Path) -> None:
