@@ -238,6 +238,7 @@ def measure(case: Case, work: Path, threads: int, repeats: int) -> dict[str, Any
     exported = to_onnx(case.model, fp32)
     files = {
         "ort_fp32": fp32,
+        "ort_fused": to_onnx(case.model, work / f"{case.name}.fused.onnx", optimize="onnxruntime").path,
         "int8_dynamic": quantize(fp32, work / f"{case.name}.int8-dynamic.onnx", "dynamic"),
         "int8_static": quantize(
             fp32, work / f"{case.name}.int8-static.onnx", "static", case.calibration,
@@ -298,13 +299,16 @@ def markdown(report: dict[str, Any]) -> str:
         "calls).", "",
         "Latency in ms (speed-up: fp32 over eager, int8 over fp32). Metric change vs fp32: relative for MSE, "
         "points for accuracy; int8 static = QDQ, per-channel weights, calibrated on training batches.", "",
-        "| family | batch | eager | ORT fp32 | int8 dynamic | int8 static |", "|---|---|---|---|---|---|",
+        "ORT fused = `to_onnx(..., optimize=\"onnxruntime\")` (attention and layer-norm fusions), x vs ORT fp32.", "",
+        "| family | batch | eager | ORT fp32 | ORT fused | int8 dynamic | int8 static |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in report["results"]:
         for batch, ms in r["latency_ms"].items():
             fp32 = ms["ort_fp32"]
             lines.append(
                 f"| {r['name']} | {batch} | {ms['eager']:.2f} | {fp32:.2f} (x{ms['eager'] / fp32:.2f}) | "
+                f"{ms['ort_fused']:.2f} (x{fp32 / ms['ort_fused']:.2f}) | "
                 f"{ms['int8_dynamic']:.2f} (x{fp32 / ms['int8_dynamic']:.2f}) | "
                 f"{ms['int8_static']:.2f} (x{fp32 / ms['int8_static']:.2f}) |"
             )
@@ -312,8 +316,8 @@ def markdown(report: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in report["results"]:
         m, c, size = r["metrics"], r["metric_change"], r["bytes"]
-        cell = {name: f"{m[name]:.4f}" + ("" if name in ("eager", "ort_fp32") else f" ({c[name] * 100:+.2f} %)")
-                for name in m}  # fmt: skip
+        plain = ("eager", "ort_fp32", "ort_fused")
+        cell = {name: f"{m[name]:.4f}" + ("" if name in plain else f" ({c[name] * 100:+.2f} %)") for name in m}
         kb = " / ".join(f"{size[n] / 1024:.0f} KB" for n in ("ort_fp32", "int8_dynamic", "int8_static"))
         lines.append(f"| {r['name']} | {r['metric']} | {cell['eager']} | {cell['ort_fp32']} | "
                      f"{cell['int8_dynamic']} | {cell['int8_static']} | {kb} |")  # fmt: skip
