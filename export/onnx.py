@@ -442,5 +442,11 @@ def _metadata(
 
 def _float32_scopes(model: nn.Module, adapters: Mapping[str, Adapter]) -> list[str]:
     """Qualified names, in `model`, of the adapters' `float32_modules` (e.g. "backbone.adapters.ssast.fbank")."""
-    wanted = {id(getattr(a, name)): name for a in adapters.values() for name in a.float32_modules if hasattr(a, name)}
+    wanted = set()
+    for adapter in adapters.values():
+        for name in adapter.float32_modules:
+            module = getattr(adapter, name, None)
+            if not isinstance(module, nn.Module):
+                raise ValueError(f"{type(adapter).__name__}.float32_modules names {name!r}, which is not a submodule")
+            wanted.add(id(module))
     return [path for path, module in model.named_modules() if id(module) in wanted]

@@ -60,3 +60,11 @@ def test_fp16_keeps_the_front_end_in_float32(exported: Path, tmp_path: Path) -> 
     front = [n for n in model.graph.node if any(".fbank." in i for i in n.input) and n.op_type == "MatMul"]
     assert len(front) == 2
     np.testing.assert_allclose(OnnxModel(converted)(WAVES), OnnxModel(exported)(WAVES), atol=5e-3)
+
+
+def test_a_float32_module_that_is_not_a_submodule_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_task_model(CONTRACT._config("ssast"), {"task": "classification", "num_outputs": 3})
+    adapter = model.backbone.adapters["ssast"]
+    monkeypatch.setattr(type(adapter), "float32_modules", ("frontend",))
+    with pytest.raises(ValueError, match=r"float32_modules names 'frontend', which is not a submodule"):
+        to_onnx(model, tmp_path / "audio.onnx", verify=False)

@@ -121,6 +121,8 @@ def test_fft_and_matmul_power_spectra_agree(fft_size: int) -> None:
     assert fft.shape == matmul.shape == (3, 7, config.fft_size // 2 + 1)
     total = fft.sum(-1, keepdim=True)  # (3, 7, 1): errors relative to each frame's energy
     assert ((fft - matmul).abs() / total).max() < 1e-6
+    with pytest.raises(ValueError, match="method must be 'fft' or 'matmul'"):
+        model.power_spectrum(frames, "dft")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
