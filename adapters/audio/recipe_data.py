@@ -16,6 +16,7 @@ from typing import Any
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
+from mmsdk.adapters.audio.augment import WaveAugment
 from mmsdk.adapters.audio.datasets import AudioFiles, AudioFolder, AudioManifest
 from mmsdk.adapters.audio.mixup import Mixup
 from mmsdk.adapters.audio.spectrogram import SpectrogramConfig
@@ -61,6 +62,11 @@ class AudioDataConfig(Config):
     """Probability that a training clip is mixed with another one (waveform mixup, soft targets); 0 = off."""
     mixup_alpha: float = 10.0
     """Mixup's Beta(alpha, alpha) for the mixing weight (AST: 10, weights near 0.5)."""
+    speed_perturb: float = 0.0
+    """Training clips play at a random speed in [1 - speed_perturb, 1 + speed_perturb] (pitch and formants move
+    together, as between voices; Kaldi uses 0.1); 0 = off. Validation and test clips are never augmented."""
+    time_shift: float = 0.0
+    """Training clips' sound moves by up to this many seconds either way (zero fill); 0 = off."""
     skip_bad: bool = False
     """Decode every file once at the start and skip unreadable ones with one warning; False = an unreadable file
     stops with an error naming it."""
@@ -83,6 +89,8 @@ class AudioDataConfig(Config):
         )
         require(0 <= self.mixup <= 1, self, "mixup", f"must be in [0, 1], got {self.mixup}")
         require(self.mixup_alpha > 0, self, "mixup_alpha", f"must be > 0, got {self.mixup_alpha}")
+        require(0 <= self.speed_perturb < 0.5, self, "speed_perturb", f"must be in [0, 0.5), got {self.speed_perturb}")
+        require(self.time_shift >= 0, self, "time_shift", f"must be >= 0 seconds, got {self.time_shift}")
         require(self.batch_size >= 1, self, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(
             self.labels_per_class is None or self.labels_per_class >= 1,
@@ -141,6 +149,13 @@ def _few_labels(labels: Sequence[Any], train: list[int], per_class: int, seed: i
     return [train[i] for i in chosen]
 
 
+def _augmented(config: AudioDataConfig, train: Dataset, rate: int) -> Dataset:
+    """The training clips with the configured speed perturbation and time shift (unchanged when both are off)."""
+    if config.speed_perturb == 0 and config.time_shift == 0:
+        return train
+    return WaveAugment(train, rate, speed=config.speed_perturb, shift_seconds=config.time_shift)
+
+
 def _check_statistics(clips: Dataset, spec: SpectrogramConfig, count: int = 200) -> tuple[float, float]:
     """Measures the log-mel statistics of up to `count` clips and warns when the model's differ much."""
     from mmsdk.adapters.audio.stats import fbank_statistics
@@ -188,6 +203,7 @@ def build_audio_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -
             )
         train = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         info["norm_stats"] = _check_statistics(train, spec)
+        train = _augmented(config, train, rate)
         logger.info("audio pretraining data: %d clips of %.2f s", len(train), config.clip_seconds)
         return DataSplits(train, None, None, config.batch_size, info)
     train_set = _labelled(config, clip, rate, spec.min_samples, train=True)
@@ -200,6 +216,7 @@ def build_audio_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -
     names = list(train_set.class_names)
     train: Dataset = Subset(train_set, train_ids)
     info["norm_stats"] = _check_statistics(InputsOnly(train), spec)
+    train = _augmented(config, train, rate)
     if config.mixup > 0:
         train = Mixup(train, len(names), alpha=config.mixup_alpha, prob=config.mixup)  # new pairs each epoch
     val = Subset(eval_set, val_ids) if val_ids else None
