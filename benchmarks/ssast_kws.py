@@ -237,6 +237,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", *targets(table), "", "Pretraining cost:"]
     for name, info in report["pretraining"].items():
         lines.append(f"- {name}: {info['seconds']:.0f} s for {info['epochs']} epochs over {info['clips']} clips")
+    if report.get("notes"):  # written by hand into the JSON, e.g. how the runs were scheduled
+        lines += ["", "Notes:", *(f"- {note}" for note in report["notes"])]
     return "\n".join(lines) + "\n"
 
 
