@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +75,14 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any
         with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        if "global" not in str(error).lower():  # garbage bytes ("Unsupported operand"), not a refused object
+            raise CheckpointError(f"checkpoint {path} cannot be read ({size} bytes): not a valid archive") from error
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects that need code to load ({reason}); mmsdk loads only "
             "tensors and plain values from checkpoints"
         ) from error
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as error:
+    except Exception as error:  # damaged bytes make the unpickler fail in many ways (IndexError, KeyError, ...)
         raise CheckpointError(f"checkpoint {path} cannot be read ({size} bytes): {type(error).__name__}") from error
     if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         check_finite({"state_dict": checkpoint}, path)  # bare weights: how ddp_spawn hands them back to the parent

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import support
 import torch
@@ -86,17 +87,26 @@ def test_a_damaged_checkpoint_is_named(run_dir: Path, tmp_path: Path, damage: st
     data = {
         "truncated": source[: len(source) // 2],
         "empty": b"",
-        "garbage": os.urandom(4096),
+        "garbage": np.random.default_rng(17).bytes(4096),  # makes torch's unpickler fail with an IndexError
         "flipped": source[:-100] + bytes([source[-100] ^ 0xFF]) + source[-99:],
     }[damage]
     path = tmp_path / "bad.ckpt"
     path.write_bytes(data)
     if damage == "flipped":  # a checksum taken before the damage: the bytes no longer match it
         checksum_path(path).write_bytes((run_dir / "checkpoints" / "pretrain" / "step=5.ckpt.sha256").read_bytes())
-    with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt") as error:
         load_checkpoint(path)
+    assert "refused" not in str(error.value)  # damaged, not a file that needs code
     with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
         _pretrain(tmp_path / "resumed", 6, ckpt_path=str(path))
+
+
+def test_random_bytes_are_always_a_checkpoint_error(tmp_path: Path) -> None:
+    path = tmp_path / "noise.ckpt"
+    for seed in range(60):  # torch's unpickler fails on them with UnpicklingError, IndexError, KeyError, ...
+        path.write_bytes(np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(CheckpointError, match=r"noise\.ckpt cannot be read"):
+            load_checkpoint(path)
 
 
 def test_a_malicious_pickle_is_refused_even_with_the_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
