@@ -90,7 +90,7 @@ class WaveAugment(Dataset):
     def augment(self, clip: Tensor, rng: Any) -> Tensor:
         """One augmented copy of a (T,) clip (NaN tail allowed) with the draws of `rng` (a numpy Generator)."""
         length = clip.shape[0]
-        real = clip[: int((~torch.isnan(clip)).nonzero().max()) + 1] if not torch.isnan(clip).all() else clip[:0]
+        real = clip[~torch.isnan(clip)]  # (T',) the real samples: NaN only ever pads the end
         if self.speed > 0 and real.shape[0] > 1:
             factor = 1 + rng.uniform(-self.speed, self.speed)
             real = change_speed(real, factor, self.sample_rate)
