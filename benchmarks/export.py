@@ -40,6 +40,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from report_files import write_report
 
 from mmsdk.export.onnx import to_onnx
 from mmsdk.export.quantization import quantize
@@ -363,9 +364,7 @@ def main() -> None:
         for family in args.families:
             case = FAMILIES[family](args.steps, Path(tmp))
             report["results"].append(measure(case, Path(tmp), args.threads, args.repeats))
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
-            args.output.with_suffix(".md").write_text(markdown(report))
+            write_report(report, args.output, markdown)
     print(markdown(report))
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from report_files import write_report
 from torch import nn
 
 from mmsdk.adapters.audio.frontend import Fbank
@@ -269,9 +270,7 @@ def write(report: dict[str, Any], output: Path) -> None:
     """Writes the report as JSON and Markdown beside each other (after every run, so a stopped run keeps its
     results)."""
     report["summary"] = summarize(report["runs"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
-    output.with_suffix(".md").write_text(markdown(report))
+    write_report(report, output, markdown)
 
 
 def main() -> None:

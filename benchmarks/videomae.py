@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from report_files import write_report
 from torch.utils.data import Dataset
 
 from mmsdk.adapters.video.io import read_video
@@ -331,9 +332,7 @@ def main() -> None:
         report |= {k: v for k, v in saved.items() if k in ("shapes", "real")}
     for part in args.parts:
         report[part] = shapes_part(args) if part == "shapes" else real_part(args)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
-        args.output.with_suffix(".md").write_text(markdown(report))
+        write_report(report, args.output, markdown)
     print(markdown(report))
 
 
