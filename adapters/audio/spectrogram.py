@@ -387,12 +387,12 @@ class ClipHead(PooledHead):
 
     def __init__(self, head: HeadConfig, dim: int) -> None:
         pooling: Pooling = head.pooling or "mean"
-        if pooling in ("first", "flatten"):
+        if pooling == "flatten":
             raise ValueError(
-                f"HeadConfig.pooling={pooling!r}: audio clips have a variable number of tokens and no "
-                "class token; use mean, max or mean_max"
+                f"HeadConfig.pooling={pooling!r}: the token count follows the input size; use mean, max, "
+                "mean_max or first (the class token)"
             )
         super().__init__(dim, head.num_outputs, pooling, head.dropout)
 
     def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:  # type: ignore[override]
-        return super().forward(hidden, batch.padding_mask)  # (B, classes)
+        return super().forward(hidden, batch.padding_mask, batch.class_features)  # (B, classes)

@@ -299,15 +299,14 @@ class BatchNorm1dAnyBatch(nn.BatchNorm1d):
 class PointMAEClassifier(nn.Module):
     """Point-MAE's `cls_head_finetune` on pooled token features: pool (mean_max by default) → MLP → logits.
 
-    Point-MAE concatenates its class token with the max-pooled tokens; the shared core has no class token, so the
-    default pooling concatenates the mean and the max of the group tokens (width 2D).
+    Point-MAE concatenates its class token with the max-pooled tokens; the default pooling here concatenates the mean
+    and the max of the group tokens (width 2D), and `pooling: first` reads the model's class token
+    (`ModelConfig.class_tokens`).
     """
 
     def __init__(self, config: PointMAEConfig, head: HeadConfig, dim: int) -> None:
         super().__init__()
         self.pooling: Pooling = head.pooling or "mean_max"
-        if self.pooling == "first":
-            raise ValueError("HeadConfig.pooling='first': Point-MAE tokens have no class token; use mean_max")
         width = {"mean_max": 2 * dim, "flatten": dim * config.num_groups}.get(self.pooling, dim)
         if config.cls_head == "linear":
             self.mlp: nn.Module = nn.Sequential(nn.Dropout(head.dropout), nn.Linear(width, head.num_outputs))
@@ -330,4 +329,4 @@ class PointMAEClassifier(nn.Module):
         )
 
     def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
-        return self.mlp(pool_tokens(hidden, self.pooling, batch.padding_mask))  # (B, classes)
+        return self.mlp(pool_tokens(hidden, self.pooling, batch.padding_mask, batch.class_features))  # (B, classes)

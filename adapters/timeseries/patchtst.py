@@ -359,6 +359,6 @@ class ChannelPooledHead(nn.Module):
         self.linear = nn.Linear(width * config.num_channels, head.num_outputs)
 
     def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
-        pooled = pool_tokens(hidden, self.pooling)  # (B·C, W)
-        pooled = pooled.view(pooled.shape[0] // self.channels, -1)  # (B, C·W)
+        pooled = pool_tokens(hidden, self.pooling, class_features=batch.class_features)  # (B·C, W)
+        pooled = pooled.reshape(pooled.shape[0] // self.channels, -1)  # (B, C·W)
         return self.linear(self.dropout(pooled))

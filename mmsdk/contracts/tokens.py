@@ -67,6 +67,8 @@ class TokenBatch:
         context: adapter-owned tensors needed after the encoder (e.g. normalization statistics).
         parts: for a multimodal batch made by :meth:`concat`, each modality's own batch in sequence order (its
             tokens are the concatenated `tokens[:, start:stop]`); None for a batch of one adapter.
+        class_features: (B, P, D) encoder features of the model's class tokens (`ModelConfig.class_tokens`), set by
+            the task model on the batch its head reads (`pooling: first` pools the first); None otherwise.
     """
 
     tokens: Tensor
@@ -81,6 +83,7 @@ class TokenBatch:
     target_mask: Tensor | None = None
     context: dict[str, Tensor] = field(default_factory=dict)
     parts: dict[str, TokenBatch] | None = None
+    class_features: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -122,6 +125,9 @@ class TokenBatch:
                 continue
             if tuple(value.shape[:2]) != (b, n):
                 raise ValueError(f"TokenBatch.{name} has shape {tuple(value.shape)}; expected leading dims {(b, n)}")
+        features = self.class_features
+        if features is not None and (features.dim() != 3 or features.shape[0] != b):
+            raise ValueError(f"TokenBatch.class_features must be ({b}, P, D), got shape {tuple(features.shape)}")
         if self.padding_mask is not None and self.padding_mask.dtype != torch.bool:
             raise ValueError(f"TokenBatch.padding_mask must be bool, got {self.padding_mask.dtype}")
         if self.clip_time is not None and (self.clip_time.dim() != 2 or not self.clip_time.is_floating_point()):

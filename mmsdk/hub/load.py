@@ -136,6 +136,10 @@ class LoadReport:
         )
 
 
+CLASS_TOKEN = "backbone.cls_token"
+"""The state-dict key of a model's class tokens (`ModelConfig.class_tokens`)."""
+
+
 def config_differences(saved: ModelConfig, config: ModelConfig) -> list[str]:
     """What keeps a checkpoint of `saved` from initializing a backbone of `config`: modalities, adapters, adapter
     config fields (except each adapter's `free_fields`) and the encoder fields that change what the weights
@@ -189,7 +193,8 @@ def load_backbone(model: nn.Module, directory: str | Path, partial: bool = False
         directory: a directory written by `save_pretrained`.
         partial: allow backbone tensors missing from the checkpoint (they keep their initialization; the report
             lists them). Without it a missing backbone tensor is an error: fine-tuning would silently run on a
-            partly random encoder.
+            partly random encoder. Class tokens the checkpoint lacks (`ModelConfig.class_tokens`) always start
+            fresh, as a head does.
 
     Raises:
         ValueError: when the modalities, adapters, adapter configs or encoder fields disagree (each difference is
@@ -210,7 +215,8 @@ def load_backbone(model: nn.Module, directory: str | Path, partial: bool = False
     prefixes = ("backbone.", "head.") if _same_head(saved, model) else ("backbone.",)
     wanted = {k: shared.get(k, k) for k in state if shared.get(k, k).startswith(prefixes)}
     available = [k for k, canonical in wanted.items() if canonical in weights]
-    absent = sorted({c for k, c in wanted.items() if c.startswith("backbone.") and c not in weights})
+    # class tokens are the one backbone tensor a fine-tuning model may add (ViT fine-tuning from an MAE without one)
+    absent = sorted({c for k, c in wanted.items() if c.startswith("backbone.") and c not in weights} - {CLASS_TOKEN})
     if absent and not partial:
         raise ValueError(
             f"{source} lacks {len(absent)} backbone tensor(s) of the model [{_listing(absent)}]; fine-tuning would "

@@ -10,13 +10,22 @@ from torch import Tensor, nn
 Pooling = Literal["mean", "max", "mean_max", "first", "flatten"]
 
 
-def pool_tokens(hidden: Tensor, pooling: Pooling, padding_mask: Tensor | None = None) -> Tensor:
+def pool_tokens(
+    hidden: Tensor, pooling: Pooling, padding_mask: Tensor | None = None, class_features: Tensor | None = None
+) -> Tensor:
     """Pools (B, N, D) token features to (B, D) (or (B, 2D) for mean_max, (B, N·D) for flatten), ignoring
-    padding (`padding_mask` (B, N) bool, True = real)."""
+    padding (`padding_mask` (B, N) bool, True = real). "first" takes the first class token's features
+    (`class_features` (B, P, D)); the other poolings never include class tokens (timm's convention).
+
+    Raises:
+        ValueError: for "first" without class features.
+    """
     if pooling == "flatten":
         return hidden.flatten(1)
     if pooling == "first":
-        return hidden[:, 0]
+        if class_features is None:
+            raise ValueError("pooling 'first' reads the class token: the model needs ModelConfig.class_tokens >= 1")
+        return class_features[:, 0]
     weight = None if padding_mask is None else padding_mask.unsqueeze(-1).to(hidden.dtype)  # (B, N, 1)
     if weight is None:
         mean, peak = hidden.mean(dim=1), hidden.amax(dim=1)
@@ -44,6 +53,8 @@ class PooledHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(width, num_outputs)
 
-    def forward(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        pooled = pool_tokens(hidden, self.pooling, padding_mask)  # (B, D)
+    def forward(
+        self, hidden: Tensor, padding_mask: Tensor | None = None, class_features: Tensor | None = None
+    ) -> Tensor:
+        pooled = pool_tokens(hidden, self.pooling, padding_mask, class_features)  # (B, D)
         return self.linear(self.dropout(self.norm(pooled)))  # (B, outputs)

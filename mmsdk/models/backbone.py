@@ -79,6 +79,10 @@ class Backbone(nn.Module):
             self.blank_shapes = {n: a.input_shape() for n, a in self.adapters.items()}
         self.encoder = Transformer(config.encoder)
         self.causal = bool(OBJECTIVES.get(config.objective).causal)
+        self.cls_token = None  # (1, P, D) learned class tokens, prepended to every sequence the encoder sees
+        if config.class_tokens > 0:
+            self.cls_token = nn.Parameter(torch.zeros(1, config.class_tokens, dim))
+            nn.init.normal_(self.cls_token, std=0.02)
 
     @property
     def names(self) -> list[str]:
@@ -308,7 +312,8 @@ class Backbone(nn.Module):
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def encode(self, x: Tensor, batch: TokenBatch, keep: Tensor | None = None, causal: bool | None = None) -> Tensor:
-        """Runs the encoder over embedded tokens x (B, K, D) with the masks and ids of `batch`.
+        """Runs the encoder over embedded tokens x (B, K, D) with the masks and ids of `batch`; returns the features
+        of those tokens (B, K, D) (the class tokens' features, if any, are dropped: see :meth:`encode_all`).
 
         Args:
             x: embedded tokens: all N of `batch`, or the K selected by `keep`.
@@ -316,13 +321,55 @@ class Backbone(nn.Module):
             keep: (B, K) long indices of the tokens x holds (MAE's visible tokens); None = all.
             causal: override the backbone's causal setting.
         """
+        return self.encode_all(x, batch, keep, causal)[1]
+
+    def encode_all(
+        self, x: Tensor, batch: TokenBatch, keep: Tensor | None = None, causal: bool | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """As :meth:`encode`, returning (class-token features (B, P, D) or None without class tokens, token features
+        (B, K, D)).
+
+        The model's class tokens (`ModelConfig.class_tokens`) are prepended to the sequence: they attend to every
+        real token and every token attends to them; they have no position (rotary coordinate 0, no rotation) and
+        belong to no variate (id -1, so a same-variate bias treats them as another variate).
+        """
         rope = self.rope_coordinates(batch, self.config.encoder.rope)
         if keep is not None:  # ids and rotary coordinates of the kept tokens: their original places
             batch = batch.select(keep)
             rope = None if rope is None else gather_tokens(rope, keep)
         causal = self.causal if causal is None else causal
-        return self.encoder(x, attention_mask(batch, causal), positions=rope, variate_ids=batch.variate_ids)
+        mask, variate_ids = attention_mask(batch, causal), batch.variate_ids
+        if self.cls_token is None:
+            return None, self.encoder(x, mask, positions=rope, variate_ids=variate_ids)
+        count = self.cls_token.shape[1]
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)  # (B, P + K, D)
+        mask, rope, variate_ids = with_class_tokens(count, mask, rope, variate_ids)
+        out = self.encoder(x, mask, positions=rope, variate_ids=variate_ids)  # (B, P + K, D)
+        return out[:, :count], out[:, count:]
 
     def forward(self, batch: TokenBatch, causal: bool | None = None) -> Tensor:
         """(B, N, D) features of every token of `batch`."""
         return self.encode(self.embed(batch), batch, causal=causal)
+
+
+def with_class_tokens(
+    count: int, mask: AttentionMask, rope: Tensor | None, variate_ids: Tensor | None
+) -> tuple[AttentionMask, Tensor | None, Tensor | None]:
+    """The attention mask, rotary coordinates and variate ids of a sequence with `count` class tokens prepended.
+
+    Raises:
+        ValueError: for packed sequences (`sample_ids`) or a causal mask, which a class token cannot join.
+    """
+    if mask.sample_ids is not None or mask.causal:
+        raise ValueError(
+            "ModelConfig.class_tokens: class tokens need one bidirectional sequence per sample; this batch is "
+            f"{'packed (sample_ids)' if mask.sample_ids is not None else 'causal'}"
+        )
+    if mask.padding_mask is not None:
+        real = torch.ones_like(mask.padding_mask[:, :1]).expand(-1, count)  # (B, P)
+        mask = AttentionMask(padding_mask=torch.cat([real, mask.padding_mask], dim=1))
+    if rope is not None:
+        rope = torch.cat([torch.zeros_like(rope[:, :1]).expand(-1, count, *rope.shape[2:]), rope], dim=1)
+    if variate_ids is not None:
+        variate_ids = torch.cat([torch.full_like(variate_ids[:, :1], -1).expand(-1, count), variate_ids], dim=1)
+    return mask, rope, variate_ids

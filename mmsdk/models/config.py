@@ -74,6 +74,11 @@ class ModelConfig(Config):
     """Add a learned embedding of each token's variate id inside its modality (ids below `max_variates`); 0 = none.
     A model whose adapter gives the variates of one time step the same positions (timerxl, moirai) needs it when
     tokens are dropped or queried by position alone (mae decoders, the 4m objective)."""
+    class_tokens: int = 0
+    """Learned tokens prepended to every sequence the encoder sees (ViT's class token; more than one act as
+    registers). They attend to all tokens and have no position; a head with `pooling: first` reads the first one's
+    features. 0 = none. Not for causal objectives or packed batches. A pretrained checkpoint without them still
+    initializes a model with them (the class tokens start fresh)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,6 +116,7 @@ class ModelConfig(Config):
                 raise ValueError(f"ModelConfig.modalities.{name}: {err}") from err
         self.modalities = parsed
         require(self.max_variates >= 0, self, "max_variates", f"must be >= 0, got {self.max_variates}")
+        require(self.class_tokens >= 0, self, "class_tokens", f"must be >= 0, got {self.class_tokens}")
         require(
             self.objective in OBJECTIVES,
             self,
@@ -118,6 +124,12 @@ class ModelConfig(Config):
             f"unknown objective {self.objective!r}; known: {OBJECTIVES.names()}",
         )
         objective = OBJECTIVES.get(self.objective)
+        require(
+            not (self.class_tokens and objective.causal),
+            self,
+            "class_tokens",
+            f"objective {self.objective!r} is causal: a class token at the start of a causal sequence sees nothing",
+        )
         if objective.config_class is None:
             require(
                 not self.objective_config,

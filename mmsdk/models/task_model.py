@@ -50,6 +50,11 @@ class TaskModel(nn.Module):
             raise ValueError(
                 f"HeadConfig.task={head.task!r} is not supported by adapter {adapter_name!r}; it supports {list(tasks)}"
             )
+        if head.pooling == "first" and config.class_tokens == 0:
+            raise ValueError(
+                "HeadConfig.pooling='first' reads the class token, but ModelConfig.class_tokens is 0; set "
+                "class_tokens: 1 or pool the tokens (mean, max, mean_max)"
+            )
         self.config, self.head_config = config, head
         self.task = TASKS.get(head.task)(head.num_outputs)
         self.head = self.head_adapter.build_head(head, config.encoder.dim)
@@ -69,12 +74,17 @@ class TaskModel(nn.Module):
         return self.predict(self.backbone.tokenize(inputs), inputs)
 
     def encode(self, inputs: Any) -> tuple[Tensor, TokenBatch]:
-        """Raw inputs → (hidden (B, N, D), token batch) of the head's modality."""
-        batch = self.backbone.tokenize(inputs)
-        return self._features(self.backbone(batch), batch)
+        """Raw inputs → (hidden (B, N, D), token batch) of the head's modality (with the class tokens' features in
+        `class_features` when the model has them)."""
+        return self._features(self.backbone.tokenize(inputs))
 
-    def _features(self, hidden: Tensor, batch: TokenBatch) -> tuple[Tensor, TokenBatch]:
-        return self.backbone.split(hidden, batch)[self.modality], self.backbone.parts(batch)[self.modality]
+    def _features(self, batch: TokenBatch) -> tuple[Tensor, TokenBatch]:
+        """Encodes `batch`; returns the head modality's features and its token batch."""
+        class_features, hidden = self.backbone.encode_all(self.backbone.embed(batch), batch)
+        part = self.backbone.parts(batch)[self.modality]
+        if class_features is not None:
+            part = part.replace(class_features=class_features)
+        return self.backbone.split(hidden, batch)[self.modality], part
 
     def predict(self, batch: TokenBatch, inputs: Any = None) -> Tensor:
         """Task output of an already tokenized batch (what `forward` and the fine-tuning system compute).
@@ -85,9 +95,9 @@ class TaskModel(nn.Module):
         if isinstance(self.head, RolloutHead):
             hidden, part = None, self.backbone.parts(batch)[self.modality]
             if self.head.uses_context_features:
-                hidden, part = self._features(self.backbone(batch), batch)
+                hidden, part = self._features(batch)
             return self.head(hidden, part, self._encoder_for(inputs))
-        return self.head(*self._features(self.backbone(batch), batch))  # head of its modality's features
+        return self.head(*self._features(batch))  # head of its modality's features
 
     def _encoder_for(self, inputs: Any):
         """`encode` for a rollout head: new raw inputs of the head's modality, the other modalities unchanged."""

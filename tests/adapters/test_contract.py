@@ -227,3 +227,38 @@ def test_task_forward_compiles_without_graph_breaks(name: str, task: str) -> Non
     raw = _raw(model)
     with torch.no_grad():
         torch.testing.assert_close(_compiled(model)(raw), model(raw), atol=1e-5, rtol=1e-5)
+
+
+CLASSIFIERS = [name for name, task in ADAPTER_TASKS if task == "classification"]
+
+
+def _class_token_model(name: str) -> nn.Module:
+    head = {"task": "classification", "num_outputs": NUM_OUTPUTS, "pooling": "first"}
+    return build_task_model({**_config(name), "class_tokens": 1}, head)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_a_class_token_head_reads_the_class_token_trains_and_round_trips(name: str, tmp_path: Path) -> None:
+    """(Its ONNX export is the same concatenation for every adapter: tests/models/test_class_tokens.py exports it.)"""
+    model = _class_token_model(name)
+    raw = _raw(model)
+    model(raw).logsumexp(dim=-1).sum().backward()
+    grad = model.backbone.cls_token.grad
+    assert grad is not None and float(grad.abs().sum()) > 0  # the class token learns
+    model.eval()
+    with torch.no_grad():
+        before = model(raw)
+        token = model.backbone.cls_token
+        token.add_(torch.randn(token.shape, generator=torch.Generator().manual_seed(0)))
+        assert not torch.allclose(model(raw), before)  # and the head reads it
+        loaded = from_pretrained(save_pretrained(model, tmp_path / "model"))
+        torch.testing.assert_close(loaded(raw), model(raw), atol=0, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_a_class_token_head_compiles_without_graph_breaks(name: str) -> None:
+    model = _class_token_model(name).eval()
+    raw = _raw(model)
+    with torch.no_grad():
+        torch.testing.assert_close(_compiled(model)(raw), model(raw), atol=1e-5, rtol=1e-5)
