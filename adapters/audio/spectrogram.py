@@ -29,9 +29,8 @@ from torch import Tensor, nn
 from mmsdk.adapters.audio.frontend import Fbank, FbankConfig
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, check_magnitude, reject_values
-from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.heads import HeadConfig, TokenPooledHead
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.pooling import PooledHead, Pooling
 from mmsdk.layers.positions import InterpolatedPositions, SinCosPositions
 from mmsdk.layers.tracing import is_tracing
 
@@ -382,17 +381,5 @@ def fold_patches(patches: Tensor, frames: int, config: SpectrogramConfig) -> Ten
     return out.reshape(b, frames, m)
 
 
-class ClipHead(PooledHead):
-    """AST's head on pooled tokens: pool (mean over real tokens by default) → LayerNorm → dropout → linear."""
-
-    def __init__(self, head: HeadConfig, dim: int) -> None:
-        pooling: Pooling = head.pooling or "mean"
-        if pooling == "flatten":
-            raise ValueError(
-                f"HeadConfig.pooling={pooling!r}: the token count follows the input size; use mean, max, "
-                "mean_max or first (the class token)"
-            )
-        super().__init__(dim, head.num_outputs, pooling, head.dropout)
-
-    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:  # type: ignore[override]
-        return super().forward(hidden, batch.padding_mask, batch.class_features)  # (B, classes)
+class ClipHead(TokenPooledHead):
+    """AST's head: the mean over real tokens (or the class token) → LayerNorm → dropout → linear."""

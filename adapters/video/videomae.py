@@ -42,10 +42,9 @@ from mmsdk.contracts.adapter import (
     check_magnitude,
     reject_values,
 )
-from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.heads import HeadConfig, TokenPooledHead
 from mmsdk.contracts.losses import masked_mse
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.pooling import PooledHead, Pooling
 from mmsdk.layers.positions import InterpolatedPositions, SinCosPositions
 from mmsdk.layers.tracing import is_tracing
 
@@ -236,20 +235,8 @@ def tube_statistics(values: Tensor, observed: Tensor, channels: int) -> tuple[Te
     return mean, var.sqrt()
 
 
-class VideoHead(PooledHead):
-    """VideoMAE's fine-tuning head: mean over real tubes → LayerNorm → dropout → linear."""
-
-    def __init__(self, head: HeadConfig, dim: int) -> None:
-        pooling: Pooling = head.pooling or "mean"
-        if pooling == "flatten":
-            raise ValueError(
-                f"HeadConfig.pooling={pooling!r}: the token count follows the input size; use mean, max, "
-                "mean_max or first (the class token)"
-            )
-        super().__init__(dim, head.num_outputs, pooling, head.dropout)
-
-    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:  # type: ignore[override]
-        return super().forward(hidden, batch.padding_mask, batch.class_features)  # (B, classes)
+class VideoHead(TokenPooledHead):
+    """VideoMAE's fine-tuning head: mean over real tubes (or the class token) → LayerNorm → dropout → linear."""
 
 
 class VideoMAEAdapter(Adapter):

@@ -6,7 +6,7 @@ Nothing here imports an adapter, a model or the training loop.
 
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms, build_adapter, get_adapter_class
 from mmsdk.contracts.data import DataSplits, InputsOnly, Stage, build_data
-from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead, TokenPooledHead
 from mmsdk.contracts.losses import denormalize_like, masked_mae, masked_mean, masked_mse, normalize_targets
 from mmsdk.contracts.mask_strategies import (
     MaskingConfig,
@@ -57,6 +57,7 @@ __all__ = [
     "Stage",
     "Task",
     "TokenBatch",
+    "TokenPooledHead",
     "apply_strategy",
     "available_adapters",
     "block_mask",

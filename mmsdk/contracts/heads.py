@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from mmsdk.config import Config, require
 from mmsdk.contracts.registry import TASKS
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.pooling import Pooling
+from mmsdk.layers.pooling import PooledHead, Pooling
 
 
 @dataclass
@@ -52,6 +52,27 @@ class HeadConfig(Config):
                 "labels",
                 f"names {len(self.labels)} labels but num_outputs={self.num_outputs}",
             )
+
+
+class TokenPooledHead(PooledHead):
+    """A pooled head for tokens whose count follows the input size (AST, VideoMAE): pool the real tokens (mean by
+    default) or read the class token (`pooling: first`) → LayerNorm → dropout → linear, (B, N, D) → (B, outputs).
+
+    Raises:
+        ValueError: for `pooling: flatten`, whose width would change with the input size.
+    """
+
+    def __init__(self, head: HeadConfig, dim: int) -> None:
+        pooling: Pooling = head.pooling or "mean"
+        if pooling == "flatten":
+            raise ValueError(
+                f"HeadConfig.pooling={pooling!r}: the token count follows the input size; use mean, max, "
+                "mean_max or first (the class token)"
+            )
+        super().__init__(dim, head.num_outputs, pooling, head.dropout)
+
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:  # type: ignore[override]
+        return super().forward(hidden, batch.padding_mask, batch.class_features)  # (B, outputs)
 
 
 Encode = Callable[[Tensor], tuple[Tensor, TokenBatch]]
