@@ -169,7 +169,7 @@ def _task_model(horizon: int, seed: int = 0, **adapter: Any) -> TaskModel:
 def test_rollout_shape_and_steps(horizon: int) -> None:
     model = _task_model(horizon)
     calls = []
-    model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    model.backbone.encoder.register_forward_hook(lambda *_: calls.append(1))  # one encoder pass per step
     with torch.no_grad():
         out = model(_series())
     assert out.shape == (2, horizon, C) and torch.isfinite(out).all()
