@@ -77,6 +77,23 @@ def test_videomae_recipes_pretrain_probe_finetune_export(tmp_path: Path) -> None
         np.testing.assert_allclose(runtime(clips), expected, atol=1e-4)
 
 
+def test_the_finetune_recipe_adds_a_class_token_head_to_a_pretrained_backbone(tmp_path: Path) -> None:
+    videos, pre, ft = _videos(tmp_path / "videos", 2), tmp_path / "pre", tmp_path / "ft"
+    main(["pretrain", "--config", str(RECIPES / "videomae_pretrain.yaml"), *VIDEO_TINY, *DECODER_TINY,
+          f"--data.folder={videos}", f"--output_dir={pre}", f"--trainer.default_root_dir={pre}"])  # fmt: skip
+    main(["finetune", "--config", str(RECIPES / "videomae_finetune.yaml"), *VIDEO_TINY, *SHAPES,
+          "--model.class_tokens=1", "--head.pooling=first", f"--pretrained={pre / 'model'}",
+          f"--output_dir={ft}", f"--trainer.default_root_dir={ft}"])  # fmt: skip
+    pretrained, model = from_pretrained(pre / "model"), from_pretrained(ft / "model")
+    assert model.backbone.cls_token.shape == (1, 1, 16) and pretrained.backbone.cls_token is None
+    assert model.head.pooling == "first"
+    clips = torch.rand(2, 8, 3, 32, 32)
+    with torch.no_grad():  # the head reads the class token: changing it changes the logits
+        before = model(clips)
+        model.backbone.cls_token.add_(torch.randn_like(model.backbone.cls_token))
+        assert not torch.allclose(model(clips), before)
+
+
 def test_a_video_model_refuses_a_synthetic_set_of_other_channels(tmp_path: Path) -> None:
     with pytest.raises((SystemExit, ValueError)):
         main(["finetune", "--config", str(RECIPES / "videomae_finetune.yaml"), *VIDEO_TINY,
