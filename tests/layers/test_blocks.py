@@ -84,7 +84,14 @@ def test_batchnorm_normalizes_features_over_batch_and_tokens() -> None:
     torch.testing.assert_close(out, reference.train()(x.transpose(1, 2)).transpose(1, 2))
     torch.testing.assert_close(out.mean(dim=(0, 1)), torch.zeros(D), atol=1e-5, rtol=0)
     torch.testing.assert_close(norm.batchnorm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.batchnorm.running_var, reference.running_var)
     torch.testing.assert_close(norm.eval()(x), reference.eval()(x.transpose(1, 2)).transpose(1, 2))
+    grad = torch.randn(B, N, D)  # the same gradients through the (B·N, D) rows as through (B, D, N)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (norm.train()(a) * grad).sum().backward()
+    (reference.train()(b.transpose(1, 2)).transpose(1, 2) * grad).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+    torch.testing.assert_close(norm.batchnorm.weight.grad, reference.weight.grad)
 
 
 def test_mlp_hidden_dropout_is_separate() -> None:
