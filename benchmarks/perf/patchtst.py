@@ -1,0 +1,154 @@
+"""Row 1: one PatchTST pretraining step, mmsdk through `mmsdk.pretrain` (Lightning, as a user runs it) against
+transformers' `PatchTSTForPretraining` in a plain loop, on the same configuration.
+
+The configuration is PatchTST's ETTh1 self-supervised one: 7 channels, context 512, patch 12 stride 12, width 128,
+3 layers, 16 heads, FFN 512, BatchNorm, instance normalization, 40 % random masking, batch 64, AdamW (lr 1e-4),
+gradient clipping at 1.0 on both sides (mmsdk's default). The mmsdk model is `config_from_hf` of the peer's config,
+so both compute the same function (tests/adapters/timeseries hold the converted outputs to the peer's). The data is
+random series of that shape: step time does not depend on the values.
+
+Sides, alternated round by round (each round: warm-up steps, then timed steps):
+  fp32: mmsdk vs the peer, dropout 0 on both;
+  dropout: mmsdk with encoder dropout 0.2 vs mmsdk with 0 (the cost of dropout);
+  bf16: both under bf16 autocast (mmsdk `precision: bf16-mixed`, the peer inside `torch.autocast("cpu")`), where the
+        CPU has bf16 matmuls (an extra row: the targets are fp32).
+mmsdk's step time is taken by a Lightning callback from batch start to batch end (forward, backward, clipping,
+optimizer and scheduler step; data loading excluded, as the peer's loop has its batches ready).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from benchmarks.perf.measure import alternate, count_flops, peak_rss, summary
+
+BATCH = 64
+CONTEXT, CHANNELS = 512, 7
+LR = 1e-4
+CLIP = 1.0
+MASKING = {"strategy": "random", "ratio": 0.4}
+DROPOUT = 0.2
+
+
+def hf_config(dropout: float = 0.0) -> Any:
+    from transformers import PatchTSTConfig
+
+    return PatchTSTConfig(
+        num_input_channels=CHANNELS, context_length=CONTEXT, patch_length=12, patch_stride=12, d_model=128,
+        num_hidden_layers=3, num_attention_heads=16, ffn_dim=512, norm_type="batchnorm", pre_norm=True,
+        scaling="std", mask_type="random", random_mask_ratio=MASKING["ratio"], dropout=dropout,
+        path_dropout=dropout, ff_dropout=dropout, attention_dropout=0.0, positional_dropout=0.0, head_dropout=0.0,
+    )  # fmt: skip
+
+
+def mmsdk_config(dropout: float = 0.0) -> dict[str, Any]:
+    from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf
+
+    model, _ = config_from_hf(hf_config(), "pretraining")
+    model["encoder"] = {**model["encoder"], "dropout": dropout}
+    return model
+
+
+class StepTimer(Callback):
+    """Seconds of every training batch (start to end: forward, backward, clipping, optimizer step)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def data(steps: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(steps * BATCH, CONTEXT, CHANNELS, generator=torch.Generator().manual_seed(seed))
+
+
+def run_mmsdk(steps: int, dropout: float = 0.0, precision: str = "32-true") -> list[float]:
+    """`steps` mmsdk pretraining steps through `mmsdk.pretrain`; the seconds of each."""
+    from mmsdk.training.api import pretrain
+
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as work:
+        trainer = {"max_steps": steps, "progress_bar": False, "logger": "none", "default_root_dir": work,
+                   "precision": precision, "gradient_clip_val": CLIP}  # fmt: skip
+        optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.999)}
+        pretrain(mmsdk_config(dropout), data(steps), None, MASKING, optim, trainer, BATCH, callbacks=[timer])
+    return timer.seconds
+
+
+def run_peer(steps: int, bf16: bool = False) -> list[float]:
+    """`steps` steps of the peer in a plain loop; the seconds of each."""
+    from transformers import PatchTSTForPretraining
+
+    model = PatchTSTForPretraining(hf_config()).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    x, seconds = data(steps), []
+    for i in range(steps):
+        batch = x[i * BATCH : (i + 1) * BATCH]
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(past_values=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def step_flops() -> dict[str, int]:
+    """FLOPs of one training step (forward + backward) of each side, counted by torch."""
+    from transformers import PatchTSTForPretraining
+
+    from mmsdk.contracts.mask_strategies import MaskingConfig
+    from mmsdk.models import build_model
+    from mmsdk.models.config import ModelConfig
+
+    x = data(1)
+    peer = PatchTSTForPretraining(hf_config())
+    ours = build_model(ModelConfig.from_dict(mmsdk_config()))
+    masking = MaskingConfig(**MASKING)
+    return {
+        "peer": count_flops(lambda: peer(past_values=x).loss.backward()),
+        "mmsdk": count_flops(lambda: ours.step(x, masking, None).loss.backward()),
+    }
+
+
+def _timed(run: Callable[[int], list[float]], warmup: int, timed: int) -> Callable[[int], list[float]]:
+    return lambda _round: run(warmup + timed)[warmup:]
+
+
+def measure(rounds: int, warmup: int, timed: int, threads: int, bf16: bool) -> dict[str, Any]:
+    """Row 1: the fp32 comparison, the cost of dropout and (when `bf16`) the bf16 comparison."""
+    flops = step_flops()
+    sides: dict[str, Callable[[int], list[float]]] = {
+        "mmsdk_fp32": _timed(lambda n: run_mmsdk(n), warmup, timed),
+        "peer_fp32": _timed(lambda n: run_peer(n), warmup, timed),
+        "mmsdk_dropout": _timed(lambda n: run_mmsdk(n, dropout=DROPOUT), warmup, timed),
+    }
+    if bf16:
+        sides["mmsdk_bf16"] = _timed(lambda n: run_mmsdk(n, precision="bf16-mixed"), warmup, timed)
+        sides["peer_bf16"] = _timed(lambda n: run_peer(n, bf16=True), warmup, timed)
+    times = alternate(sides, rounds)
+    results = {}
+    for name, seconds in times.items():
+        results[name] = summary(seconds, BATCH, flops["peer" if name.startswith("peer") else "mmsdk"])
+    memory_steps = warmup + 2
+    results["mmsdk_fp32"]["peak_rss_bytes"] = peak_rss(run_mmsdk, (memory_steps,), threads)
+    results["peer_fp32"]["peak_rss_bytes"] = peak_rss(run_peer, (memory_steps,), threads)
+    configuration = {
+        "batch": BATCH, "context": CONTEXT, "channels": CHANNELS, "patch": 12, "stride": 12, "width": 128,
+        "layers": 3, "heads": 16, "ffn": 512, "norm": "batchnorm", "masking": MASKING, "lr": LR, "clip": CLIP,
+        "dropout_side": DROPOUT, "rounds": rounds, "warmup_steps": warmup, "timed_steps_per_round": timed,
+    }  # fmt: skip
+    return {"configuration": configuration, "sides": results}
