@@ -1,4 +1,5 @@
-"""Shared pytest setup: deterministic seeds, a fixed CPU thread count, and skipping GPU tests without CUDA.
+"""Shared pytest setup: deterministic seeds, a fixed CPU thread count, a fresh compile cache, and skipping GPU tests
+without CUDA.
 
 With pytest-xdist (`-n 2`, the README's test command) every worker runs torch on one thread, so two workers share
 two cores without oversubscription; a plain `pytest` run uses two threads.
@@ -8,13 +9,23 @@ The `slow` and `gpu` markers are registered in pyproject.toml; nothing is regist
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 import torch
 
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+# torch.compile's on-disk caches start empty in every test process (removed at exit): with kernels that an earlier
+# session on the same machine cached, a compiled FlexAttention test aborts the interpreter inside a loaded kernel
+# (torch 2.11, CPU), and an empty cache is what CI starts from anyway.
+_COMPILE_CACHE = tempfile.mkdtemp(prefix="mmsdk-tests-inductor-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = _COMPILE_CACHE
+atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,5 +1,6 @@
 """Torch-only building blocks of the shared core: attention (fused, FlexAttention and reference paths), attention
-masks, norms, MLPs, drop path, absolute and rotary positions, the transformer block and stack.
+masks, norms, MLPs, dropout (a fused CPU path), drop path, absolute and rotary positions, the transformer block and
+stack.
 
 Nothing here knows tokens, adapters or modalities; these modules import only torch (and `mmsdk.config`, the
 dependency-free config base).
@@ -9,6 +10,7 @@ from mmsdk.layers.attention import Attention, Backend, PreparedMask, reference_a
 from mmsdk.layers.attention_mask import AttentionMask
 from mmsdk.layers.block import Block, NormPosition, memory_mask
 from mmsdk.layers.drop_path import DropPath
+from mmsdk.layers.dropout import Dropout
 from mmsdk.layers.fsq import FiniteScalarQuantizer, PatchTokenizer
 from mmsdk.layers.mlp import GeluMlp, MlpKind, SwiGluMlp, build_mlp
 from mmsdk.layers.norms import BatchNorm, NormKind, build_norm
@@ -39,6 +41,7 @@ __all__ = [
     "Block",
     "ContinuousPositions",
     "DropPath",
+    "Dropout",
     "FiniteScalarQuantizer",
     "FixedPositions",
     "GeluMlp",

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from mmsdk.layers.attention import Attention, PreparedMask
 from mmsdk.layers.drop_path import DropPath
+from mmsdk.layers.dropout import Dropout
 from mmsdk.layers.mlp import build_mlp
 from mmsdk.layers.norms import build_norm
 from mmsdk.layers.rotary import Rotary
@@ -39,7 +40,7 @@ class Block(nn.Module):
             variate_bias=config.variate_bias,
             dropout=config.attention_dropout,
         )
-        self.attn_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = Dropout(config.dropout)
         cross = config.cross_attention
         self.cross_norm = build_norm(config.norm, dim, eps) if cross else None
         self.cross_attn = (

@@ -7,6 +7,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmsdk.layers.dropout import Dropout
+
 MlpKind = Literal["gelu", "swiglu"]
 
 
@@ -23,8 +25,8 @@ class GeluMlp(nn.Module):
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, hidden_dropout: float | None = None) -> None:
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.hidden_dropout = nn.Dropout(dropout if hidden_dropout is None else hidden_dropout)
+        self.dropout = Dropout(dropout)
+        self.hidden_dropout = Dropout(dropout if hidden_dropout is None else hidden_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc2(self.hidden_dropout(F.gelu(self.fc1(x)))))
@@ -41,8 +43,8 @@ class SwiGluMlp(nn.Module):
         hidden = int(2 * hidden / 3)
         self.gate_up = nn.Linear(dim, 2 * hidden)
         self.down = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.hidden_dropout = nn.Dropout(dropout if hidden_dropout is None else hidden_dropout)
+        self.dropout = Dropout(dropout)
+        self.hidden_dropout = Dropout(dropout if hidden_dropout is None else hidden_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)

@@ -22,6 +22,7 @@ from mmsdk.contracts.adapter import Adapter, build_adapter
 from mmsdk.contracts.registry import OBJECTIVES
 from mmsdk.contracts.tokens import PRESENT_KEY, TokenBatch, gather_tokens
 from mmsdk.layers.attention_mask import AttentionMask
+from mmsdk.layers.dropout import Dropout
 from mmsdk.layers.positions import sincos_1d
 from mmsdk.layers.tracing import is_tracing
 from mmsdk.layers.transformer import Transformer
@@ -63,7 +64,7 @@ class Backbone(nn.Module):
             {name: build_adapter(m.adapter, m.adapter_config, dim) for name, m in config.modalities.items()}
         )
         self.positions = self.build_positions(dim)
-        self.embed_dropout = nn.ModuleDict({n: nn.Dropout(a.embedding_dropout()) for n, a in self.adapters.items()})
+        self.embed_dropout = nn.ModuleDict({n: Dropout(a.embedding_dropout()) for n, a in self.adapters.items()})
         self.modality_embedding = None
         if len(self.adapters) > 1:
             if config.encoder.rope == "axial":
