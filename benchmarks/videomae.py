@@ -326,7 +326,7 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=100)
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--videos", nargs="+", default=["bigbuckbunny", "bikes"])
-    parser.add_argument("--real-epochs", type=int, default=20)
+    parser.add_argument("--real-epochs", type=int, default=150)
     parser.add_argument("--real-clips-per-epoch", type=int, default=512)
     parser.add_argument("--parts", nargs="+", default=["shapes", "real"], choices=["shapes", "real"])
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "videomae")
