@@ -132,8 +132,8 @@ def measure(rounds: int, warmup: int, timed: int, threads: int, bf16: bool) -> d
     """Row 1: the fp32 comparison, the cost of dropout and (when `bf16`) the bf16 comparison."""
     flops = step_flops()
     sides: dict[str, Callable[[int], list[float]]] = {
-        "mmsdk_fp32": _timed(lambda n: run_mmsdk(n), warmup, timed),
-        "peer_fp32": _timed(lambda n: run_peer(n), warmup, timed),
+        "mmsdk_fp32": _timed(run_mmsdk, warmup, timed),
+        "peer_fp32": _timed(run_peer, warmup, timed),
         "mmsdk_dropout": _timed(lambda n: run_mmsdk(n, dropout=DROPOUT), warmup, timed),
     }
     if bf16:
