@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from benchmarks.perf import patchtst
-from benchmarks.perf.measure import environment, matmul_peak
+from benchmarks.perf.measure import PEAK_SIZE, environment, matmul_peak
 from benchmarks.report_files import write_report
 
 logger = logging.getLogger("benchmarks.perf")
@@ -71,7 +71,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Performance: mmsdk against the peers, side by side",
         "",
         f"Device: {env['device']}; {env['threads']} threads; torch {env['torch']}, transformers "
-        f"{env['transformers']}, Python {env['python']}. Matmul peak measured by the suite (best {2048}² GEMM): "
+        f"{env['transformers']}, Python {env['python']}. Matmul peak measured by the suite (best {PEAK_SIZE}² GEMM): "
         + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["peaks"].items())
         + ".",
         "",

@@ -36,14 +36,15 @@ MASKING = {"strategy": "random", "ratio": 0.4}
 DROPOUT = 0.2
 
 
-def hf_config(dropout: float = 0.0) -> Any:
+def hf_config() -> Any:
+    """The peer's configuration (dropout 0 everywhere)."""
     from transformers import PatchTSTConfig
 
     return PatchTSTConfig(
         num_input_channels=CHANNELS, context_length=CONTEXT, patch_length=12, patch_stride=12, d_model=128,
         num_hidden_layers=3, num_attention_heads=16, ffn_dim=512, norm_type="batchnorm", pre_norm=True,
-        scaling="std", mask_type="random", random_mask_ratio=MASKING["ratio"], dropout=dropout,
-        path_dropout=dropout, ff_dropout=dropout, attention_dropout=0.0, positional_dropout=0.0, head_dropout=0.0,
+        scaling="std", mask_type="random", random_mask_ratio=MASKING["ratio"], dropout=0.0,
+        path_dropout=0.0, ff_dropout=0.0, attention_dropout=0.0, positional_dropout=0.0, head_dropout=0.0,
     )  # fmt: skip
 
 
