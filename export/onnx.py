@@ -186,23 +186,26 @@ def to_onnx(
     check_finite_state(model)
     adapters = _find_adapters(model)
     specs = {name: a.export_spec() for name, a in adapters.items()} or {"inputs": ExportSpec()}
-    names = list(specs) if len(specs) > 1 else [next(iter(specs.values())).input_name]
-    output_name = getattr(model, "export_output", None) or next(iter(specs.values())).output_names[0]
-    if tolerance is None:
-        tolerance = max(spec.tolerance for spec in specs.values())
     if example_input is None:
         if not adapters:
             raise ValueError(f"{type(model).__name__} has no `.backbone` adapters; pass `example_input` to export it")
-        example_input = _example(adapters, _EXPORT_BATCH_SIZE, torch.Generator().manual_seed(_VERIFY_SEED))
+        make = getattr(model, "example_input", None) or (lambda size, g: _example(adapters, size, g))
+        example_input = make(_EXPORT_BATCH_SIZE, torch.Generator().manual_seed(_VERIFY_SEED))
+    names, owners = _graph_inputs(adapters, specs, example_input)
+    output_name = getattr(model, "export_output", None) or next(iter(specs.values())).output_names[0]
+    if tolerance is None:
+        tolerance = max(spec.tolerance for spec in specs.values())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     export_model = _as_float32(model)
     device = _device_of(export_model)
     example = _as_named(example_input, names)  # input name → tensor, in graph order
     example = {name: _float32_input(value).to(device) for name, value in example.items()}
-    axes = {name: _dynamic_axes(spec, dynamic_batch) for name, spec in zip(names, specs.values())}
-    stored = _metadata(model, adapters, example, axes, output_name, tolerance, metadata)
-    wrapped = _Positional(export_model, names, multi=len(adapters) > 1)
+    axes = {
+        name: _dynamic_axes(owners[name].export_spec() if owners else specs["inputs"], dynamic_batch) for name in names
+    }
+    stored = _metadata(model, adapters, owners, example, axes, output_name, tolerance, metadata)
+    wrapped = _Positional(export_model, names, multi=len(names) > 1)
     wrapped.training = False  # the wrapper itself; `_eval_mode` sets (and later restores) the model's modules
 
     with _eval_mode(export_model):
@@ -231,7 +234,8 @@ def to_onnx(
         if verify:
             batch = int(next(iter(example.values())).shape[0])
             sizes = list(verify_batch_sizes) if 0 in axes[names[0]] else [batch]
-            inputs = [x for x in _verification_inputs(adapters, example, sizes) if int(x[0].shape[0]) in sizes]
+            make = getattr(model, "example_input", None)
+            inputs = [x for x in _verification_inputs(adapters, example, sizes, make) if int(x[0].shape[0]) in sizes]
             errors = verify_onnx(wrapped, path, inputs, tolerance)
             result.shape_errors = errors
             for shape, error in errors.items():
@@ -240,7 +244,8 @@ def to_onnx(
 
 
 class _Positional(nn.Module):
-    """The model with one positional argument per graph input (a multimodal model takes a mapping)."""
+    """The model with one positional argument per graph input (a multimodal model, or an adapter with several
+    named inputs such as a covariate forecaster, takes a mapping)."""
 
     def __init__(self, model: nn.Module, names: Sequence[str], multi: bool) -> None:
         super().__init__()
@@ -262,6 +267,31 @@ def _find_adapters(model: nn.Module) -> dict[str, Adapter]:
     if adapters is None:
         return {}
     return {name: a for name, a in adapters.items() if isinstance(a, Adapter)}
+
+
+def _graph_inputs(
+    adapters: Mapping[str, Adapter], specs: Mapping[str, ExportSpec], example: Inputs
+) -> tuple[list[str], dict[str, Adapter]]:
+    """The graph input names and the adapter each belongs to.
+
+    One adapter: its ExportSpec's input name, or the keys of its own input mapping (e.g. a covariate forecaster's
+    "series", "past_covariates", "known_covariates"). Several: one input per modality, named after it.
+
+    Raises:
+        ValueError: for a modality of a multimodal model whose input is itself a mapping.
+    """
+    if len(specs) > 1:
+        for name in adapters:
+            if isinstance(example, Mapping) and isinstance(example.get(name), Mapping):
+                raise ValueError(
+                    f"modality {name!r} takes a mapping of inputs; a multimodal export needs one tensor each"
+                )
+        return list(specs), dict(adapters)
+    names = [next(iter(specs.values())).input_name]
+    if isinstance(example, Mapping) and len(example) > 1:
+        names = list(example)
+    owners = {name: next(iter(adapters.values())) for name in names} if adapters else {}
+    return names, owners
 
 
 def _example(adapters: Mapping[str, Adapter], batch_size: int, generator: torch.Generator) -> Inputs:
@@ -378,6 +408,7 @@ def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[s
 def _metadata(
     model: nn.Module,
     adapters: Mapping[str, Adapter],
+    by_input: Mapping[str, Adapter],
     example: Mapping[str, Tensor],
     axes: Mapping[str, dict[int, str]],
     output: str,
@@ -413,8 +444,7 @@ def _metadata(
         "mmsdk.output_names": json.dumps([output]),
         "mmsdk.tolerance": repr(float(tolerance)),
     }
-    by_input = dict(zip(example, adapters.values()))  # graph input → its adapter, in graph order
-    if by_input:
+    if by_input:  # graph input → its adapter, in graph order
         entries["mmsdk.nonfinite"] = json.dumps({name: a.nonfinite_policy for name, a in by_input.items()})
         entries["mmsdk.max_abs"] = json.dumps({name: float(a.max_abs_input) for name, a in by_input.items()})
         min_sizes = {name: a.export_spec().min_sizes for name, a in by_input.items() if a.export_spec().min_sizes}

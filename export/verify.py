@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,20 +145,27 @@ def _all_finite(tensor: Tensor) -> bool:
 
 
 def _verification_inputs(
-    adapters: Mapping[str, Adapter], example: Mapping[str, Tensor], batch_sizes: Sequence[int]
+    adapters: Mapping[str, Adapter],
+    example: Mapping[str, Tensor],
+    batch_sizes: Sequence[int],
+    make: Callable[[int, torch.Generator], Any] | None = None,
 ) -> list[list[Tensor]]:
-    """Seeded inputs of each batch size, in graph-input order: the adapters' examples, else rows of the example
-    cycled (with a little noise on floating inputs so that rows differ); plus a one-modality adapter's own
-    `verification_inputs` (other clip or series lengths)."""
+    """Seeded inputs of each batch size, in graph-input order: the model's own examples (`make`, e.g.
+    `TaskModel.example_input`) or the adapters', else rows of the example cycled (with a little noise on floating
+    inputs so that rows differ); plus a one-modality adapter's own `verification_inputs` (other clip or series
+    lengths)."""
     generator = torch.Generator().manual_seed(_VERIFY_SEED + 1)
     inputs: list[list[Tensor]] = []
     if len(adapters) == 1:  # other lengths of the dynamic axes, padded inputs
-        inputs += [[_float32_input(x)] for x in next(iter(adapters.values())).verification_inputs(generator)]
+        inputs += [_flat(x) for x in next(iter(adapters.values())).verification_inputs(generator)]
     for size in batch_sizes:
         if size < 1:
             raise ValueError(f"verify_batch_sizes must be positive, got {size}")
+        if make is not None:
+            inputs.append(_flat(make(size, generator)))
+            continue
         if adapters:
-            inputs.append([_float32_input(a.example_input(size, generator)) for a in adapters.values()])
+            inputs.append([t for a in adapters.values() for t in _flat(a.example_input(size, generator))])
             continue
         rows = []
         for value in example.values():
@@ -185,6 +192,12 @@ def _max_abs_error(expected: np.ndarray, actual: np.ndarray) -> float:
 def _device_of(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a stateless module)."""
     return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+
+
+def _flat(inputs: Tensor | Mapping[str, Tensor]) -> list[Tensor]:
+    """One adapter's raw input as graph inputs in order: a tensor, or the entries of its input mapping."""
+    values = list(inputs.values()) if isinstance(inputs, Mapping) else [inputs]
+    return [_float32_input(value) for value in values]
 
 
 def _float32_input(inputs: Tensor) -> Tensor:

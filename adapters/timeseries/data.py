@@ -110,7 +110,17 @@ class ForecastDataConfig(Config):
     """Long format: column holding the values."""
     columns: list[str] | None = None
     """Target variables, in this order: the model's channels (wide: column names; long: values of
-    `variable_column`). Default: every variable (wide: in column order; long: sorted by name)."""
+    `variable_column`). Default: every variable that is not a covariate (wide: in column order; long: sorted by
+    name)."""
+    past_covariates: list[str] | None = None
+    """Variables observed in the context only, fed to a covariate forecaster (moirai, timerxl configured with
+    `past_covariates` = their count); never forecast or scored."""
+    known_covariates: list[str] | None = None
+    """Variables whose future values are known at forecast time (planned load, prices, holidays): the model sees
+    them over the horizon. They must have no missing value inside the data."""
+    calendar: list[str] | None = None
+    """Calendar features of the timestamps as extra known covariates, sin-cos encoded (two each): any of minute,
+    hour, dayofweek, dayofmonth, dayofyear, month. Needs a time column."""
     split: Literal["ett", "ratio"] = "ett"
     """ett = the standard 12/4/4-month ETT split; ratio = 70/10/20 % of the rows (of each item)."""
     freq: str = "h"
@@ -153,6 +163,15 @@ class ForecastDataConfig(Config):
             "long tables with a variable_column need a time column",
         )
         require(not (self.fill_gaps and self.time_column is None), self, "fill_gaps", "needs a time_column")
+        require(not (self.calendar and self.time_column is None), self, "calendar", "needs a time_column")
+        named = [*(self.columns or []), *(self.past_covariates or []), *(self.known_covariates or [])]
+        repeated = sorted({n for n in named if named.count(n) > 1})
+        require(not repeated, self, "known_covariates", f"variables {repeated} are named in more than one role")
+
+    @property
+    def covariate_names(self) -> list[str]:
+        """Past then known covariates named in the config (calendar features come later, from the timestamps)."""
+        return [*(self.past_covariates or []), *(self.known_covariates or [])]
 
     @property
     def layout(self) -> Literal["wide", "long"]:
@@ -179,6 +198,18 @@ def _require_column(table: pd.DataFrame, name: str, field: str, source: str) -> 
         raise ValueError(f"{source}: data.{field}={name!r} is not a column; the file has {shown(list(table.columns))}")
 
 
+def _require_variables(config: ForecastDataConfig, present: set[str], source: str, what: str, has: list[Any]) -> None:
+    """Raises for target or covariate names (data.columns, data.past_covariates, data.known_covariates) that are not
+    variables of the file, naming the field and listing what the file has."""
+    for field_name in ("columns", "past_covariates", "known_covariates"):
+        missing = [c for c in getattr(config, field_name) or [] if c not in present]
+        if missing:
+            raise ValueError(
+                f"{source}: data.{field_name} {missing} {'not found' if what == 'found' else 'are not ' + what}; "
+                f"the file has {'variables ' if what != 'found' else ''}{shown(has, limit=50)}"
+            )
+
+
 def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
     """Wide or long table → frame, with the config's columns checked (errors name the file and the field)."""
     if table.empty:
@@ -200,26 +231,17 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
             variable = config.variable_column
             _require_column(table, variable, "variable_column", source)
             names = table[variable].astype(str)
+            _require_variables(config, set(names), source, f"values of {variable!r}", list(pd.unique(names)))
             if config.columns is not None:
-                present = set(names)
-                missing = [c for c in config.columns if c not in present]
-                if missing:
-                    raise ValueError(
-                        f"{source}: data.columns {missing} are not values of {variable!r}; "
-                        f"the file has variables {shown(list(pd.unique(names)), limit=50)}"
-                    )
-                table = table[names.isin(config.columns)]
+                table = table[names.isin([*config.columns, *config.covariate_names])]
             table = table[[*keys, variable, value]]
         else:
             table = table[[*keys, value]]
     else:
         variables = [c for c in table.columns if c not in keys]
+        _require_variables(config, set(variables), source, "found", list(table.columns))
         if config.columns is not None:
-            missing = [c for c in config.columns if c not in variables]
-            if missing:
-                has = shown(list(table.columns))
-                raise ValueError(f"{source}: data.columns {missing} not found; the file has {has}")
-            variables = list(config.columns)
+            variables = [*config.columns, *config.covariate_names]
         table = table[[*keys, *variables]]
     try:
         frame = TimeSeriesFrame.from_pandas(
@@ -288,12 +310,35 @@ def read_frame(config: ForecastDataConfig) -> TimeSeriesFrame:
         frame = _frame_from_netcdf(path, config)
     else:
         frame = _frame_from_table(_read_table(path, config.encoding), config, str(path))
+    try:
+        frame = frame.with_roles(config.past_covariates or (), config.known_covariates or ())
+    except ValueError as error:
+        raise ValueError(f"{path}: data.past_covariates / data.known_covariates: {error}") from error
     if config.columns is not None:
         try:
-            frame = frame.select(config.columns)
+            frame = frame.select([*config.columns, *config.covariate_names])
         except ValueError as error:
             raise ValueError(f"{path}: data.columns: {error}") from error
+    if config.calendar:
+        try:
+            frame = frame.with_calendar(config.calendar)
+        except ValueError as error:
+            raise ValueError(f"{path}: data.calendar: {error}") from error
+    _check_known_values(frame, str(path))
     return frame
+
+
+def _check_known_values(frame: TimeSeriesFrame, source: str) -> None:
+    """Known covariates must be known wherever an item has data: a missing value is an error naming the column."""
+    for j in frame.indices("known"):
+        for k, length in enumerate(frame.lengths):
+            missing = np.flatnonzero(~frame.observed[k, frame.values.shape[1] - int(length) :, j])
+            if len(missing):
+                raise ValueError(
+                    f"{source}: known covariate {frame.variables[j]!r} of item {frame.item_ids[k]!r} is missing at "
+                    f"data row {int(missing[0])} ({len(missing)} rows): known-future values must be known; fill "
+                    "them, or list the column under data.past_covariates"
+                )
 
 
 @dataclass
@@ -301,9 +346,11 @@ class ForecastData:
     """Scaled train/val/test windows and what is needed to read results in data units.
 
     Attributes:
-        train, val, test: windows of every item; items are x (L, C) or (x, y (H, C)), NaN where unobserved.
-        scaler: per-variable statistics of the observed training values; `scaler.inverse` gives data units.
-        columns: the C variables (model channels).
+        train, val, test: windows of every item; items are x (L, C) or (x, y (H, C)), NaN where unobserved; with
+            covariates x is the input mapping (see `ForecastWindows`).
+        scaler: per-variable statistics of the observed training values (every variable, covariates included, in
+            `frame.variables` order); `scaler.inverse` gives data units.
+        columns: the C target variables (model channels).
         series: the unscaled series when the data has one item (None for several items).
         frame: the unscaled frame (every item).
         split: the scaled frame and the per-item train/val/test row ranges.
@@ -348,6 +395,7 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
     train_horizon = 0 if pretraining else config.horizon
     horizons: dict[SplitName, int] = {"train": train_horizon, "val": config.horizon, "test": config.horizon}
     windows: dict[SplitName, ForecastWindows] = {}
+    covariates = bool(frame.past_covariates or frame.known_covariates)
     for name, horizon in horizons.items():
         for item, (start, end) in zip(frame.item_ids, split.borders[name]):
             if end - start < context_length + horizon:
@@ -360,7 +408,7 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
                     context_length + horizon,
                 )
         try:
-            windows[name] = split.windows(name, horizon, config.stride if name == "train" else 1)
+            windows[name] = split.windows(name, horizon, config.stride if name == "train" else 1, covariates)
         except ValueError as error:
             raise ValueError(f"{path}: {name} split: {error}") from error
     if len(frame.item_ids) == 1:
@@ -383,7 +431,7 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
         val=windows["val"],
         test=windows["test"],
         scaler=scaler,
-        columns=list(frame.variables),
+        columns=list(frame.targets),
         series=series,
         frame=frame,
         split=split,
@@ -402,11 +450,35 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
     _, modality = model_config.only_modality()
     context_length = int(modality.adapter_config["context_length"])
     splits = forecast_datasets(config, context_length, pretraining=stage == "pretrain")
+    _check_covariate_counts(splits.frame, modality.adapter, modality.adapter_config)
     val = splits.val if stage == "finetune" else InputsOnly(splits.val)
     info = {
         "columns": splits.columns,
+        "past_covariates": splits.frame.past_covariates,
+        "known_covariates": splits.frame.known_covariates,
         "items": list(splits.frame.item_ids),
         "scaler_mean": splits.scaler.mean,
         "scaler_std": splits.scaler.std,
     }
     return DataSplits(splits.train, val, splits.test, config.batch_size, info)
+
+
+def _check_covariate_counts(frame: TimeSeriesFrame, adapter: str, adapter_config: Mapping[str, Any]) -> None:
+    """The data's covariates must be what the model was configured to take (errors name both fields)."""
+    counts = {"past_covariates": len(frame.past_covariates), "known_covariates": len(frame.known_covariates)}
+    if not any(counts.values()):
+        return
+    if "past_covariates" not in adapter_config:
+        raise ValueError(
+            f"the data has covariates {frame.past_covariates + frame.known_covariates}, but adapter {adapter!r} does "
+            "not use covariates (PatchTST is channel-independent); use moirai or timerxl with past_covariates / "
+            "known_covariates in model.adapter_config, or drop data.past_covariates / known_covariates / calendar"
+        )
+    for name, count in counts.items():
+        configured = int(adapter_config.get(name, 0))
+        if configured != count:
+            names = frame.past_covariates if name == "past_covariates" else frame.known_covariates
+            raise ValueError(
+                f"the data has {count} {name.replace('_', ' ')} {names} but model.adapter_config.{name} is "
+                f"{configured}; set it to {count}"
+            )

@@ -36,7 +36,12 @@ zero-shot forecaster needs.
 Forecasting (task "forecast", H = `num_outputs`): the context is extended by ceil(H / P) all-NaN patches per
 variate, i.e. a masked tail, the backbone runs once over the extended window and the mixture of every tail token
 gives the forecast; the task model returns the de-normalized mixture mean (B, H, C), and
-:meth:`MoiraiAdapter.forecast_distribution` returns samples and quantiles.
+:meth:`MoiraiAdapter.forecast_distribution` returns samples and quantiles (the head lives in `moirai_forecast.py`).
+
+Covariates (`past_covariates`, `known_covariates`; the input is then a mapping, see
+`mmsdk.adapters.timeseries.covariates`) are variates after the targets, as in Moirai's any-variate attention: past
+ones get NaN (mask-token) forecast slots like the targets, known ones their horizon values, so their slot tokens
+stay visible while the targets' are hidden; only the targets are forecast and scored in fine-tuning.
 """
 
 from __future__ import annotations
@@ -44,13 +49,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mmsdk.adapters.timeseries.covariates import (
+    covariate_inputs,
+    example_covariates,
+)
 from mmsdk.adapters.timeseries.distributions import (
     ComponentName,
     Mixture,
@@ -59,12 +68,14 @@ from mmsdk.adapters.timeseries.distributions import (
     MixtureParameterHead,
     mixture_from_parameters,
 )
+from mmsdk.adapters.timeseries.moirai_forecast import ForecastDistribution, MoiraiForecastHead, forecast_distribution
 from mmsdk.adapters.timeseries.packing import PackedInputs
 from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, prefix_normalize
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
-from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
+from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +141,12 @@ class MoiraiConfig(Config):
     masking of ratio r <= 1 - stat_ratio (see the module docstring)."""
     components: tuple[ComponentName, ...] = ("student_t", "normal", "negative_binomial", "log_normal")
     """Mixture component families of the output distribution (Moirai's four by default)."""
+    past_covariates: int = 0
+    """Past-only covariates Kp: extra variates observed in the context only. With covariates the model takes a
+    mapping (see `mmsdk.adapters.timeseries.covariates`) and forecasts the target variates only."""
+    known_covariates: int = 0
+    """Known-future covariates Kk: extra variates whose horizon values are given, so their forecast-slot tokens
+    carry content while the targets' slots are mask tokens."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,6 +168,15 @@ class MoiraiConfig(Config):
             f"must be in [1, max_variates={self.max_variates}], got {self.num_channels}",
         )
         require(0.0 < self.stat_ratio <= 1.0, self, "stat_ratio", f"must be in (0, 1], got {self.stat_ratio}")
+        for name in ("past_covariates", "known_covariates"):
+            require(getattr(self, name) >= 0, self, name, f"must be >= 0, got {getattr(self, name)}")
+        require(
+            self.num_channels + self.past_covariates + self.known_covariates <= self.max_variates,
+            self,
+            "max_variates",
+            f"must hold the targets and covariates ({self.num_channels} + {self.past_covariates} + "
+            f"{self.known_covariates}), got {self.max_variates}",
+        )
         require(
             self.context_length >= self.patch_size and self.context_length % self.patch_size == 0,
             self,
@@ -179,16 +205,6 @@ class PackedSeries:
     spans: list[PackedSpan]
 
 
-@dataclass
-class ForecastDistribution:
-    """Probabilistic forecast in data units: mean (B, H, C), samples (S, B, H, C), quantiles (Q, B, H, C)."""
-
-    mean: Tensor
-    samples: Tensor
-    quantiles: Tensor
-    levels: tuple[float, ...]
-
-
 class MoiraiAdapter(Adapter):
     """Variate-order-invariant flattened patch tokens (B, C·N, D) for masked-encoder probabilistic forecasting.
 
@@ -199,7 +215,14 @@ class MoiraiAdapter(Adapter):
     name = "moirai"
     config_class = MoiraiConfig
     tasks = ("forecast",)
-    free_fields = ("context_length", "num_channels", "max_variates", "patch_size")
+    free_fields = (
+        "context_length",
+        "num_channels",
+        "max_variates",
+        "patch_size",
+        "past_covariates",
+        "known_covariates",
+    )
     nonfinite_policy = "nan_as_missing"
     config: MoiraiConfig
 
@@ -254,10 +277,29 @@ class MoiraiAdapter(Adapter):
         b = z.shape[0]
         return z.transpose(1, 2).reshape(b, -1, self.config.patch_size)
 
-    def tokenize(self, inputs: Tensor | PackedInputs) -> TokenBatch:
-        """Tokens of a (B, L, C) series, or of a :class:`PackedInputs` batch packed into rows (see :meth:`pack`)."""
+    @property
+    def covariates(self) -> int:
+        """Covariate variates per sample (past + known), after the targets in the token sequence."""
+        return self.config.past_covariates + self.config.known_covariates
+
+    def tokenize(self, inputs: Tensor | Mapping[str, Tensor] | PackedInputs) -> TokenBatch:
+        """Tokens of a (B, L, C) series, of a covariate mapping (targets, then past, then known covariates as
+        variates; the known ones' rows after the context go to `context["known"]`), or of a :class:`PackedInputs`
+        batch packed into rows (see :meth:`pack`)."""
         if isinstance(inputs, PackedInputs):
             return self.pack(inputs.series, inputs.max_tokens).batch
+        if isinstance(inputs, Mapping) or self.covariates:
+            cfg = self.config
+            checking = not (torch.compiler.is_compiling() or is_tracing())
+            parts = covariate_inputs(inputs, "Moirai", cfg.past_covariates, cfg.known_covariates, check=checking)
+            batch = self._tokenize_series(parts.context())
+            if parts.known is not None:
+                batch.context["known"] = parts.known.to(batch.tokens.dtype)  # (B, L + F, Kk)
+            return batch
+        return self._tokenize_series(inputs)
+
+    def _tokenize_series(self, inputs: Tensor) -> TokenBatch:
+        """Tokens of a (B, L, V) series of any number of variates."""
         if not torch.compiler.is_compiling():
             self.check_input(inputs)
         projection = self.input_projections[str(self.config.patch_size)]
@@ -403,81 +445,36 @@ class MoiraiAdapter(Adapter):
             raise ValueError(f"Moirai supports the forecast task only, got {head.task!r}")
         return MoiraiForecastHead(self, head, dim)
 
-    @torch.no_grad()
     def forecast_distribution(
         self,
         model: nn.Module,
-        x: Tensor,
+        x: Tensor | Mapping[str, Tensor],
         num_samples: int = 100,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         generator: torch.Generator | None = None,
     ) -> ForecastDistribution:
-        """Probabilistic forecast of a Moirai forecast :class:`~mmsdk.models.TaskModel` for raw inputs x (B, L, C).
+        """Probabilistic forecast of a Moirai forecast :class:`~mmsdk.models.TaskModel` for raw inputs x (B, L, C)
+        (or a covariate mapping); see :func:`~mmsdk.adapters.timeseries.moirai_forecast.forecast_distribution`."""
+        return forecast_distribution(model, x, num_samples, quantiles, generator)
 
-        Quantiles are empirical quantiles of the returned samples, so they are non-decreasing in the level.
-        """
-        head = getattr(model, "head", None)
-        if not isinstance(head, MoiraiForecastHead):
-            raise ValueError(f"forecast_distribution needs a Moirai forecast TaskModel, got head {type(head).__name__}")
-        hidden, batch = model.encode(head.extend(x))  # type: ignore[operator]
-        mixture = head.distribution(hidden, batch)  # batch shape (B, C, steps, P)
-        samples = head.denormalize(mixture.sample(num_samples, generator), batch)  # (S, B, H, C)
-        levels = torch.tensor(list(quantiles), dtype=samples.dtype, device=samples.device)
-        return ForecastDistribution(
-            mean=head.denormalize(mixture.mean, batch),
-            samples=samples,
-            quantiles=torch.quantile(samples, levels, dim=0),  # (Q, B, H, C)
-            levels=tuple(float(q) for q in quantiles),
-        )
+    def example_input(
+        self, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        cfg = self.config
+        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
+        if not self.covariates:
+            return series
+        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, 0, generator)
 
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
-        return example_series(batch_size, self.config.context_length, self.config.num_channels, generator)
+    def example_task_input(
+        self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
+        cfg = self.config
+        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
+        if not self.covariates:
+            return series
+        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator)
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
-
-
-class MoiraiForecastHead(RolloutHead):
-    """Masked-tail forecasting: (B, L, C) → the de-normalized mixture mean (B, H, C).
-
-    The raw context is extended by ceil(H / P) NaN patches per variate (embedded as the mask token), the task
-    model's `encode` runs the backbone over the extended window, and the adapter's mixture head (shared, so
-    pretrained weights forecast zero-shot) maps the tail tokens' features to distributions over their values.
-    The plain context is never encoded on its own (`uses_context_features` is False).
-    """
-
-    uses_context_features = False
-
-    def __init__(self, adapter: MoiraiAdapter, head: HeadConfig, dim: int) -> None:
-        super().__init__()
-        if dim != adapter.dim:
-            raise ValueError(f"Moirai forecast head needs the encoder width {adapter.dim}, got {dim}")
-        self.patch_size = adapter.config.patch_size
-        self.horizon = head.num_outputs
-        self.steps = math.ceil(head.num_outputs / self.patch_size)
-        self.dropout = nn.Dropout(head.dropout)
-        self.mixture = adapter.distribution_head  # shared with the adapter (loaded with the backbone)
-
-    def probe_parameters(self) -> Iterator[nn.Parameter]:
-        """What a linear probe trains: the shared mixture head (it lives in the frozen backbone's adapter)."""
-        return self.mixture.parameters()
-
-    def extend(self, x: Tensor) -> Tensor:
-        """(B, L, C) → (B, L + steps·P, C): the context followed by NaN forecast slots."""
-        future = torch.full_like(x[:, :1], float("nan")).expand(-1, self.steps * self.patch_size, -1)
-        return torch.cat([x, future], dim=1)
-
-    def distribution(self, hidden: Tensor, batch: TokenBatch) -> Mixture:
-        """The mixture over the forecast slots of an extended window's features: batch shape (B, C, steps, P)."""
-        b, c = hidden.shape[0], batch.context["loc"].shape[-1]
-        tail = hidden.reshape(b, c, -1, hidden.shape[-1])[:, :, -self.steps :]  # (B, C, steps, D)
-        return self.mixture(self.dropout(tail))
-
-    def denormalize(self, z: Tensor, batch: TokenBatch) -> Tensor:
-        """Normalized slot values (..., B, C, steps, P) → data units (..., B, H, C)."""
-        z = z.flatten(-2)[..., : self.horizon].transpose(-1, -2)  # (..., B, H, C)
-        return z * batch.context["scale"] + batch.context["loc"]
-
-    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
-        hidden, batch = encode(self.extend(batch.context["inputs"]))  # (B, C·(N + steps), D)
-        return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)

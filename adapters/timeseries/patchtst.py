@@ -8,6 +8,7 @@ from losses, and replaced by 0 after normalization so nothing NaN reaches the ne
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -145,6 +146,12 @@ def check_series(
         ValueError: naming the model, the expected and the actual shape or dtype, or the count and first index of
             Inf or too large values.
     """
+    if isinstance(x, Mapping):
+        raise ValueError(
+            f"{model} takes one (batch, time, channels) tensor, got a mapping with keys {sorted(x)}: {model} is "
+            "channel-independent and does not use covariates (past_covariates / known_covariates); forecast with "
+            "the moirai or timerxl adapter configured with covariates, or pass the target series alone"
+        )
     if not isinstance(x, Tensor):
         raise ValueError(f"{model} expects a torch.Tensor series (batch, time, channels), got {type(x).__name__}")
     if x.dim() != 3:

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from mmsdk.adapters.timeseries.checks import non_numeric, parse_times, read_csv, shown
-from mmsdk.adapters.timeseries.timestamps import clean_item, pad_index
+from mmsdk.adapters.timeseries.timestamps import calendar_features, clean_item, pad_index
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,52 @@ class TimeSeriesFrame:
             observed=self.observed[..., index],
             variables=names,
             roles=roles,
+        )
+
+    def with_roles(self, past: Sequence[str] = (), known: Sequence[str] = ()) -> TimeSeriesFrame:
+        """A copy where `past` become past covariates, `known` known-future covariates and every other variable a
+        target.
+
+        Raises:
+            ValueError: for unknown names, a name in both lists, or no target left.
+        """
+        past, known = [str(v) for v in past], [str(v) for v in known]
+        unknown = [v for v in (*past, *known) if v not in self.variables]
+        if unknown:
+            raise ValueError(f"covariates {unknown} are not variables of the data; it has {shown(self.variables)}")
+        both = sorted(set(past) & set(known))
+        if both:
+            raise ValueError(f"variables {both} are named both past and known covariates")
+        roles: list[Role] = ["past" if v in past else "known" if v in known else "target" for v in self.variables]
+        if "target" not in roles:
+            raise ValueError(f"no target variable left: every variable of {self.variables} is a covariate")
+        return replace(self, roles=roles)
+
+    def with_calendar(self, features: Sequence[str]) -> TimeSeriesFrame:
+        """A copy with sin-cos calendar features of the timestamps appended as known covariates (see
+        :func:`~mmsdk.adapters.timeseries.timestamps.calendar_features`; two variables `<name>_sin`, `<name>_cos`
+        per feature). Padding rows before an item's data get the features of their extrapolated timestamps.
+
+        Raises:
+            ValueError: for a frame without timestamps, unknown feature names, or names the data already has.
+        """
+        if self.timestamps is None:
+            raise ValueError("calendar features need timestamps; the data has none (set data.time_column)")
+        names: list[str] = []
+        columns = []
+        for item in range(len(self.item_ids)):
+            names, values = calendar_features(self.item_timestamps(item), features)  # type: ignore[arg-type]
+            columns.append(values)
+        taken = [n for n in names if n in self.variables]
+        if taken:
+            raise ValueError(f"the data already has variables named {taken}")
+        extra = np.stack(columns).astype(np.float32)  # (items, T, 2F)
+        return replace(
+            self,
+            values=np.concatenate([self.values, extra], axis=-1),
+            observed=np.concatenate([self.observed, ~np.isnan(extra)], axis=-1),
+            variables=[*self.variables, *names],
+            roles=[*self.roles, *(["known"] * len(names))],
         )
 
     # Constructors.

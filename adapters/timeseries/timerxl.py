@@ -14,18 +14,34 @@ the future into every token through the normalization. The same statistics de-no
 Forecasting (`num_outputs` = H) rolls out autoregressively: predict the next patch of every variate from the last
 token of each variate, append it to the raw context, drop the oldest patch (fixed length L), and run the backbone
 again — ceil(H / P) static steps, so the model exports to ONNX as an unrolled graph.
+
+Covariates (`past_covariates`, `known_covariates`; the input is then a mapping, see
+`mmsdk.adapters.timeseries.covariates`) are variates after the targets. Known covariates are read one patch ahead:
+their token n carries patch n + 1, so under the multivariate causal mask a target token at patch n, which predicts
+patch n + 1, sees the known values of the patch it predicts and nothing later of the targets. Past covariates have
+no future: the rollout appends NaN (missing) patches for them and the given values for the known ones. Only the
+targets are scored and forecast.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from mmsdk.adapters.timeseries.covariates import (
+    KNOWN,
+    PAST,
+    SERIES,
+    covariate_inputs,
+    example_covariates,
+    future_rows,
+)
 from mmsdk.adapters.timeseries.patchtst import (
     InstanceNorm,
     check_series,
@@ -39,6 +55,7 @@ from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
 from mmsdk.contracts.losses import masked_mse
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.positions import build_positions
+from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +79,18 @@ class TimerXLConfig(Config):
     positions: Literal["none", "sincos"] = "none"
     """Absolute time embedding added to tokens: none (use the encoder's rope="1d", as Timer-XL) or sincos of the
     patch index (for encoders without rope)."""
+    past_covariates: int = 0
+    """Past-only covariates Kp: variates after the targets, observed in the context only (the input is then a
+    mapping; see the module docstring)."""
+    known_covariates: int = 0
+    """Known-future covariates Kk: variates read one patch ahead, whose horizon values the forecast input gives."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.num_channels >= 1, self, "num_channels", f"must be >= 1, got {self.num_channels}")
         require(self.patch_len >= 1, self, "patch_len", f"must be >= 1, got {self.patch_len}")
+        for name in ("past_covariates", "known_covariates"):
+            require(getattr(self, name) >= 0, self, name, f"must be >= 0, got {getattr(self, name)}")
         require(
             self.context_length >= self.patch_len and self.context_length % self.patch_len == 0,
             self,
@@ -85,6 +109,11 @@ class TimerXLConfig(Config):
         """N: patches per variate."""
         return self.context_length // self.patch_len
 
+    @property
+    def num_variates(self) -> int:
+        """V: targets plus covariates, the variates of the token sequence."""
+        return self.num_channels + self.past_covariates + self.known_covariates
+
 
 class TimerXLAdapter(Adapter):
     """Flattened multivariate patch tokens (B, C·N, D) for causal next-patch prediction.
@@ -97,13 +126,13 @@ class TimerXLAdapter(Adapter):
     name = "timerxl"
     config_class = TimerXLConfig
     tasks = ("forecast",)
-    free_fields = ("context_length", "num_channels")
+    free_fields = ("context_length", "num_channels", "past_covariates", "known_covariates")
     nonfinite_policy = "nan_as_missing"
     config: TimerXLConfig
 
     def __init__(self, config: TimerXLConfig, dim: int) -> None:
         super().__init__(config, dim)
-        c, n = config.num_channels, config.num_patches
+        c, n = config.num_variates, config.num_patches
         self.norm = InstanceNorm(c, affine=False) if config.revin else None
         self.value_embedding = nn.Linear(config.patch_len, dim)
         self.register_buffer("index", patch_indices(config.context_length, config.patch_len, config.patch_len), False)
@@ -121,6 +150,25 @@ class TimerXLAdapter(Adapter):
     def check_input(self, x: Tensor) -> None:
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
         check_series(x, "TimerXL", self.config.context_length, self.config.num_channels, self.max_abs_input)
+
+    def joined(self, inputs: Tensor | Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(the (B, L, V) window of targets, past and one-patch-ahead known covariates, the raw known covariates
+        (B, L + F, Kk) or None) of raw inputs; a model without covariates gets its checked tensor back."""
+        cfg = self.config
+        if not (isinstance(inputs, Mapping) or cfg.past_covariates or cfg.known_covariates):
+            if not torch.compiler.is_compiling():
+                self.check_input(inputs)
+            return inputs, None
+        parts = covariate_inputs(inputs, "TimerXL", cfg.past_covariates, cfg.known_covariates, check=not is_tracing())
+        if not is_tracing():
+            self.check_input(parts.series)
+        length, p = parts.context_length, cfg.patch_len
+        blocks = [parts.series] + ([parts.past] if parts.past is not None else [])
+        if parts.known is not None:  # token n of a known covariate carries patch n + 1
+            known = parts.known.to(parts.series.dtype)
+            blocks.append(torch.cat([known[:, p:length], future_rows(known, length, p)], dim=1))
+        window = torch.cat([b.to(parts.series.dtype) for b in blocks], dim=-1)  # (B, L, V)
+        return window, parts.known
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
@@ -140,9 +188,8 @@ class TimerXLAdapter(Adapter):
         patches = z.transpose(1, 2)[..., self.index]  # (B, C, N, P)
         return patches.reshape(b, -1, self.config.patch_len)
 
-    def tokenize(self, inputs: Tensor) -> TokenBatch:
-        if not torch.compiler.is_compiling():
-            self.check_input(inputs)
+    def tokenize(self, inputs: Tensor | Mapping[str, Tensor]) -> TokenBatch:
+        inputs, known = self.joined(inputs)
         inputs = inputs.to(self.value_embedding.weight.dtype)  # float16/64 series in a float32 model
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B, C·N, P)
@@ -156,7 +203,8 @@ class TimerXLAdapter(Adapter):
             clip_time=(time_ids.float() + 0.5) / self.config.num_patches,  # the patch's centre in the context
             targets=patches,
             target_mask=self.patchify(observed.to(z.dtype)) > 0.5,  # (B, C·N, P)
-            context={"loc": loc, "scale": scale, "inputs": inputs},
+            context={"loc": loc, "scale": scale, "inputs": inputs}
+            | ({} if known is None else {"known": known.to(inputs.dtype)}),
         )
 
     def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> LossTerms:
@@ -171,7 +219,7 @@ class TimerXLAdapter(Adapter):
         if batch.targets is None:
             raise ValueError("TimerXLAdapter.next_token_loss needs batch.targets (from TimerXLAdapter.tokenize)")
         cfg = self.config
-        c, n, p = cfg.num_channels, cfg.num_patches, cfg.patch_len
+        v, c, n, p = cfg.num_variates, cfg.num_channels, cfg.num_patches, cfg.patch_len
         first = cfg.norm_patches - 1 if cfg.revin else 0
         if n - 1 - first < 1:
             raise ValueError(
@@ -179,18 +227,19 @@ class TimerXLAdapter(Adapter):
                 f"norm_patches = {cfg.norm_patches}); lengthen the context or shorten patch_len"
             )
         b = pred.shape[0]
-        source = pred.reshape(b, c, n, p)[:, :, first:-1].reshape(b, -1, p)  # (B, C·(N-1-first), P)
-        target = batch.targets.reshape(b, c, n, p)[:, :, first + 1 :].reshape(b, -1, p)
+        # the targets' pairs only (covariates are inputs, not scored)
+        source = pred.reshape(b, v, n, p)[:, :c, first:-1].reshape(b, -1, p)  # (B, C·(N-1-first), P)
+        target = batch.targets.reshape(b, v, n, p)[:, :c, first + 1 :].reshape(b, -1, p)
         value_mask = None
         if batch.target_mask is not None:
-            value_mask = batch.target_mask.reshape(b, c, n, p)[:, :, first + 1 :].reshape(b, -1, p)
+            value_mask = batch.target_mask.reshape(b, v, n, p)[:, :c, first + 1 :].reshape(b, -1, p)
         valid = torch.ones(source.shape[:2], dtype=torch.bool, device=pred.device)
         return {"mse": masked_mse(source, target, valid, value_mask)}
 
     def decode(self, pred: Tensor, batch: TokenBatch) -> Tensor:
         """Patch values (B, C·N, P) in normalized units → the (B, L, C) series in data units."""
-        b, c = pred.shape[0], self.config.num_channels
-        z = pred.float().reshape(b, c, -1).transpose(1, 2)  # (B, L, C)
+        b, v = pred.shape[0], self.config.num_variates
+        z = pred.float().reshape(b, v, -1).transpose(1, 2)  # (B, L, V)
         return z * batch.context["scale"] + batch.context["loc"]
 
     def build_positions(self, dim: int) -> nn.Module | None:
@@ -201,8 +250,24 @@ class TimerXLAdapter(Adapter):
             raise ValueError(f"TimerXL supports the forecast task only, got {head.task!r}")
         return TimerXLForecastHead(self, head, dim)
 
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
-        return example_series(batch_size, self.config.context_length, self.config.num_channels, generator)
+    def example_input(
+        self, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        cfg = self.config
+        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
+        if not (cfg.past_covariates or cfg.known_covariates):
+            return series
+        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, 0, generator)
+
+    def example_task_input(
+        self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
+        cfg = self.config
+        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
+        if not (cfg.past_covariates or cfg.known_covariates):
+            return series
+        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator)
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
@@ -220,6 +285,8 @@ class TimerXLForecastHead(RolloutHead):
         super().__init__()
         cfg = adapter.config
         self.channels, self.patch_len, self.num_patches = cfg.num_channels, cfg.patch_len, cfg.num_patches
+        self.variates, self.past, self.known = cfg.num_variates, cfg.past_covariates, cfg.known_covariates
+        self.uses_context_features = self.variates == self.channels  # a covariate model re-encodes cropped inputs
         self.horizon = head.num_outputs
         self.steps = math.ceil(head.num_outputs / cfg.patch_len)
         self.dropout = nn.Dropout(head.dropout)
@@ -227,19 +294,48 @@ class TimerXLForecastHead(RolloutHead):
 
     def next_patch(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
         """The next patch of every variate in data units: (B, P, C)."""
-        b = hidden.shape[0]
-        last = hidden.reshape(b, self.channels, self.num_patches, -1)[:, :, -1]  # (B, C, D)
+        b, c = hidden.shape[0], self.channels
+        last = hidden.reshape(b, self.variates, self.num_patches, -1)[:, :c, -1]  # (B, C, D) of the targets
         z = self.linear(self.dropout(last)).transpose(1, 2)  # (B, P, C)
-        return z * batch.context["scale"] + batch.context["loc"]
+        return z * batch.context["scale"][..., :c] + batch.context["loc"][..., :c]
 
-    def forward(self, hidden: Tensor, batch: TokenBatch, encode: Encode) -> Tensor:
-        window = batch.context["inputs"]  # (B, L, C) raw, NaN = missing
+    def covariate_inputs(self, batch: TokenBatch) -> dict[str, Tensor]:
+        """The raw input mapping of a covariate batch, with the known covariates cropped to the horizon (rows after
+        it are never read)."""
+        window, known = batch.context["inputs"], batch.context["known"]  # (B, L, V), (B, L + F, Kk)
+        length, c, kp = window.shape[1], self.channels, self.past
+        if not is_tracing() and known.shape[1] < length + self.horizon:
+            raise ValueError(
+                f"TimerXL inputs: 'known_covariates' gives {known.shape[1] - length} rows after the context; the "
+                f"forecast needs the known values of all {self.horizon} horizon steps"
+            )
+        inputs = {SERIES: window[..., :c], KNOWN: known[:, : length + self.horizon]}
+        return inputs | ({PAST: window[..., c : c + kp]} if kp else {})
+
+    def advance(self, inputs: Tensor | dict[str, Tensor], patch: Tensor) -> Tensor | dict[str, Tensor]:
+        """The raw inputs one patch later: the oldest patch dropped, the predicted target patch appended (a NaN
+        patch for past covariates; the known ones move on to their next rows)."""
+        p = self.patch_len
+        if isinstance(inputs, Tensor):  # (B, L, C)
+            return torch.cat([inputs[:, p:], patch.to(inputs.dtype)], dim=1)
+        series = inputs[SERIES]
+        moved = {SERIES: torch.cat([series[:, p:], patch.to(series.dtype)], dim=1)}
+        if PAST in inputs:
+            past = inputs[PAST]
+            moved[PAST] = torch.cat([past[:, p:], torch.full_like(past[:, :p], float("nan"))], dim=1)
+        if KNOWN in inputs:
+            moved[KNOWN] = inputs[KNOWN][:, p:]
+        return moved
+
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
+        covariates = self.variates != self.channels
+        inputs: Tensor | dict[str, Tensor] = self.covariate_inputs(batch) if covariates else batch.context["inputs"]
         patches = []
         for step in range(self.steps):  # static: unrolled when exported
-            if step > 0:
-                hidden, batch = encode(window)  # (B, C·N, D)
-            patch = self.next_patch(hidden, batch)  # (B, P, C)
+            if step > 0 or covariates:  # a covariate model encodes its cropped inputs from the first step
+                hidden, batch = encode(inputs)  # (B, V·N, D)
+            patch = self.next_patch(hidden, batch)  # type: ignore[arg-type]  # (B, P, C)
             patches.append(patch)
             if step + 1 < self.steps:
-                window = torch.cat([window[:, self.patch_len :], patch.to(window.dtype)], dim=1)  # (B, L, C)
+                inputs = self.advance(inputs, patch)
         return torch.cat(patches, dim=1)[:, : self.horizon]  # (B, H, C)

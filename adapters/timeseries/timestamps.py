@@ -79,3 +79,46 @@ def pad_index(index: pd.DatetimeIndex, length: int, freq: str | None) -> pd.Date
     if freq is not None:
         return pd.date_range(end=index[0], periods=pad + 1, freq=freq)[:-1].append(index)
     return pd.DatetimeIndex([pd.NaT] * pad, dtype=index.dtype).append(index)
+
+
+# feature name → (its value from a DatetimeIndex, its period)
+CALENDAR_FEATURES = {
+    "minute": (lambda index: index.minute, 60),
+    "hour": (lambda index: index.hour + index.minute / 60, 24),
+    "dayofweek": (lambda index: index.dayofweek + index.hour / 24, 7),
+    "dayofmonth": (lambda index: index.day - 1, 31),
+    "dayofyear": (lambda index: index.dayofyear - 1, 366),
+    "month": (lambda index: index.month - 1 + (index.day - 1) / index.days_in_month, 12),
+}
+"""Calendar features `calendar_features` can encode, each as a position on its cycle (fractions included, e.g. the
+hour of a 15-minute step)."""
+
+
+def calendar_features(index: pd.DatetimeIndex, features: list[str] | tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Sin-cos encoded calendar features of timestamps: two columns per feature, `<name>_sin` and `<name>_cos`.
+
+    A feature at position v of its period T becomes sin(2πv / T) and cos(2πv / T), so the last hour of a day sits
+    next to the first. NaT timestamps give NaN.
+
+    Args:
+        index: the timestamps (T,).
+        features: names from `CALENDAR_FEATURES` (minute, hour, dayofweek, dayofmonth, dayofyear, month).
+
+    Returns:
+        The 2F column names and the (T, 2F) float32 values.
+
+    Raises:
+        ValueError: for an unknown or repeated feature name, or an index that holds no timestamps.
+    """
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError(f"calendar features need a DatetimeIndex, got {type(index).__name__}")
+    unknown = [f for f in features if f not in CALENDAR_FEATURES]
+    if unknown or len(set(features)) != len(features) or not features:
+        raise ValueError(f"calendar features {list(features)}: choose distinct names from {list(CALENDAR_FEATURES)}")
+    names, columns = [], []
+    for feature in features:
+        value, period = CALENDAR_FEATURES[feature]
+        angle = 2 * np.pi * np.asarray(value(index), dtype=np.float64) / period  # NaT → NaN
+        names += [f"{feature}_sin", f"{feature}_cos"]
+        columns += [np.sin(angle), np.cos(angle)]
+    return names, np.stack(columns, axis=1).astype(np.float32)

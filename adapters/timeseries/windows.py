@@ -97,11 +97,12 @@ class ForecastWindows(Dataset):
     """Sliding context/horizon windows over every item of a frame.
 
     Items are `(x (L, n_targets), y (H, n_targets))`, or `x` alone when horizon is 0 (pretraining). With
-    `with_covariates`, items are dicts: x, y (when H > 0), past_covariates (L, n_past) and known_covariates
-    (L + H, n_known). A series (or split segment) shorter than L + H is left-padded with NaN so it still gives one
-    window; windows whose context holds no observed target value are skipped. Partly missing values are fine; a
-    target (or, `with_covariates`, a covariate) with no observed value in the windowed rows of any item is an error:
-    the model would have nothing to learn from it (its loss would be 0).
+    `with_covariates`, `x` is a covariate forecaster's input mapping (`mmsdk.adapters.timeseries.covariates`):
+    "series" (L, n_targets), "past_covariates" (L, n_past) and "known_covariates" (L + H, n_known), a block only
+    when the frame has such variables. A series (or split segment) shorter than L + H is left-padded with NaN so it
+    still gives one window; windows whose context holds no observed target value are skipped. Partly missing values
+    are fine; a target (or, `with_covariates`, a covariate) with no observed value in the windowed rows of any item
+    is an error: the model would have nothing to learn from it (its loss would be 0).
 
     Args:
         frame: the data.
@@ -109,7 +110,7 @@ class ForecastWindows(Dataset):
         horizon: H (0: no targets).
         stride: step between window starts.
         split: row range (start, end) on the frame's T axis, one for all items or one per item; None = all rows.
-        with_covariates: return dicts with covariates instead of (x, y).
+        with_covariates: make `x` the input mapping with the covariates.
 
     Raises:
         ValueError: for a variable without an observed value in the windowed rows (naming it), an item with no
@@ -187,14 +188,12 @@ class ForecastWindows(Dataset):
         x = context[:, self._columns["target"]]  # (L, n_targets)
         if not self.with_covariates:
             return x if self.horizon == 0 else (x, future[:, self._columns["target"]])
-        out = {
-            "x": x,
-            "past_covariates": context[:, self._columns["past"]],  # (L, n_past)
-            "known_covariates": window[:, self._columns["known"]],  # (L + H, n_known)
-        }
-        if self.horizon:
-            out["y"] = future[:, self._columns["target"]]  # (H, n_targets)
-        return out
+        inputs = {"series": x}
+        if len(self._columns["past"]):
+            inputs["past_covariates"] = context[:, self._columns["past"]]  # (L, n_past)
+        if len(self._columns["known"]):
+            inputs["known_covariates"] = window[:, self._columns["known"]]  # (L + H, n_known)
+        return inputs if self.horizon == 0 else (inputs, future[:, self._columns["target"]])
 
 
 def _check_variables(frame: TimeSeriesFrame, ranges: list[tuple[int, int]], covariates: bool, where: str) -> None:

@@ -141,6 +141,12 @@ class Adapter(nn.Module, ABC):
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Tensor:
         """A valid random raw input (for contract tests, export tracing and verification)."""
 
+    def example_task_input(self, head: Any, batch_size: int = 2, generator: torch.Generator | None = None) -> Any:
+        """A valid random raw input of a task model with `head` (a HeadConfig): `example_input` by default;
+        adapters whose task input depends on the head override it (a covariate forecaster's known covariates cover
+        the horizon)."""
+        return self.example_input(batch_size, generator)
+
     def export_spec(self) -> ExportSpec:
         """Input name and dynamic axes for ONNX export."""
         return ExportSpec()

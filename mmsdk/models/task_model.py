@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mmsdk.contracts.adapter import Adapter
@@ -68,6 +69,17 @@ class TaskModel(nn.Module):
     def adapter(self) -> Adapter:
         """The adapter of a one-modality model (raises ValueError for several)."""
         return self.backbone.adapter
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Any:
+        """A valid random raw input (export tracing and verification): the head modality's task input (see
+        `Adapter.example_task_input`) and the other modalities' example inputs, as a mapping for several."""
+        inputs = {
+            name: adapter.example_task_input(self.head_config, batch_size, generator)
+            if name == self.modality
+            else adapter.example_input(batch_size, generator)
+            for name, adapter in self.backbone.adapters.items()
+        }
+        return inputs if len(inputs) > 1 else inputs[self.modality]
 
     def forward(self, inputs: Any) -> Tensor:
         """Raw inputs → task output (forecast (B, H, C), logits (B, classes), or regression targets)."""

@@ -441,3 +441,20 @@ def test_export_calibration_recipe_is_checked_for_import_paths(
         main(["export", f"--model_dir={tiny_forecaster[0]}", "--output=x.onnx", f"--calibration_data={recipe}"])
     assert exit_info.value.code == 2 and "data.class_path" in capsys.readouterr().err
     assert not Path("x.onnx").exists()
+
+
+def test_covariate_recipe_trains_exports_and_serves_three_inputs(tmp_path: Path) -> None:
+    """ETTh1's OT with six past load covariates and four calendar features, from the recipe to the runtime."""
+    out = tmp_path / "cov"
+    tiny = [*TINY[:-3], "--model.adapter_config.context_length=128", "--data.horizon=24", "--head.num_outputs=24"]
+    main(["finetune", "--config", str(RECIPES / "timeseries/moirai_covariates.yaml"), *tiny, *TINY[-3:],
+          f"--output_dir={out}", f"--trainer.default_root_dir={out}"])  # fmt: skip
+    assert np.isfinite(json.loads((out / "metrics.json").read_text())["test/mse"])
+    main(["export", f"--model_dir={out / 'model'}", f"--output={tmp_path / 'cov.onnx'}"])
+    runtime = OnnxModel(tmp_path / "cov.onnx")
+    assert runtime.input_names == ["series", "past_covariates", "known_covariates"]
+    rng = np.random.default_rng(0)
+    feed = {"series": rng.normal(size=(2, 128, 1)), "past_covariates": rng.normal(size=(2, 128, 6)),
+            "known_covariates": rng.normal(size=(2, 128 + 24, 4))}  # fmt: skip
+    forecast = runtime.run({name: value.astype(np.float32) for name, value in feed.items()})["outputs"]
+    assert forecast.shape == (2, 24, 1) and np.isfinite(forecast).all()

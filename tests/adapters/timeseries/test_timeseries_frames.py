@@ -236,12 +236,14 @@ def test_covariate_windows() -> None:
     frame = TimeSeriesFrame.from_numpy(values, targets=["0", "3"], past_covariates=["1"], known_covariates=["2"])
     windows = ForecastWindows(frame, context_length=6, horizon=3, stride=5, with_covariates=True)
     assert len(windows) == 5
-    item = windows[1]
-    assert item["x"].shape == (6, 2) and item["y"].shape == (3, 2)
+    item, y = windows[1]
+    assert item["series"].shape == (6, 2) and y.shape == (3, 2)
     assert item["past_covariates"].shape == (6, 1) and item["known_covariates"].shape == (9, 1)
-    assert torch.equal(item["x"][:, 1], torch.arange(5.0, 11.0) + 300)
-    assert torch.equal(item["y"][:, 0], torch.arange(11.0, 14.0))
+    assert torch.equal(item["series"][:, 1], torch.arange(5.0, 11.0) + 300)
+    assert torch.equal(y[:, 0], torch.arange(11.0, 14.0))
     assert torch.equal(item["known_covariates"][:, 0], torch.arange(5.0, 14.0) + 200)
+    known_only = frame.select(["0", "2"])  # no past covariate: no such block
+    assert set(ForecastWindows(known_only, 6, 3, with_covariates=True)[0][0]) == {"series", "known_covariates"}
     x, y = ForecastWindows(frame, 6, 3)[1]
     assert x.shape == (6, 2) and y.shape == (3, 2)
     assert ForecastWindows(frame, 6, 0)[0].shape == (6, 2)
