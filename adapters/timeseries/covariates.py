@@ -5,26 +5,66 @@ mapping instead of one tensor, the same in Python, in training batches and as th
 
     {"series": (B, L, C) targets,                   # NaN = missing
      "past_covariates": (B, L, Kp),                 # observed in the context only (e.g. a measured load)
-     "known_covariates": (B, L + H, Kk)}            # known over the horizon too (calendar, planned load, prices)
+     "known_covariates": (B, L + H, Kk),            # known over the horizon too (calendar, planned load, prices)
+     "static_categoricals": (B, S) int64}           # per-item categories (store, region), ids 1..n, 0 = unknown
 
 The known covariates' rows after the context are the values over the forecast horizon: they must be finite
 (a known-future value that is not known is an error naming the column), while NaN inside the context is a missing
 value like anywhere else. A mapping entry with zero columns counts as absent. Moirai and Timer-XL consume the
 covariates as extra variates and forecast the targets only; PatchTST is channel-independent and refuses them.
+
+Static categoricals are ids into each feature's category list in the adapter config (`static_categoricals`:
+feature name → categories; category i has id i + 1): the model adds a learned embedding of each id to every token
+of the sample. Id 0 is the unknown category, for categories the model never saw (the data layer maps them to 0 and
+warns); its embedding is trained on nothing and stays at its zero initialization.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-SERIES, PAST, KNOWN = "series", "past_covariates", "known_covariates"
-INPUT_NAMES = (SERIES, PAST, KNOWN)
+from mmsdk.config import Config, require
+
+SERIES, PAST, KNOWN, STATIC = "series", "past_covariates", "known_covariates", "static_categoricals"
+INPUT_NAMES = (SERIES, PAST, KNOWN, STATIC)
 """The keys of a covariate model's input mapping (and its ONNX graph inputs), in this order."""
+
+
+@dataclass(kw_only=True)
+class CovariateConfig(Config):
+    """The covariate fields of a forecaster's adapter config (Moirai, Timer-XL); keyword-only, so the adapter's own
+    fields keep their positions."""
+
+    past_covariates: int = 0
+    """Past-only covariates Kp: variates after the targets, observed in the context only. With any covariate the
+    model takes an input mapping (see the module docstring) and forecasts the target variates only."""
+    known_covariates: int = 0
+    """Known-future covariates Kk: variates whose values over the horizon the forecast input gives."""
+    static_categoricals: dict[str, list[str]] = field(default_factory=dict)
+    """Static (per-item) categorical covariates: feature name → its categories; category i has id i + 1 in the
+    input's `static_categoricals` column of that feature, 0 is unknown."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("past_covariates", "known_covariates"):
+            require(getattr(self, name) >= 0, self, name, f"must be >= 0, got {getattr(self, name)}")
+        for name, categories in self.static_categoricals.items():
+            require(
+                len(categories) > 0 and len(set(categories)) == len(categories),
+                self,
+                "static_categoricals",
+                f"feature {name!r} needs distinct categories, got {categories}",
+            )
+
+    @property
+    def has_covariates(self) -> bool:
+        """Whether the model takes an input mapping (any past, known or static covariate)."""
+        return bool(self.past_covariates or self.known_covariates or self.static_categoricals)
 
 
 @dataclass
@@ -37,6 +77,8 @@ class CovariateInputs:
     """(B, L, Kp) past-only covariates."""
     known: Tensor | None
     """(B, L + F, Kk) known covariates over the context and F >= 0 future steps."""
+    static: Tensor | None = None
+    """(B, S) int64 category ids of the static categoricals."""
 
     @property
     def context_length(self) -> int:
@@ -67,10 +109,15 @@ def future_rows(known: Tensor, context_length: int, steps: int) -> Tensor:
 
 
 def example_covariates(
-    series: Tensor, past: int, known: int, horizon: int, generator: torch.Generator | None = None
+    series: Tensor,
+    past: int,
+    known: int,
+    horizon: int,
+    generator: torch.Generator | None = None,
+    static: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Tensor]:
-    """An example covariate mapping around `series` (B, L, C): `past` random past columns and `known` smooth
-    known columns over L + `horizon` steps (tracing, export and the contract tests)."""
+    """An example covariate mapping around `series` (B, L, C): `past` random past columns, `known` smooth known
+    columns over L + `horizon` steps and random ids of the `static` categoricals (tracing, export, tests)."""
     b, length = series.shape[:2]
     inputs = {SERIES: series}
     if past:
@@ -79,11 +126,37 @@ def example_covariates(
         steps = torch.arange(length + horizon, dtype=torch.float32)
         phase = torch.rand(b, 1, known, generator=generator) * 6.28
         inputs[KNOWN] = torch.sin(steps[None, :, None] * 0.3 + phase)  # (B, L + horizon, Kk)
+    if static:
+        columns = [torch.randint(0, len(c) + 1, (b, 1), generator=generator) for c in static.values()]
+        inputs[STATIC] = torch.cat(columns, dim=1)  # (B, S)
     return inputs
 
 
+class StaticEmbedding(torch.nn.Module):
+    """Sum of one learned embedding per static categorical: ids (B, S) → (B, D), zero-initialized (a model gains
+    static covariates without changing what it computed before; id 0, unknown, stays at zero)."""
+
+    def __init__(self, static: Mapping[str, list[str]], dim: int) -> None:
+        super().__init__()
+        self.tables = torch.nn.ModuleList(torch.nn.Embedding(len(c) + 1, dim) for c in static.values())
+        for table in self.tables:
+            torch.nn.init.zeros_(table.weight)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        out = self.tables[0](ids[:, 0])
+        for column in range(1, len(self.tables)):
+            out = out + self.tables[column](ids[:, column])
+        return out  # (B, D)
+
+
 def covariate_inputs(
-    inputs: Any, model: str, past: int, known: int, min_future: int = 0, check: bool = True
+    inputs: Any,
+    model: str,
+    past: int,
+    known: int,
+    min_future: int = 0,
+    check: bool = True,
+    static: Mapping[str, list[str]] | None = None,
 ) -> CovariateInputs:
     """Validates a forecaster's raw input against its covariate counts.
 
@@ -94,18 +167,21 @@ def covariate_inputs(
         known: known-future covariates the model was configured with (Kk).
         min_future: the known covariates must cover at least this many rows after the context.
         check: run the shape and value checks (NaN in the known future); False while tracing or compiling.
+        static: the model's static categoricals (feature name → its categories), in input column order.
 
     Raises:
         ValueError: for covariates given to a model without them, a covariate model fed a bare tensor or missing a
             block, unknown keys, wrong ranks, batch sizes, lengths or column counts, or NaN in the known future
             (naming the column and step).
     """
+    static = dict(static or {})
     if not isinstance(inputs, Mapping):
-        if past or known:
+        if past or known or static:
             raise ValueError(
                 f"{model} was configured with {past} past and {known} known-future covariates; pass a mapping "
-                f"{{'series': (B, L, C), 'past_covariates': (B, L, {past}), 'known_covariates': (B, L + H, {known})}}"
-                " instead of one tensor"
+                f"{{'series': (B, L, C), 'past_covariates': (B, L, {past}), 'known_covariates': (B, L + H, {known})"
+                + (f", 'static_categoricals': (B, {len(static)}) ids of {list(static)}" if static else "")
+                + "} instead of one tensor"
             )
         return CovariateInputs(inputs, None, None)
     unknown = sorted(set(inputs) - set(INPUT_NAMES))
@@ -126,12 +202,40 @@ def covariate_inputs(
                 f"{model} was configured with {name}={count}, got {columns} column(s) under {name!r}; {hint}"
             )
         given[name] = value if count else None
-    result = CovariateInputs(series, given[PAST], given[KNOWN])
+    ids = inputs.get(STATIC)
+    if (ids is not None and ids.shape[-1] > 0) != bool(static) or (ids is not None and check and ids.dim() != 2):
+        shape = None if ids is None else tuple(ids.shape)
+        raise ValueError(
+            f"{model} was configured with static_categoricals {list(static)}; got 'static_categoricals' of shape "
+            f"{shape}: pass (batch, {len(static)}) category ids" + ("" if static else ", or none")
+        )
+    result = CovariateInputs(series, given[PAST], given[KNOWN], ids if static else None)
     if check:  # reading sizes as ints would fix them in a traced graph
         _check_shapes(result, model, min_future)
         if result.known is not None:
             _check_known_future(result, model)
+        if result.static is not None:
+            _check_static(result, model, static)
     return result
+
+
+def _check_static(inputs: CovariateInputs, model: str, static: Mapping[str, list[str]]) -> None:
+    """Static ids: (B, S) integers, each in 0..n of its feature."""
+    ids = inputs.static
+    assert ids is not None
+    if ids.shape != (inputs.series.shape[0], len(static)) or ids.is_floating_point() or ids.is_complex():
+        raise ValueError(
+            f"{model} inputs: 'static_categoricals' must be (batch={inputs.series.shape[0]}, {len(static)}) integer "
+            f"ids of {list(static)}, got {tuple(ids.shape)} {ids.dtype}"
+        )
+    for column, (name, categories) in enumerate(static.items()):
+        values = ids[:, column]
+        bad = (values < 0) | (values > len(categories))
+        if bool(bad.any()):
+            raise ValueError(
+                f"{model} inputs: static_categoricals {name!r} has id {int(values[bad][0])}; ids run 0 (unknown) to "
+                f"{len(categories)} ({len(categories)} categories)"
+            )
 
 
 def _check_shapes(inputs: CovariateInputs, model: str, min_future: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +118,10 @@ class ForecastDataConfig(Config):
     known_covariates: list[str] | None = None
     """Variables whose future values are known at forecast time (planned load, prices, holidays): the model sees
     them over the horizon. They must have no missing value inside the data."""
+    static_categoricals: list[str] | None = None
+    """Columns holding one category per item (store type, region): static categorical covariates, embedded by the
+    model (moirai, timerxl with `static_categoricals` set to the categories this data has; the error of a mismatch
+    lists them). Each must be constant within an item."""
     calendar: list[str] | None = None
     """Calendar features of the timestamps as extra known covariates, sin-cos encoded (two each): any of minute,
     hour, dayofweek, dayofmonth, dayofyear, month. Needs a time column."""
@@ -210,10 +214,36 @@ def _require_variables(config: ForecastDataConfig, present: set[str], source: st
             )
 
 
+def _read_static(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> dict[str, dict[str, str]]:
+    """Static categorical column → item id → its category (one item "0" without an item column).
+
+    Raises:
+        ValueError: for a missing column, a missing value, or a column that is not constant within an item.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for column in config.static_categoricals or []:
+        _require_column(table, column, "static_categoricals", source)
+        values = table[column]
+        if values.isna().any():
+            raise ValueError(f"{source}: data.static_categoricals column {column!r} has missing values")
+        items = table[config.item_column].astype(str) if config.item_column else pd.Series("0", index=table.index)
+        per_item = values.astype(str).groupby(items).unique()
+        mixed = [item for item, categories in per_item.items() if len(categories) > 1]
+        if mixed:
+            raise ValueError(
+                f"{source}: data.static_categoricals column {column!r} is not constant within item {mixed[0]!r} "
+                f"(values {shown(list(per_item[mixed[0]]))}): static covariates take one category per item"
+            )
+        out[column] = {str(item): str(categories[0]) for item, categories in per_item.items()}
+    return out
+
+
 def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
     """Wide or long table → frame, with the config's columns checked (errors name the file and the field)."""
     if table.empty:
         raise ValueError(f"{source}: the file has no rows")
+    static = _read_static(table, config, source)
+    table = table.drop(columns=list(static))
     time = config.time_column
     if time is not None and time not in table.columns:
         if time != _DEFAULT_TIME or config.variable_column is not None or config.fill_gaps:
@@ -263,6 +293,10 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
         raise
     if variable is not None and config.columns is None:
         frame = frame.select(sorted(frame.variables))  # channel order independent of the row order of the file
+    if static:
+        frame = replace(
+            frame, static={name: [values[item] for item in frame.item_ids] for name, values in static.items()}
+        )
     return frame
 
 
@@ -366,7 +400,12 @@ class ForecastData:
     split: FrameSplit
 
 
-def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraining: bool = False) -> ForecastData:
+def forecast_datasets(
+    config: ForecastDataConfig,
+    context_length: int,
+    pretraining: bool = False,
+    static_vocabulary: dict[str, list[str]] | None = None,
+) -> ForecastData:
     """Loads, splits every item by time, scales (scaler fit on observed training values only) and windows.
 
     Windows whose context holds no observed value are dropped; an item without any observed value is an error.
@@ -376,6 +415,7 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
         config: data config.
         context_length: L of the model.
         pretraining: training windows without targets (horizon 0); val/test keep targets.
+        static_vocabulary: the model's categories per static feature (default: the data's own).
 
     Raises:
         FileNotFoundError, ImportError, ValueError: naming the file and the config field (see `read_frame`).
@@ -395,7 +435,7 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
     train_horizon = 0 if pretraining else config.horizon
     horizons: dict[SplitName, int] = {"train": train_horizon, "val": config.horizon, "test": config.horizon}
     windows: dict[SplitName, ForecastWindows] = {}
-    covariates = bool(frame.past_covariates or frame.known_covariates)
+    covariates = bool(frame.past_covariates or frame.known_covariates or frame.static)
     for name, horizon in horizons.items():
         for item, (start, end) in zip(frame.item_ids, split.borders[name]):
             if end - start < context_length + horizon:
@@ -408,7 +448,8 @@ def forecast_datasets(config: ForecastDataConfig, context_length: int, pretraini
                     context_length + horizon,
                 )
         try:
-            windows[name] = split.windows(name, horizon, config.stride if name == "train" else 1, covariates)
+            stride = config.stride if name == "train" else 1
+            windows[name] = split.windows(name, horizon, stride, covariates, static_vocabulary)
         except ValueError as error:
             raise ValueError(f"{path}: {name} split: {error}") from error
     if len(frame.item_ids) == 1:
@@ -449,13 +490,20 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
     config = ForecastDataConfig.from_dict(data)
     _, modality = model_config.only_modality()
     context_length = int(modality.adapter_config["context_length"])
-    splits = forecast_datasets(config, context_length, pretraining=stage == "pretrain")
+    vocabulary = modality.adapter_config.get("static_categoricals") or None
+    if vocabulary is not None and set(vocabulary) != set(config.static_categoricals or []):
+        raise ValueError(
+            f"model.adapter_config.static_categoricals names {sorted(vocabulary)}, data.static_categoricals "
+            f"{sorted(config.static_categoricals or [])}: they must name the same columns"
+        )
+    splits = forecast_datasets(config, context_length, stage == "pretrain", vocabulary)
     _check_covariate_counts(splits.frame, modality.adapter, modality.adapter_config)
     val = splits.val if stage == "finetune" else InputsOnly(splits.val)
     info = {
         "columns": splits.columns,
         "past_covariates": splits.frame.past_covariates,
         "known_covariates": splits.frame.known_covariates,
+        "static_categoricals": splits.frame.static_vocabulary(),
         "items": list(splits.frame.item_ids),
         "scaler_mean": splits.scaler.mean,
         "scaler_std": splits.scaler.std,
@@ -466,7 +514,7 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
 def _check_covariate_counts(frame: TimeSeriesFrame, adapter: str, adapter_config: Mapping[str, Any]) -> None:
     """The data's covariates must be what the model was configured to take (errors name both fields)."""
     counts = {"past_covariates": len(frame.past_covariates), "known_covariates": len(frame.known_covariates)}
-    if not any(counts.values()):
+    if not any(counts.values()) and not frame.static:
         return
     if "past_covariates" not in adapter_config:
         raise ValueError(
@@ -482,3 +530,8 @@ def _check_covariate_counts(frame: TimeSeriesFrame, adapter: str, adapter_config
                 f"the data has {count} {name.replace('_', ' ')} {names} but model.adapter_config.{name} is "
                 f"{configured}; set it to {count}"
             )
+    if frame.static and not adapter_config.get("static_categoricals"):
+        raise ValueError(
+            f"the data has static categoricals but model.adapter_config.static_categoricals is empty; set it to "
+            f"{frame.static_vocabulary()}"
+        )

@@ -57,6 +57,8 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.adapters.timeseries.covariates import (
+    CovariateConfig,
+    StaticEmbedding,
     covariate_inputs,
     example_covariates,
 )
@@ -71,7 +73,7 @@ from mmsdk.adapters.timeseries.distributions import (
 from mmsdk.adapters.timeseries.moirai_forecast import ForecastDistribution, MoiraiForecastHead, forecast_distribution
 from mmsdk.adapters.timeseries.packing import PackedInputs
 from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, prefix_normalize
-from mmsdk.config import Config, require
+from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
@@ -122,7 +124,7 @@ def patch_size_for_freq(freq: str, patch_sizes: Sequence[int] = (8, 16, 32)) -> 
 
 
 @dataclass
-class MoiraiConfig(Config):
+class MoiraiConfig(CovariateConfig):
     """Moirai tokenization of a (B, L, C) series with any number of variates C."""
 
     context_length: int = 512
@@ -141,12 +143,6 @@ class MoiraiConfig(Config):
     masking of ratio r <= 1 - stat_ratio (see the module docstring)."""
     components: tuple[ComponentName, ...] = ("student_t", "normal", "negative_binomial", "log_normal")
     """Mixture component families of the output distribution (Moirai's four by default)."""
-    past_covariates: int = 0
-    """Past-only covariates Kp: extra variates observed in the context only. With covariates the model takes a
-    mapping (see `mmsdk.adapters.timeseries.covariates`) and forecasts the target variates only."""
-    known_covariates: int = 0
-    """Known-future covariates Kk: extra variates whose horizon values are given, so their forecast-slot tokens
-    carry content while the targets' slots are mask tokens."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,8 +164,6 @@ class MoiraiConfig(Config):
             f"must be in [1, max_variates={self.max_variates}], got {self.num_channels}",
         )
         require(0.0 < self.stat_ratio <= 1.0, self, "stat_ratio", f"must be in (0, 1], got {self.stat_ratio}")
-        for name in ("past_covariates", "known_covariates"):
-            require(getattr(self, name) >= 0, self, name, f"must be >= 0, got {getattr(self, name)}")
         require(
             self.num_channels + self.past_covariates + self.known_covariates <= self.max_variates,
             self,
@@ -222,7 +216,9 @@ class MoiraiAdapter(Adapter):
         "patch_size",
         "past_covariates",
         "known_covariates",
+        "static_categoricals",
     )
+    fresh_parameters = ("static_embedding",)
     nonfinite_policy = "nan_as_missing"
     config: MoiraiConfig
 
@@ -233,6 +229,8 @@ class MoiraiAdapter(Adapter):
         self.input_projections = nn.ModuleDict({str(p): nn.Linear(p, dim) for p in config.patch_sizes})
         self.distribution_heads = nn.ModuleDict({str(p): MixtureHead(dim, p, mixture) for p in config.patch_sizes})
         self.mask_token = nn.Parameter(torch.randn(dim) * 0.02)
+        statics = config.static_categoricals
+        self.static_embedding = StaticEmbedding(statics, dim) if statics else None
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:
@@ -288,13 +286,22 @@ class MoiraiAdapter(Adapter):
         batch packed into rows (see :meth:`pack`)."""
         if isinstance(inputs, PackedInputs):
             return self.pack(inputs.series, inputs.max_tokens).batch
-        if isinstance(inputs, Mapping) or self.covariates:
-            cfg = self.config
-            checking = not (torch.compiler.is_compiling() or is_tracing())
-            parts = covariate_inputs(inputs, "Moirai", cfg.past_covariates, cfg.known_covariates, check=checking)
+        cfg = self.config
+        if isinstance(inputs, Mapping) or cfg.has_covariates:
+            parts = covariate_inputs(
+                inputs,
+                "Moirai",
+                cfg.past_covariates,
+                cfg.known_covariates,
+                check=not is_tracing(),
+                static=cfg.static_categoricals,
+            )
             batch = self._tokenize_series(parts.context())
             if parts.known is not None:
                 batch.context["known"] = parts.known.to(batch.tokens.dtype)  # (B, L + F, Kk)
+            if parts.static is not None and self.static_embedding is not None:  # every token of the sample
+                batch.tokens = batch.tokens + self.static_embedding(parts.static.long()).unsqueeze(1)
+                batch.context["static"] = parts.static  # (B, S)
             return batch
         return self._tokenize_series(inputs)
 
@@ -462,9 +469,11 @@ class MoiraiAdapter(Adapter):
     ) -> Tensor | dict[str, Tensor]:
         cfg = self.config
         series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not self.covariates:
+        if not cfg.has_covariates:
             return series
-        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, 0, generator)
+        return example_covariates(
+            series, cfg.past_covariates, cfg.known_covariates, 0, generator, cfg.static_categoricals
+        )
 
     def example_task_input(
         self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
@@ -472,9 +481,11 @@ class MoiraiAdapter(Adapter):
         """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
         cfg = self.config
         series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not self.covariates:
+        if not cfg.has_covariates:
             return series
-        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator)
+        return example_covariates(
+            series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator, cfg.static_categoricals
+        )
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from mmsdk.adapters.timeseries.covariates import KNOWN, PAST, SERIES, future_rows
+from mmsdk.adapters.timeseries.covariates import KNOWN, PAST, SERIES, STATIC, future_rows
 from mmsdk.adapters.timeseries.distributions import Mixture
 from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
 from mmsdk.contracts.tokens import TokenBatch
@@ -60,12 +60,15 @@ class MoiraiForecastHead(RolloutHead):
         self.dropout = nn.Dropout(head.dropout)
         self.mixture = adapter.distribution_head  # shared with the adapter (loaded with the backbone)
         self.past, self.known = adapter.config.past_covariates, adapter.config.known_covariates
+        self.mapping = adapter.config.has_covariates  # the model's input is a mapping
 
     def probe_parameters(self) -> Iterator[nn.Parameter]:
         """What a linear probe trains: the shared mixture head (it lives in the frozen backbone's adapter)."""
         return self.mixture.parameters()
 
-    def extend(self, x: Tensor, known_future: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+    def extend(
+        self, x: Tensor, known_future: Tensor | None = None, static: Tensor | None = None
+    ) -> Tensor | dict[str, Tensor]:
         """The context (B, L, V) followed by steps·P forecast slots: NaN for the targets and past covariates, the
         given values (B, steps·P, Kk) for the known covariates. A model with covariates gets its input mapping
         back (every block over the extended window); one without gets the (B, L + steps·P, C) tensor."""
@@ -73,11 +76,12 @@ class MoiraiForecastHead(RolloutHead):
         if known_future is not None:
             slots = torch.cat([slots[..., : x.shape[-1] - self.known], known_future.to(x.dtype)], dim=-1)
         window = torch.cat([x, slots], dim=1)  # (B, L + steps·P, V)
-        if not (self.past or self.known):
+        if not self.mapping:
             return window
         c = window.shape[-1] - self.past - self.known
         blocks = {SERIES: window[..., :c], PAST: window[..., c : c + self.past], KNOWN: window[..., c + self.past :]}
-        return {name: value for name, value in blocks.items() if value.shape[-1] or name == SERIES}
+        blocks = {name: value for name, value in blocks.items() if value.shape[-1] or name == SERIES}
+        return blocks | ({STATIC: static} if static is not None else {})
 
     def targets(self, batch: TokenBatch) -> int:
         """C: the target variates of a batch (its variates less the covariates)."""
@@ -96,27 +100,27 @@ class MoiraiForecastHead(RolloutHead):
         z = z.flatten(-2)[..., : self.horizon].transpose(-1, -2)  # (..., B, H, C)
         return z * batch.context["scale"][..., :c] + batch.context["loc"][..., :c]
 
-    def extended_inputs(self, window: Tensor, known: Tensor | None) -> Tensor | dict[str, Tensor]:
-        """The raw inputs of the extended window from the context (B, L, V) and the raw known covariates
-        (B, L + F, Kk) of a covariate model; rows after the horizon are never read.
+    def extended_inputs(self, batch: TokenBatch) -> Tensor | dict[str, Tensor]:
+        """The raw inputs of the extended window from a tokenized context: its (B, L, V) variates, the raw known
+        covariates (B, L + F, Kk) and static ids (B, S) of a covariate model; rows after the horizon are never read.
 
         Raises:
             ValueError: when the known covariates do not cover the horizon (eager only).
         """
+        window, known, static = batch.context["inputs"], batch.context.get("known"), batch.context.get("static")
         length = window.shape[1]
         if known is None:
-            return self.extend(window)
+            return self.extend(window, None, static)
         if not is_tracing() and known.shape[1] < length + self.horizon:
             raise ValueError(
                 f"Moirai inputs: 'known_covariates' gives {known.shape[1] - length} rows after the context; the "
                 f"forecast needs the known values of all {self.horizon} horizon steps"
             )
         future = future_rows(known[:, : length + self.horizon].to(window.dtype), length, self.steps * self.patch_size)
-        return self.extend(window, future)
+        return self.extend(window, future, static)
 
     def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
-        extended = self.extended_inputs(batch.context["inputs"], batch.context.get("known"))  # (B, L, V) context
-        hidden, batch = encode(extended)  # (B, V·(N + steps), D)
+        hidden, batch = encode(self.extended_inputs(batch))  # (B, V·(N + steps), D)
         return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
 
 
@@ -140,7 +144,7 @@ def forecast_distribution(
     if not isinstance(head, MoiraiForecastHead):
         raise ValueError(f"forecast_distribution needs a Moirai forecast TaskModel, got head {type(head).__name__}")
     batch = model.backbone.tokenize(x)  # type: ignore[union-attr, operator]
-    hidden, batch = model.encode(head.extended_inputs(batch.context["inputs"], batch.context.get("known")))  # type: ignore[operator]
+    hidden, batch = model.encode(head.extended_inputs(batch))  # type: ignore[operator]
     mixture = head.distribution(hidden, batch)  # batch shape (B, C, steps, P)
     samples = head.denormalize(mixture.sample(num_samples, generator), batch)  # (S, B, H, C)
     levels = torch.tensor(list(quantiles), dtype=samples.dtype, device=samples.device)

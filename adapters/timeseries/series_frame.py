@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +91,7 @@ class TimeSeriesFrame:
             `freq`, NaT when irregular), or None for data without time stamps.
         freq: inferred (or given) pandas frequency string; None when unknown or irregular.
         lengths: (items,) rows of data per item.
+        static: static categorical covariates: feature name → one category (string) per item.
     """
 
     values: np.ndarray
@@ -101,9 +102,13 @@ class TimeSeriesFrame:
     timestamps: pd.DatetimeIndex | list[pd.DatetimeIndex] | None
     freq: str | None
     lengths: np.ndarray
+    static: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, _, v = self.values.shape
+        bad = [name for name, values in self.static.items() if len(values) != n]
+        if bad:
+            raise ValueError(f"inconsistent frame: static features {bad} need one category per item ({n} items)")
         if self.observed.shape != self.values.shape or len(self.variables) != v or len(self.roles) != v:
             raise ValueError(f"inconsistent frame: values {self.values.shape}, observed {self.observed.shape}")
         if len(self.item_ids) != n or len(self.lengths) != n:
@@ -206,6 +211,10 @@ class TimeSeriesFrame:
             variables=[*self.variables, *names],
             roles=[*self.roles, *(["known"] * len(names))],
         )
+
+    def static_vocabulary(self) -> dict[str, list[str]]:
+        """Feature name → its sorted categories (category i has id i + 1; 0 is unknown)."""
+        return {name: sorted(set(values)) for name, values in self.static.items()}
 
     # Constructors.
 

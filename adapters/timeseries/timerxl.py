@@ -38,6 +38,9 @@ from mmsdk.adapters.timeseries.covariates import (
     KNOWN,
     PAST,
     SERIES,
+    STATIC,
+    CovariateConfig,
+    StaticEmbedding,
     covariate_inputs,
     example_covariates,
     future_rows,
@@ -49,7 +52,7 @@ from mmsdk.adapters.timeseries.patchtst import (
     patch_indices,
     prefix_normalize,
 )
-from mmsdk.config import Config, require
+from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
 from mmsdk.contracts.losses import masked_mse
@@ -61,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TimerXLConfig(Config):
+class TimerXLConfig(CovariateConfig):
     """Timer-XL tokenization of a (B, L, C) series into C·N patch tokens."""
 
     context_length: int = 672
@@ -79,18 +82,11 @@ class TimerXLConfig(Config):
     positions: Literal["none", "sincos"] = "none"
     """Absolute time embedding added to tokens: none (use the encoder's rope="1d", as Timer-XL) or sincos of the
     patch index (for encoders without rope)."""
-    past_covariates: int = 0
-    """Past-only covariates Kp: variates after the targets, observed in the context only (the input is then a
-    mapping; see the module docstring)."""
-    known_covariates: int = 0
-    """Known-future covariates Kk: variates read one patch ahead, whose horizon values the forecast input gives."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.num_channels >= 1, self, "num_channels", f"must be >= 1, got {self.num_channels}")
         require(self.patch_len >= 1, self, "patch_len", f"must be >= 1, got {self.patch_len}")
-        for name in ("past_covariates", "known_covariates"):
-            require(getattr(self, name) >= 0, self, name, f"must be >= 0, got {getattr(self, name)}")
         require(
             self.context_length >= self.patch_len and self.context_length % self.patch_len == 0,
             self,
@@ -126,7 +122,8 @@ class TimerXLAdapter(Adapter):
     name = "timerxl"
     config_class = TimerXLConfig
     tasks = ("forecast",)
-    free_fields = ("context_length", "num_channels", "past_covariates", "known_covariates")
+    free_fields = ("context_length", "num_channels", "past_covariates", "known_covariates", "static_categoricals")
+    fresh_parameters = ("static_embedding",)
     nonfinite_policy = "nan_as_missing"
     config: TimerXLConfig
 
@@ -138,6 +135,8 @@ class TimerXLAdapter(Adapter):
         self.register_buffer("index", patch_indices(config.context_length, config.patch_len, config.patch_len), False)
         self.register_buffer("time_ids", torch.arange(n).repeat(c), persistent=False)  # (C·N,) patch n
         self.register_buffer("variate_ids", torch.arange(c).repeat_interleave(n), persistent=False)  # (C·N,) c
+        statics = config.static_categoricals
+        self.static_embedding = StaticEmbedding(statics, dim) if statics else None
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:
@@ -151,15 +150,23 @@ class TimerXLAdapter(Adapter):
         """Raises ValueError for inputs that are not (B, context_length, num_channels) finite-or-NaN floats."""
         check_series(x, "TimerXL", self.config.context_length, self.config.num_channels, self.max_abs_input)
 
-    def joined(self, inputs: Tensor | Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+    def joined(self, inputs: Tensor | Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """(the (B, L, V) window of targets, past and one-patch-ahead known covariates, the raw known covariates
-        (B, L + F, Kk) or None) of raw inputs; a model without covariates gets its checked tensor back."""
+        (B, L + F, Kk) or None, the static ids (B, S) or None) of raw inputs; a model without covariates gets its
+        checked tensor back."""
         cfg = self.config
-        if not (isinstance(inputs, Mapping) or cfg.past_covariates or cfg.known_covariates):
+        if not (isinstance(inputs, Mapping) or cfg.has_covariates):
             if not torch.compiler.is_compiling():
                 self.check_input(inputs)
-            return inputs, None
-        parts = covariate_inputs(inputs, "TimerXL", cfg.past_covariates, cfg.known_covariates, check=not is_tracing())
+            return inputs, None, None
+        parts = covariate_inputs(
+            inputs,
+            "TimerXL",
+            cfg.past_covariates,
+            cfg.known_covariates,
+            check=not is_tracing(),
+            static=cfg.static_categoricals,
+        )
         if not is_tracing():
             self.check_input(parts.series)
         length, p = parts.context_length, cfg.patch_len
@@ -168,7 +175,7 @@ class TimerXLAdapter(Adapter):
             known = parts.known.to(parts.series.dtype)
             blocks.append(torch.cat([known[:, p:length], future_rows(known, length, p)], dim=1))
         window = torch.cat([b.to(parts.series.dtype) for b in blocks], dim=-1)  # (B, L, V)
-        return window, parts.known
+        return window, parts.known, parts.static
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
@@ -189,22 +196,28 @@ class TimerXLAdapter(Adapter):
         return patches.reshape(b, -1, self.config.patch_len)
 
     def tokenize(self, inputs: Tensor | Mapping[str, Tensor]) -> TokenBatch:
-        inputs, known = self.joined(inputs)
+        inputs, known, static = self.joined(inputs)
         inputs = inputs.to(self.value_embedding.weight.dtype)  # float16/64 series in a float32 model
         z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
         patches = self.patchify(z)  # (B, C·N, P)
         b, cn = patches.shape[:2]
         time_ids = self.time_ids.unsqueeze(0).expand(b, cn)  # (B, C·N)
+        tokens = self.value_embedding(patches)  # (B, C·N, D)
+        context = {"loc": loc, "scale": scale, "inputs": inputs}
+        if known is not None:
+            context["known"] = known.to(inputs.dtype)
+        if static is not None and self.static_embedding is not None:  # every token of the sample
+            tokens = tokens + self.static_embedding(static.long()).unsqueeze(1)
+            context["static"] = static
         return TokenBatch(
-            tokens=self.value_embedding(patches),  # (B, C·N, D)
+            tokens=tokens,
             positions=time_ids.unsqueeze(-1),  # (B, C·N, 1)
             variate_ids=self.variate_ids.unsqueeze(0).expand(b, cn),
             time_ids=time_ids,
             clip_time=(time_ids.float() + 0.5) / self.config.num_patches,  # the patch's centre in the context
             targets=patches,
             target_mask=self.patchify(observed.to(z.dtype)) > 0.5,  # (B, C·N, P)
-            context={"loc": loc, "scale": scale, "inputs": inputs}
-            | ({} if known is None else {"known": known.to(inputs.dtype)}),
+            context=context,
         )
 
     def next_token_loss(self, pred: Tensor, batch: TokenBatch) -> LossTerms:
@@ -255,9 +268,11 @@ class TimerXLAdapter(Adapter):
     ) -> Tensor | dict[str, Tensor]:
         cfg = self.config
         series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not (cfg.past_covariates or cfg.known_covariates):
+        if not cfg.has_covariates:
             return series
-        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, 0, generator)
+        return example_covariates(
+            series, cfg.past_covariates, cfg.known_covariates, 0, generator, cfg.static_categoricals
+        )
 
     def example_task_input(
         self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
@@ -265,9 +280,11 @@ class TimerXLAdapter(Adapter):
         """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
         cfg = self.config
         series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not (cfg.past_covariates or cfg.known_covariates):
+        if not cfg.has_covariates:
             return series
-        return example_covariates(series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator)
+        return example_covariates(
+            series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator, cfg.static_categoricals
+        )
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
@@ -286,7 +303,8 @@ class TimerXLForecastHead(RolloutHead):
         cfg = adapter.config
         self.channels, self.patch_len, self.num_patches = cfg.num_channels, cfg.patch_len, cfg.num_patches
         self.variates, self.past, self.known = cfg.num_variates, cfg.past_covariates, cfg.known_covariates
-        self.uses_context_features = self.variates == self.channels  # a covariate model re-encodes cropped inputs
+        self.mapping = cfg.has_covariates  # the model's input is a mapping
+        self.uses_context_features = not self.mapping  # a covariate model re-encodes its cropped inputs
         self.horizon = head.num_outputs
         self.steps = math.ceil(head.num_outputs / cfg.patch_len)
         self.dropout = nn.Dropout(head.dropout)
@@ -302,15 +320,21 @@ class TimerXLForecastHead(RolloutHead):
     def covariate_inputs(self, batch: TokenBatch) -> dict[str, Tensor]:
         """The raw input mapping of a covariate batch, with the known covariates cropped to the horizon (rows after
         it are never read)."""
-        window, known = batch.context["inputs"], batch.context["known"]  # (B, L, V), (B, L + F, Kk)
+        window, known = batch.context["inputs"], batch.context.get("known")  # (B, L, V), (B, L + F, Kk)
         length, c, kp = window.shape[1], self.channels, self.past
-        if not is_tracing() and known.shape[1] < length + self.horizon:
-            raise ValueError(
-                f"TimerXL inputs: 'known_covariates' gives {known.shape[1] - length} rows after the context; the "
-                f"forecast needs the known values of all {self.horizon} horizon steps"
-            )
-        inputs = {SERIES: window[..., :c], KNOWN: known[:, : length + self.horizon]}
-        return inputs | ({PAST: window[..., c : c + kp]} if kp else {})
+        inputs = {SERIES: window[..., :c]}
+        if kp:
+            inputs[PAST] = window[..., c : c + kp]
+        if known is not None:
+            if not is_tracing() and known.shape[1] < length + self.horizon:
+                raise ValueError(
+                    f"TimerXL inputs: 'known_covariates' gives {known.shape[1] - length} rows after the context; the "
+                    f"forecast needs the known values of all {self.horizon} horizon steps"
+                )
+            inputs[KNOWN] = known[:, : length + self.horizon]
+        if "static" in batch.context:
+            inputs[STATIC] = batch.context["static"]
+        return inputs
 
     def advance(self, inputs: Tensor | dict[str, Tensor], patch: Tensor) -> Tensor | dict[str, Tensor]:
         """The raw inputs one patch later: the oldest patch dropped, the predicted target patch appended (a NaN
@@ -325,10 +349,12 @@ class TimerXLForecastHead(RolloutHead):
             moved[PAST] = torch.cat([past[:, p:], torch.full_like(past[:, :p], float("nan"))], dim=1)
         if KNOWN in inputs:
             moved[KNOWN] = inputs[KNOWN][:, p:]
+        if STATIC in inputs:
+            moved[STATIC] = inputs[STATIC]
         return moved
 
     def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
-        covariates = self.variates != self.channels
+        covariates = self.mapping
         inputs: Tensor | dict[str, Tensor] = self.covariate_inputs(batch) if covariates else batch.context["inputs"]
         patches = []
         for step in range(self.steps):  # static: unrolled when exported

@@ -111,6 +111,9 @@ class ForecastWindows(Dataset):
         stride: step between window starts.
         split: row range (start, end) on the frame's T axis, one for all items or one per item; None = all rows.
         with_covariates: make `x` the input mapping with the covariates.
+        static_vocabulary: the model's categories of each static feature (feature name → categories; default the
+            frame's own, `frame.static_vocabulary()`): an item's category becomes its id there, a category missing
+            from it becomes 0 (unknown, logged once per feature).
 
     Raises:
         ValueError: for a variable without an observed value in the windowed rows (naming it), an item with no
@@ -125,6 +128,7 @@ class ForecastWindows(Dataset):
         stride: int = 1,
         split: tuple[int, int] | Borders | None = None,
         with_covariates: bool = False,
+        static_vocabulary: dict[str, list[str]] | None = None,
     ) -> None:
         if context_length < 1 or horizon < 0 or stride < 1:
             raise ValueError(
@@ -141,6 +145,7 @@ class ForecastWindows(Dataset):
             raise ValueError(f"split {split} must be one (start, end) or {n}, with 0 <= start < end <= {t}")
         self.frame, self.context_length, self.horizon = frame, context_length, horizon
         self.with_covariates = with_covariates
+        self._static = static_ids(frame, static_vocabulary) if with_covariates and frame.static else None
         target, past, known = (torch.tensor(frame.indices(r), dtype=torch.long) for r in ROLES)
         self._columns = {"target": target, "past": past, "known": known}
         where = "the data" if split is None else "the given row ranges"
@@ -193,7 +198,37 @@ class ForecastWindows(Dataset):
             inputs["past_covariates"] = context[:, self._columns["past"]]  # (L, n_past)
         if len(self._columns["known"]):
             inputs["known_covariates"] = window[:, self._columns["known"]]  # (L + H, n_known)
+        if self._static is not None:
+            inputs["static_categoricals"] = self._static[item]  # (S,) ids
         return inputs if self.horizon == 0 else (inputs, future[:, self._columns["target"]])
+
+
+def static_ids(frame: TimeSeriesFrame, vocabulary: dict[str, list[str]] | None = None) -> torch.Tensor:
+    """(items, S) int64 ids of every item's static categories in `vocabulary` (default the frame's own): category i
+    of a feature has id i + 1, a category the vocabulary lacks gets 0 (unknown; logged).
+
+    Raises:
+        ValueError: when the vocabulary lacks one of the frame's static features, or has others.
+    """
+    vocabulary = frame.static_vocabulary() if vocabulary is None else vocabulary
+    if set(vocabulary) != set(frame.static):
+        raise ValueError(
+            f"the data's static categoricals {sorted(frame.static)} differ from the model's {sorted(vocabulary)}"
+        )
+    columns = []
+    for name, categories in vocabulary.items():
+        index = {category: i + 1 for i, category in enumerate(categories)}
+        ids = [index.get(value, 0) for value in frame.static[name]]
+        unseen = sorted({v for v in frame.static[name] if v not in index})
+        if unseen:
+            logger.warning(
+                "static categorical %r: categories %s are not among the model's %d; they get id 0 (unknown)",
+                name,
+                shown(unseen),
+                len(categories),
+            )
+        columns.append(ids)
+    return torch.tensor(columns, dtype=torch.long).T.reshape(len(frame.item_ids), len(vocabulary))
 
 
 def _check_variables(frame: TimeSeriesFrame, ranges: list[tuple[int, int]], covariates: bool, where: str) -> None:
@@ -228,10 +263,18 @@ class FrameSplit:
     context_length: int
 
     def windows(
-        self, split: Literal["train", "val", "test"], horizon: int, stride: int = 1, with_covariates: bool = False
+        self,
+        split: Literal["train", "val", "test"],
+        horizon: int,
+        stride: int = 1,
+        with_covariates: bool = False,
+        static_vocabulary: dict[str, list[str]] | None = None,
     ) -> ForecastWindows:
         """Windows of one split (see `ForecastWindows`)."""
-        return ForecastWindows(self.frame, self.context_length, horizon, stride, self.borders[split], with_covariates)
+        borders = self.borders[split]
+        return ForecastWindows(
+            self.frame, self.context_length, horizon, stride, borders, with_covariates, static_vocabulary
+        )
 
 
 def _split(

@@ -81,6 +81,10 @@ class Adapter(nn.Module, ABC):
     """Config fields that may differ between a pretrained checkpoint and the model it initializes because they do
     not change what the backbone's weights compute (dropout rates, head and loss options); every other field must
     match for `load_backbone`."""
+    fresh_parameters: ClassVar[tuple[str, ...]] = ()
+    """Submodules a fine-tuning model may add to a pretrained backbone (e.g. embeddings of covariates the
+    pretraining data had none of): `load_backbone` leaves them at their initialization when the checkpoint lacks
+    them, as it does class tokens, and lists them in its report."""
     nonfinite_policy: ClassVar[NonFinitePolicy] = "reject"
     """Where the raw input may hold NaN (see :data:`NonFinitePolicy`); no missing values by default. `tokenize`
     enforces it, and exported models store it per graph input (`mmsdk.nonfinite`) for the runtime to enforce."""

@@ -216,7 +216,15 @@ def load_backbone(model: nn.Module, directory: str | Path, partial: bool = False
     wanted = {k: shared.get(k, k) for k in state if shared.get(k, k).startswith(prefixes)}
     available = [k for k, canonical in wanted.items() if canonical in weights]
     # class tokens are the one backbone tensor a fine-tuning model may add (ViT fine-tuning from an MAE without one)
-    absent = sorted({c for k, c in wanted.items() if c.startswith("backbone.") and c not in weights} - {CLASS_TOKEN})
+    fresh = tuple(
+        f"backbone.adapters.{name}.{module}."
+        for name, adapter in model.backbone.adapters.items()
+        for module in getattr(adapter, "fresh_parameters", ())
+    )  # what an adapter may add at fine-tuning
+    absent = sorted(
+        {c for k, c in wanted.items() if c.startswith("backbone.") and c not in weights and not c.startswith(fresh)}
+        - {CLASS_TOKEN}
+    )
     if absent and not partial:
         raise ValueError(
             f"{source} lacks {len(absent)} backbone tensor(s) of the model [{_listing(absent)}]; fine-tuning would "

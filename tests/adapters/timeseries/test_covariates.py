@@ -254,3 +254,83 @@ def test_a_known_future_driver_makes_the_forecast_far_better(adapter: str, tmp_p
                           trainer=trainer, batch_size=32)  # fmt: skip
         errors[use] = result.metrics["test/mse"]
     assert errors[True] < 0.7 * errors[False], errors
+
+
+STORES = {"store": ["north", "south", "west"]}
+
+
+@pytest.mark.parametrize("adapter", ["moirai", "timerxl"])
+def test_static_categoricals_are_embedded_exported_and_checked(adapter: str, tmp_path: Path) -> None:
+    config = model_config(adapter, past=0, known=1)
+    config["adapter_config"]["static_categoricals"] = STORES
+    torch.manual_seed(0)
+    model = TaskModel(ModelConfig.from_dict(config), HeadConfig(task="forecast", num_outputs=H)).eval()
+    x = {**inputs(past=0, known=1), "static_categoricals": torch.tensor([[1], [2], [0]])}
+    with torch.no_grad():
+        base = model(x)
+        for table in model.backbone.adapter.static_embedding.tables:
+            torch.nn.init.normal_(table.weight)
+        y = model(x)
+        assert not torch.allclose(y, base)  # zero-initialized: a fresh table changes nothing until trained
+        other = model({**x, "static_categoricals": torch.tensor([[3], [2], [0]])})
+        assert not torch.allclose(other[0], y[0]) and torch.equal(other[1:], y[1:])  # per sample
+    result = to_onnx(model, tmp_path / "static.onnx")
+    assert result.input_names == (SERIES, KNOWN, "static_categoricals")
+    served = OnnxModel(tmp_path / "static.onnx").run({k: v.numpy() for k, v in x.items()})["outputs"]
+    np.testing.assert_allclose(served, y.numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match=r"static_categoricals 'store' has id 4; ids run 0 \(unknown\) to 3"):
+        model({**x, "static_categoricals": torch.tensor([[4], [1], [1]])})
+    with pytest.raises(ValueError, match=r"configured with static_categoricals \['store'\]; got 'static_categoric"):
+        model({SERIES: x[SERIES], KNOWN: x[KNOWN]})
+    with pytest.raises(ValueError, match=r"must be \(batch=3, 1\) integer ids"):
+        model({**x, "static_categoricals": torch.ones(3, 1)})
+
+
+def test_a_pretrained_backbone_gains_static_categoricals_at_fine_tuning(tmp_path: Path) -> None:
+    from mmsdk.hub import load_backbone
+
+    pretrained = task_model("moirai", past=0, known=1)
+    save_pretrained(pretrained, tmp_path / "pre")
+    config = model_config("moirai", past=0, known=1)
+    config["adapter_config"]["static_categoricals"] = STORES
+    model = TaskModel(ModelConfig.from_dict(config), HeadConfig(task="forecast", num_outputs=H)).eval()
+    report = load_backbone(model, tmp_path / "pre")
+    assert any("static_embedding" in key for key in report.missing)
+    x = inputs(past=0, known=1)
+    with torch.no_grad():  # the fresh embedding starts at zero: the pretrained forecaster's outputs exactly
+        torch.testing.assert_close(model({**x, "static_categoricals": torch.tensor([[1], [2], [3]])}), pretrained(x))
+
+
+def _stores_csv(tmp_path: Path, mixed: bool = False) -> Path:
+    rows, tables = 24 * 40, []
+    rng = np.random.default_rng(0)
+    for item, store in (("a", "north"), ("b", "south"), ("c", "north")):
+        stamps = pd.date_range("2024-01-01", periods=rows, freq="h")
+        part = pd.DataFrame({"date": stamps, "item": item, "store": store, "sales": rng.normal(size=rows)})
+        tables.append(part)
+    table = pd.concat(tables)
+    if mixed:
+        table.iloc[5, table.columns.get_loc("store")] = "west"
+    path = tmp_path / ("mixed.csv" if mixed else "stores.csv")
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_recipe_data_reads_static_categoricals_per_item(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = {"path": str(_stores_csv(tmp_path)), "item_column": "item", "split": "ratio", "horizon": H,
+            "static_categoricals": ["store"], "calendar": ["hour"], "batch_size": 4}  # fmt: skip
+    config = model_config("moirai", past=0, known=2)
+    with pytest.raises(ValueError, match=r"static_categoricals is empty; set it to \{'store': \['north', 'south'\]\}"):
+        build_forecast_data(data, ModelConfig.from_dict(config), "finetune")
+    config["adapter_config"]["static_categoricals"] = {"store": ["north", "south"]}
+    splits = build_forecast_data(data, ModelConfig.from_dict(config), "finetune")
+    ids = {int(splits.train[i][0]["static_categoricals"][0]) for i in range(len(splits.train))}
+    assert ids == {1, 2} and splits.info["static_categoricals"] == {"store": ["north", "south"]}
+    config["adapter_config"]["static_categoricals"] = {"store": ["south", "east"]}  # a model that never saw north
+    with caplog.at_level("WARNING"):
+        splits = build_forecast_data(data, ModelConfig.from_dict(config), "finetune")
+    assert "categories ['north'] are not among the model's 2; they get id 0 (unknown)" in caplog.text
+    assert {int(splits.test[i][0]["static_categoricals"][0]) for i in range(len(splits.test))} == {0, 1}
+    mixed = {**data, "path": str(_stores_csv(tmp_path, mixed=True))}
+    with pytest.raises(ValueError, match="column 'store' is not constant within item 'a'"):
+        build_forecast_data(mixed, ModelConfig.from_dict(config), "finetune")
