@@ -96,7 +96,8 @@ def run(case: str, adapter: str, seed: int, epochs: int, work: Path) -> list[dic
                           optim={"lr": 1e-3, "warmup_ratio": 0.05}, batch_size=32)  # fmt: skip
         row = {"case": case, "adapter": adapter, "variant": name, "seed": seed, "past": past, "known": known,
                "mse": result.metrics["test/mse"], "mae": result.metrics["test/mae"],
-               "seconds": time.perf_counter() - start, "steps": int(result.trainer.global_step)}  # fmt: skip
+               "seconds": time.perf_counter() - start, "steps": int(result.trainer.global_step),
+               "epochs": epochs}  # fmt: skip
         logger.info("%s", row)
         rows.append(row)
     return rows
@@ -119,12 +120,22 @@ def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
     return out
 
 
+def _epochs(report: dict[str, Any], case: str) -> int:
+    return next((r.get("epochs", report["epochs"]) for r in report["runs"] if r["case"] == case), report["epochs"])
+
+
+def _seeds(report: dict[str, Any], case: str) -> list[int]:
+    return sorted({r["seed"] for r in report["runs"] if r["case"] == case})
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# Covariates: the same forecaster with and without them", "",
-             f"Device: {report['device']}, torch {report['torch']}. Every model trained from scratch for "
-             f"{report['epochs']} epochs (best validation epoch), seeds {report['seeds']}; test MSE / MAE of the "
-             "targets in standardized units. Shapes (context, horizon, patch): "
-             + ", ".join(f"{case} {SHAPES[case]}" for case in report["cases"]) + ".", "",
+             f"Device: {report['device']}, torch {report['torch']}. Every model trained from scratch (best validation "
+             "epoch; the epochs and seeds of each case below); test MSE / MAE of the targets in standardized units. "
+             "Shapes (context, horizon, patch): "
+             + ", ".join(f"{case} {SHAPES[case]}" for case in report["cases"]) + ". Epochs and seeds: "
+             + ", ".join(f"{case} {_epochs(report, case)} epochs, seeds {_seeds(report, case)}"
+                         for case in report["cases"]) + ".", "",
              "| case | adapter | variant | covariates (past + known) | MSE | MAE | ratio to target only | s / run |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     table = summary(report["runs"])

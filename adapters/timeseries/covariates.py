@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmsdk.adapters.timeseries.patchtst import example_series
 from mmsdk.config import Config, require
 
 SERIES, PAST, KNOWN, STATIC = "series", "past_covariates", "known_covariates", "static_categoricals"
@@ -273,4 +274,34 @@ def _check_known_future(inputs: CovariateInputs, model: str) -> None:
         raise ValueError(
             f"{model} inputs: known_covariates column {column} is NaN at forecast step {step} (sample {sample}): "
             "known-future values must be known; give the value, or make the column a past covariate"
+        )
+
+
+class CovariateExamples:
+    """Adapter mixin of the covariate forecasters (config with `context_length`, `num_channels` and the
+    :class:`CovariateConfig` fields): example inputs, a mapping when the model has covariates."""
+
+    config: Any
+
+    def example_input(
+        self, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """A (B, L, C) series, or a covariate mapping whose known covariates cover the context only."""
+        return self.covariate_example(batch_size, 0, generator)
+
+    def example_task_input(
+        self, head: Any, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
+        return self.covariate_example(batch_size, head.num_outputs, generator)
+
+    def covariate_example(
+        self, batch_size: int, horizon: int, generator: torch.Generator | None
+    ) -> Tensor | dict[str, Tensor]:
+        cfg = self.config
+        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
+        if not cfg.has_covariates:
+            return series
+        return example_covariates(
+            series, cfg.past_covariates, cfg.known_covariates, horizon, generator, cfg.static_categoricals
         )

@@ -58,9 +58,9 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.timeseries.covariates import (
     CovariateConfig,
+    CovariateExamples,
     StaticEmbedding,
     covariate_inputs,
-    example_covariates,
 )
 from mmsdk.adapters.timeseries.distributions import (
     ComponentName,
@@ -72,7 +72,7 @@ from mmsdk.adapters.timeseries.distributions import (
 )
 from mmsdk.adapters.timeseries.moirai_forecast import ForecastDistribution, MoiraiForecastHead, forecast_distribution
 from mmsdk.adapters.timeseries.packing import PackedInputs
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, example_series, prefix_normalize
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, prefix_normalize
 from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import HeadConfig
@@ -199,7 +199,7 @@ class PackedSeries:
     spans: list[PackedSpan]
 
 
-class MoiraiAdapter(Adapter):
+class MoiraiAdapter(CovariateExamples, Adapter):
     """Variate-order-invariant flattened patch tokens (B, C·N, D) for masked-encoder probabilistic forecasting.
 
     Targets: the normalized patches (B, C·N, P); target_mask: their observed values. Context: `loc` and `scale`
@@ -463,29 +463,6 @@ class MoiraiAdapter(Adapter):
         """Probabilistic forecast of a Moirai forecast :class:`~mmsdk.models.TaskModel` for raw inputs x (B, L, C)
         (or a covariate mapping); see :func:`~mmsdk.adapters.timeseries.moirai_forecast.forecast_distribution`."""
         return forecast_distribution(model, x, num_samples, quantiles, generator)
-
-    def example_input(
-        self, batch_size: int = 2, generator: torch.Generator | None = None
-    ) -> Tensor | dict[str, Tensor]:
-        cfg = self.config
-        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not cfg.has_covariates:
-            return series
-        return example_covariates(
-            series, cfg.past_covariates, cfg.known_covariates, 0, generator, cfg.static_categoricals
-        )
-
-    def example_task_input(
-        self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
-    ) -> Tensor | dict[str, Tensor]:
-        """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
-        cfg = self.config
-        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not cfg.has_covariates:
-            return series
-        return example_covariates(
-            series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator, cfg.static_categoricals
-        )
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)

@@ -40,15 +40,14 @@ from mmsdk.adapters.timeseries.covariates import (
     SERIES,
     STATIC,
     CovariateConfig,
+    CovariateExamples,
     StaticEmbedding,
     covariate_inputs,
-    example_covariates,
     future_rows,
 )
 from mmsdk.adapters.timeseries.patchtst import (
     InstanceNorm,
     check_series,
-    example_series,
     patch_indices,
     prefix_normalize,
 )
@@ -111,7 +110,7 @@ class TimerXLConfig(CovariateConfig):
         return self.num_channels + self.past_covariates + self.known_covariates
 
 
-class TimerXLAdapter(Adapter):
+class TimerXLAdapter(CovariateExamples, Adapter):
     """Flattened multivariate patch tokens (B, C·N, D) for causal next-patch prediction.
 
     Token c·N + n embeds patch n of variate c with a linear layer shared by all variates. Targets: the normalized
@@ -262,29 +261,6 @@ class TimerXLAdapter(Adapter):
         if head.task != "forecast":
             raise ValueError(f"TimerXL supports the forecast task only, got {head.task!r}")
         return TimerXLForecastHead(self, head, dim)
-
-    def example_input(
-        self, batch_size: int = 2, generator: torch.Generator | None = None
-    ) -> Tensor | dict[str, Tensor]:
-        cfg = self.config
-        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not cfg.has_covariates:
-            return series
-        return example_covariates(
-            series, cfg.past_covariates, cfg.known_covariates, 0, generator, cfg.static_categoricals
-        )
-
-    def example_task_input(
-        self, head: HeadConfig, batch_size: int = 2, generator: torch.Generator | None = None
-    ) -> Tensor | dict[str, Tensor]:
-        """A forecast input: with covariates, the known ones cover the context and the head's horizon."""
-        cfg = self.config
-        series = example_series(batch_size, cfg.context_length, cfg.num_channels, generator)
-        if not cfg.has_covariates:
-            return series
-        return example_covariates(
-            series, cfg.past_covariates, cfg.known_covariates, head.num_outputs, generator, cfg.static_categoricals
-        )
 
     def export_spec(self) -> ExportSpec:
         return ExportSpec(input_name="series", output_names=("outputs",), tolerance=1e-4)
