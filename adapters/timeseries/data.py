@@ -25,6 +25,7 @@ import xarray as xr
 from torch.utils.data import Dataset
 
 from mmsdk.adapters.timeseries.checks import read_csv, shown
+from mmsdk.adapters.timeseries.covariate_checks import check_covariate_counts, check_known_values, read_static
 from mmsdk.adapters.timeseries.plain import Series, WindowDataset, load_csv
 from mmsdk.adapters.timeseries.series_frame import TimeSeriesFrame
 from mmsdk.adapters.timeseries.windows import (
@@ -214,35 +215,11 @@ def _require_variables(config: ForecastDataConfig, present: set[str], source: st
             )
 
 
-def _read_static(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> dict[str, dict[str, str]]:
-    """Static categorical column → item id → its category (one item "0" without an item column).
-
-    Raises:
-        ValueError: for a missing column, a missing value, or a column that is not constant within an item.
-    """
-    out: dict[str, dict[str, str]] = {}
-    for column in config.static_categoricals or []:
-        _require_column(table, column, "static_categoricals", source)
-        values = table[column]
-        if values.isna().any():
-            raise ValueError(f"{source}: data.static_categoricals column {column!r} has missing values")
-        items = table[config.item_column].astype(str) if config.item_column else pd.Series("0", index=table.index)
-        per_item = values.astype(str).groupby(items).unique()
-        mixed = [item for item, categories in per_item.items() if len(categories) > 1]
-        if mixed:
-            raise ValueError(
-                f"{source}: data.static_categoricals column {column!r} is not constant within item {mixed[0]!r} "
-                f"(values {shown(list(per_item[mixed[0]]))}): static covariates take one category per item"
-            )
-        out[column] = {str(item): str(categories[0]) for item, categories in per_item.items()}
-    return out
-
-
 def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
     """Wide or long table → frame, with the config's columns checked (errors name the file and the field)."""
     if table.empty:
         raise ValueError(f"{source}: the file has no rows")
-    static = _read_static(table, config, source)
+    static = read_static(table, config.static_categoricals or [], config.item_column, source)
     table = table.drop(columns=list(static))
     time = config.time_column
     if time is not None and time not in table.columns:
@@ -358,21 +335,8 @@ def read_frame(config: ForecastDataConfig) -> TimeSeriesFrame:
             frame = frame.with_calendar(config.calendar)
         except ValueError as error:
             raise ValueError(f"{path}: data.calendar: {error}") from error
-    _check_known_values(frame, str(path))
+    check_known_values(frame, str(path))
     return frame
-
-
-def _check_known_values(frame: TimeSeriesFrame, source: str) -> None:
-    """Known covariates must be known wherever an item has data: a missing value is an error naming the column."""
-    for j in frame.indices("known"):
-        for k, length in enumerate(frame.lengths):
-            missing = np.flatnonzero(~frame.observed[k, frame.values.shape[1] - int(length) :, j])
-            if len(missing):
-                raise ValueError(
-                    f"{source}: known covariate {frame.variables[j]!r} of item {frame.item_ids[k]!r} is missing at "
-                    f"data row {int(missing[0])} ({len(missing)} rows): known-future values must be known; fill "
-                    "them, or list the column under data.past_covariates"
-                )
 
 
 @dataclass
@@ -497,7 +461,7 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
             f"{sorted(config.static_categoricals or [])}: they must name the same columns"
         )
     splits = forecast_datasets(config, context_length, stage == "pretrain", vocabulary)
-    _check_covariate_counts(splits.frame, modality.adapter, modality.adapter_config)
+    check_covariate_counts(splits.frame, modality.adapter, modality.adapter_config)
     val = splits.val if stage == "finetune" else InputsOnly(splits.val)
     info = {
         "columns": splits.columns,
@@ -509,29 +473,3 @@ def build_forecast_data(data: Mapping[str, Any], model_config: Any, stage: Stage
         "scaler_std": splits.scaler.std,
     }
     return DataSplits(splits.train, val, splits.test, config.batch_size, info)
-
-
-def _check_covariate_counts(frame: TimeSeriesFrame, adapter: str, adapter_config: Mapping[str, Any]) -> None:
-    """The data's covariates must be what the model was configured to take (errors name both fields)."""
-    counts = {"past_covariates": len(frame.past_covariates), "known_covariates": len(frame.known_covariates)}
-    if not any(counts.values()) and not frame.static:
-        return
-    if "past_covariates" not in adapter_config:
-        raise ValueError(
-            f"the data has covariates {frame.past_covariates + frame.known_covariates}, but adapter {adapter!r} does "
-            "not use covariates (PatchTST is channel-independent); use moirai or timerxl with past_covariates / "
-            "known_covariates in model.adapter_config, or drop data.past_covariates / known_covariates / calendar"
-        )
-    for name, count in counts.items():
-        configured = int(adapter_config.get(name, 0))
-        if configured != count:
-            names = frame.past_covariates if name == "past_covariates" else frame.known_covariates
-            raise ValueError(
-                f"the data has {count} {name.replace('_', ' ')} {names} but model.adapter_config.{name} is "
-                f"{configured}; set it to {count}"
-            )
-    if frame.static and not adapter_config.get("static_categoricals"):
-        raise ValueError(
-            f"the data has static categoricals but model.adapter_config.static_categoricals is empty; set it to "
-            f"{frame.static_vocabulary()}"
-        )
