@@ -78,11 +78,14 @@ def plot_forecasts(
     columns: list[str],
     path: str | Path,
     channels: list[int] | None = None,
+    quantiles: tuple[list[float], np.ndarray] | None = None,
 ) -> Path:
     """Plots history, truth and forecasts of a few channels of one window to a PNG.
 
     Args:
         x: (L, C) history; y: (H, C) truth; predictions: name → (H, C).
+        quantiles: (levels, (Q, H, C) values) of a probabilistic forecast: the median is drawn and every pair of
+            levels symmetric around 0.5 (0.25/0.75, 0.1/0.9) is shaded as its central interval (50 %, 80 %).
     """
     plt = pyplot()
 
@@ -96,10 +99,26 @@ def plot_forecasts(
         for k, (name, pred) in enumerate(predictions.items()):
             # later lines are drawn dashed on top, so identical predictions (eager vs ONNX) stay visible
             ax.plot(fut_t, pred[:, c], lw=1.5, ls="-" if k < 2 else "--", label=name)
+        if quantiles is not None:
+            _shade_intervals(ax, fut_t, quantiles[0], quantiles[1][..., c])
         ax.axvline(0, color="0.7", ls="--", lw=0.8)
         ax.set_title(columns[c])
         ax.legend(loc="upper left", fontsize=8)
     return save_figure(fig, path)
+
+
+def _shade_intervals(ax: object, t: np.ndarray, levels: list[float], values: np.ndarray) -> None:
+    """Median line and central intervals of quantile forecasts (Q, H) on one axis, widest palest."""
+    rounded = [round(float(q), 6) for q in levels]
+    if 0.5 in rounded:
+        ax.plot(t, values[rounded.index(0.5)], color="tab:purple", lw=1.5, label="median")  # type: ignore[attr-defined]
+    pairs = sorted(((q, round(1 - q, 6)) for q in rounded if q < 0.5 and round(1 - q, 6) in rounded), reverse=True)
+    for k, (low, high) in enumerate(sorted(pairs)):
+        width = round(100 * (high - low))
+        ax.fill_between(  # type: ignore[attr-defined]
+            t, values[rounded.index(low)], values[rounded.index(high)], color="tab:purple",
+            alpha=0.15 + 0.15 * k, lw=0, label=f"{width} % interval",
+        )  # fmt: skip
 
 
 def plot_reconstruction(
@@ -141,3 +160,39 @@ def reconstruct(model: nn.Module, x: Tensor, mask: Mask) -> tuple[Tensor, Tensor
     model.eval()
     batch = model.tokenize(x)
     return batch.targets, model(batch, mask).pred, mask.target
+
+
+QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@torch.no_grad()
+def evaluate_probabilistic(
+    model: nn.Module,
+    dataset: Dataset,
+    levels: tuple[float, ...] = QUANTILE_LEVELS,
+    num_samples: int = 100,
+    period: int = 24,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict[str, float]:
+    """MSE, MAE, MASE, weighted quantile loss, CRPS and 80 % interval coverage of a Moirai forecaster over a dataset
+    of (x, y) windows (x a series or a covariate mapping), from `num_samples` seeded samples of its mixture.
+
+    Metrics are averaged over batches weighted by their observed targets (see `mmsdk.adapters.timeseries.metrics`).
+    """
+    from mmsdk.adapters.timeseries.metrics import forecast_metrics
+    from mmsdk.adapters.timeseries.moirai_forecast import forecast_distribution
+
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    totals: dict[str, float] = {}
+    weight = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        dist = forecast_distribution(model, x, num_samples, levels, generator)
+        context = x["series"] if isinstance(x, dict) else x
+        metrics = forecast_metrics(dist.mean, y, context, dist.quantiles, levels, period)
+        count = int(torch.isfinite(y).sum())
+        for name, value in metrics.items():
+            totals[name] = totals.get(name, 0.0) + value * count
+        weight += count
+    return {name: value / max(weight, 1) for name, value in totals.items()}
