@@ -111,7 +111,8 @@ def run_transformer(
     head = {"task": "classification", "num_outputs": 10, "pooling": "mean", "dropout": 0.0 if probe else 0.1}
     optim = {"lr": 3e-3 if probe else FINETUNE_LR, "weight_decay": 0.0 if probe else 0.05, "warmup_ratio": 0.1}
     trainer = {**QUIET, "max_epochs": epochs, "seed": seed, "select_best": "val/acc", "select_mode": "max"}
-    trainer["default_root_dir"] = str(work / "finetune")
+    # one directory per run: invocations sharing --work may run at once; their checkpoint files must not collide
+    trainer["default_root_dir"] = str(work / f"finetune_{adapter}_{mode}_{labels or 'all'}_{seed}")
     start = time.perf_counter()
     result = finetune(
         model, head, splits.train, splits.val, splits.test, pretrained=None if pretrained is None else str(pretrained),
