@@ -24,7 +24,7 @@ from mmsdk.models import TaskModel
 from mmsdk.models.config import ModelConfig
 from mmsdk.training.api import finetune
 
-L, P, H = 32, 8, 20  # context, patch, horizon (not a whole number of patches)
+L, P, H = 32, 8, 12  # context, patch, horizon (not a whole number of patches)
 ENCODER = {"dim": 32, "depth": 2, "heads": 2, "rope": "1d", "variate_bias": True}
 
 
