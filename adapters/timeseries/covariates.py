@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mmsdk.adapters.timeseries.patchtst import example_series
 from mmsdk.config import Config, require
+from mmsdk.layers.tracing import is_tracing
 
 SERIES, PAST, KNOWN, STATIC = "series", "past_covariates", "known_covariates", "static_categoricals"
 INPUT_NAMES = (SERIES, PAST, KNOWN, STATIC)
@@ -91,12 +92,6 @@ class CovariateInputs:
         blocks = [self.series] + [x[:, :length] for x in (self.past, self.known) if x is not None]
         return torch.cat([x.to(self.series.dtype) for x in blocks], dim=-1)
 
-    def future_known(self, steps: int) -> Tensor | None:
-        """The known covariates' first `steps` future rows (B, steps, Kk), NaN-padded past the given ones."""
-        if self.known is None:
-            return None
-        return future_rows(self.known.to(self.series.dtype), self.context_length, steps)
-
 
 def future_rows(known: Tensor, context_length: int, steps: int) -> Tensor:
     """Rows `context_length : context_length + steps` of known covariates (B, T, Kk), NaN-padded to `steps` rows
@@ -155,7 +150,6 @@ def covariate_inputs(
     model: str,
     past: int,
     known: int,
-    min_future: int = 0,
     check: bool = True,
     static: Mapping[str, list[str]] | None = None,
 ) -> CovariateInputs:
@@ -166,7 +160,6 @@ def covariate_inputs(
         model: the model name for messages.
         past: past-only covariates the model was configured with (Kp).
         known: known-future covariates the model was configured with (Kk).
-        min_future: the known covariates must cover at least this many rows after the context.
         check: run the shape and value checks (NaN in the known future); False while tracing or compiling.
         static: the model's static categoricals (feature name → its categories), in input column order.
 
@@ -204,7 +197,7 @@ def covariate_inputs(
             )
         given[name] = value if count else None
     ids = inputs.get(STATIC)
-    if (ids is not None and ids.shape[-1] > 0) != bool(static) or (ids is not None and check and ids.dim() != 2):
+    if (ids is not None and ids.shape[-1] > 0) != bool(static):
         shape = None if ids is None else tuple(ids.shape)
         raise ValueError(
             f"{model} was configured with static_categoricals {list(static)}; got 'static_categoricals' of shape "
@@ -212,7 +205,7 @@ def covariate_inputs(
         )
     result = CovariateInputs(series, given[PAST], given[KNOWN], ids if static else None)
     if check:  # reading sizes as ints would fix them in a traced graph
-        _check_shapes(result, model, min_future)
+        _check_shapes(result, model)
         if result.known is not None:
             _check_known_future(result, model)
         if result.static is not None:
@@ -239,7 +232,7 @@ def _check_static(inputs: CovariateInputs, model: str, static: Mapping[str, list
             )
 
 
-def _check_shapes(inputs: CovariateInputs, model: str, min_future: int) -> None:
+def _check_shapes(inputs: CovariateInputs, model: str) -> None:
     """Ranks, batch sizes and lengths of the covariate blocks against the series."""
     series = inputs.series
     if not isinstance(series, Tensor) or series.dim() != 3:
@@ -258,10 +251,10 @@ def _check_shapes(inputs: CovariateInputs, model: str, min_future: int) -> None:
             f"{model} inputs: 'past_covariates' covers {inputs.past.shape[1]} steps, the series {length}; past "
             "covariates are observed over the context only"
         )
-    if inputs.known is not None and int(inputs.known.shape[1]) < length + min_future:
+    if inputs.known is not None and int(inputs.known.shape[1]) < length:
         raise ValueError(
             f"{model} inputs: 'known_covariates' covers {inputs.known.shape[1]} steps; it needs the context "
-            f"({length}) and the {min_future} forecast steps (their known-future values)"
+            f"({length}) and then the forecast steps (their known-future values)"
         )
 
 
@@ -279,9 +272,16 @@ def _check_known_future(inputs: CovariateInputs, model: str) -> None:
 
 class CovariateExamples:
     """Adapter mixin of the covariate forecasters (config with `context_length`, `num_channels` and the
-    :class:`CovariateConfig` fields): example inputs, a mapping when the model has covariates."""
+    :class:`CovariateConfig` fields): input parsing, and example inputs (a mapping when the model has covariates)."""
 
     config: Any
+
+    def covariate_parts(self, inputs: Any, model: str) -> CovariateInputs:
+        """The validated blocks of raw inputs against the config's covariates (checks skipped while tracing)."""
+        cfg = self.config
+        return covariate_inputs(
+            inputs, model, cfg.past_covariates, cfg.known_covariates, not is_tracing(), cfg.static_categoricals
+        )
 
     def example_input(
         self, batch_size: int = 2, generator: torch.Generator | None = None

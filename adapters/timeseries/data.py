@@ -203,16 +203,13 @@ def _require_column(table: pd.DataFrame, name: str, field: str, source: str) -> 
         raise ValueError(f"{source}: data.{field}={name!r} is not a column; the file has {shown(list(table.columns))}")
 
 
-def _require_variables(config: ForecastDataConfig, present: set[str], source: str, what: str, has: list[Any]) -> None:
+def _require_variables(config: ForecastDataConfig, present: set[str], source: str, listing: str, why: str) -> None:
     """Raises for target or covariate names (data.columns, data.past_covariates, data.known_covariates) that are not
-    variables of the file, naming the field and listing what the file has."""
+    in `present`: "<source>: data.<field> [names] <why>; the file has <listing>"."""
     for field_name in ("columns", "past_covariates", "known_covariates"):
         missing = [c for c in getattr(config, field_name) or [] if c not in present]
         if missing:
-            raise ValueError(
-                f"{source}: data.{field_name} {missing} {'not found' if what == 'found' else 'are not ' + what}; "
-                f"the file has {'variables ' if what != 'found' else ''}{shown(has, limit=50)}"
-            )
+            raise ValueError(f"{source}: data.{field_name} {missing} {why}; the file has {listing}")
 
 
 def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: str) -> TimeSeriesFrame:
@@ -238,7 +235,8 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
             variable = config.variable_column
             _require_column(table, variable, "variable_column", source)
             names = table[variable].astype(str)
-            _require_variables(config, set(names), source, f"values of {variable!r}", list(pd.unique(names)))
+            listing = f"variables {shown(list(pd.unique(names)), limit=50)}"
+            _require_variables(config, set(names), source, listing, f"are not values of {variable!r}")
             if config.columns is not None:
                 table = table[names.isin([*config.columns, *config.covariate_names])]
             table = table[[*keys, variable, value]]
@@ -246,7 +244,7 @@ def _frame_from_table(table: pd.DataFrame, config: ForecastDataConfig, source: s
             table = table[[*keys, value]]
     else:
         variables = [c for c in table.columns if c not in keys]
-        _require_variables(config, set(variables), source, "found", list(table.columns))
+        _require_variables(config, set(variables), source, shown(list(table.columns)), "not found")
         if config.columns is not None:
             variables = [*config.columns, *config.covariate_names]
         table = table[[*keys, *variables]]

@@ -60,7 +60,6 @@ from mmsdk.adapters.timeseries.covariates import (
     CovariateConfig,
     CovariateExamples,
     StaticEmbedding,
-    covariate_inputs,
 )
 from mmsdk.adapters.timeseries.distributions import (
     ComponentName,
@@ -77,7 +76,6 @@ from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import HeadConfig
 from mmsdk.contracts.tokens import TokenBatch
-from mmsdk.layers.tracing import is_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -275,11 +273,6 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         b = z.shape[0]
         return z.transpose(1, 2).reshape(b, -1, self.config.patch_size)
 
-    @property
-    def covariates(self) -> int:
-        """Covariate variates per sample (past + known), after the targets in the token sequence."""
-        return self.config.past_covariates + self.config.known_covariates
-
     def tokenize(self, inputs: Tensor | Mapping[str, Tensor] | PackedInputs) -> TokenBatch:
         """Tokens of a (B, L, C) series, of a covariate mapping (targets, then past, then known covariates as
         variates; the known ones' rows after the context go to `context["known"]`), or of a :class:`PackedInputs`
@@ -288,14 +281,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
             return self.pack(inputs.series, inputs.max_tokens).batch
         cfg = self.config
         if isinstance(inputs, Mapping) or cfg.has_covariates:
-            parts = covariate_inputs(
-                inputs,
-                "Moirai",
-                cfg.past_covariates,
-                cfg.known_covariates,
-                check=not is_tracing(),
-                static=cfg.static_categoricals,
-            )
+            parts = self.covariate_parts(inputs, "Moirai")
             batch = self._tokenize_series(parts.context())
             if parts.known is not None:
                 batch.context["known"] = parts.known.to(batch.tokens.dtype)  # (B, L + F, Kk)

@@ -42,7 +42,6 @@ from mmsdk.adapters.timeseries.covariates import (
     CovariateConfig,
     CovariateExamples,
     StaticEmbedding,
-    covariate_inputs,
     future_rows,
 )
 from mmsdk.adapters.timeseries.patchtst import (
@@ -158,14 +157,7 @@ class TimerXLAdapter(CovariateExamples, Adapter):
             if not torch.compiler.is_compiling():
                 self.check_input(inputs)
             return inputs, None, None
-        parts = covariate_inputs(
-            inputs,
-            "TimerXL",
-            cfg.past_covariates,
-            cfg.known_covariates,
-            check=not is_tracing(),
-            static=cfg.static_categoricals,
-        )
+        parts = self.covariate_parts(inputs, "TimerXL")
         if not is_tracing():
             self.check_input(parts.series)
         length, p = parts.context_length, cfg.patch_len
