@@ -334,3 +334,11 @@ def test_recipe_data_reads_static_categoricals_per_item(tmp_path: Path, caplog: 
     mixed = {**data, "path": str(_stores_csv(tmp_path, mixed=True))}
     with pytest.raises(ValueError, match="column 'store' is not constant within item 'a'"):
         build_forecast_data(mixed, ModelConfig.from_dict(config), "finetune")
+
+
+@pytest.mark.parametrize("adapter", ["moirai", "timerxl"])
+def test_covariate_forecasters_compile_as_one_graph(adapter: str) -> None:
+    model = task_model(adapter)
+    x = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), atol=1e-5, rtol=1e-5)
