@@ -39,7 +39,8 @@ from mmsdk.export.verify import (
     _device_of,
     _eval_mode,
     _float32_input,
-    _tensor_output,
+    _output_list,
+    _tensor_outputs,
     _verification_inputs,
     check_finite_state,
     verify_onnx,
@@ -154,7 +155,8 @@ def to_onnx(
     dtypes); its train/eval modes are restored afterwards.
 
     Args:
-        model: the module to export; its forward must take the raw inputs and return one tensor.
+        model: the module to export; its forward must take the raw inputs and return one tensor or a dict of named
+            tensors (each becomes a graph output of that name, in order).
         path: destination file; missing parent directories are created.
         example_input: tracing input (default: the adapters' `example_input` at batch size 2).
         dynamic_batch: make axis 0 symbolic ("batch"); other dynamic axes of the ExportSpec are always kept.
@@ -177,7 +179,7 @@ def to_onnx(
     Raises:
         ValueError: without adapters and without `example_input`, for reserved metadata keys, or for a model
             whose parameters or buffers hold NaN or Inf (naming the first such tensor).
-        TypeError: if the model returns something other than a single tensor.
+        TypeError: if the model returns something other than a tensor or a dict of named tensors.
         ExportVerificationError: if ONNX Runtime's output differs from eager beyond the tolerance, or finite
             verification inputs give non-finite outputs.
     """
@@ -192,7 +194,7 @@ def to_onnx(
         make = getattr(model, "example_input", None) or (lambda size, g: _example(adapters, size, g))
         example_input = make(_EXPORT_BATCH_SIZE, torch.Generator().manual_seed(_VERIFY_SEED))
     names, owners = _graph_inputs(adapters, specs, example_input)
-    output_name = getattr(model, "export_output", None) or next(iter(specs.values())).output_names[0]
+    default_output = getattr(model, "export_output", None) or next(iter(specs.values())).output_names[0]
     if tolerance is None:
         tolerance = max(spec.tolerance for spec in specs.values())
     path = Path(path)
@@ -204,16 +206,19 @@ def to_onnx(
     axes = {
         name: _dynamic_axes(owners[name].export_spec() if owners else specs["inputs"], dynamic_batch) for name in names
     }
-    stored = _metadata(model, adapters, owners, example, axes, output_name, tolerance, metadata)
     wrapped = _Positional(export_model, names, multi=len(names) > 1)
     wrapped.training = False  # the wrapper itself; `_eval_mode` sets (and later restores) the model's modules
 
     with _eval_mode(export_model):
         with torch.no_grad():  # unsupported outputs fail here, before the (slower) export
-            _tensor_output(wrapped(*example.values()))
+            outputs = _tensor_outputs(wrapped(*example.values()))
+        output_names = list(outputs) if isinstance(outputs, dict) else [default_output]
+        stored = _metadata(model, adapters, owners, example, axes, output_names, tolerance, metadata)
         start = time.perf_counter()
-        program = _export(wrapped, example, axes, output_name, opset)
-        _finalize(program.model, names, output_name, stored)
+        flat = _Flat(wrapped)
+        flat.training = False
+        program = _export(flat, example, axes, output_names, opset)
+        _finalize(program.model, names, output_names, stored)
         check_dynamic_axes(program.model, axes, type(model).__name__)
         before = None if optimize == "none" else optimize_graph(program, optimize, _quiet_exporter)
         _save(program, path)
@@ -222,7 +227,7 @@ def to_onnx(
         result = ExportResult(
             path=path,
             input_name=names[0],
-            output_names=(output_name,),
+            output_names=tuple(output_names),
             opset=int(program.model.opset_imports.get("", 0)),
             tolerance=tolerance,
             metadata=stored,
@@ -255,6 +260,17 @@ class _Positional(nn.Module):
         if self.multi:
             return self.model(dict(zip(self.names, inputs)))
         return self.model(inputs[0])
+
+
+class _Flat(nn.Module):
+    """The wrapped model with a dict of named outputs returned as a tuple in the dict's order (the graph outputs)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Tensor) -> Any:
+        return tuple(_output_list(self.model(*inputs)))
 
 
 def _find_adapters(model: nn.Module) -> dict[str, Adapter]:
@@ -336,7 +352,11 @@ def _dynamic_axes(spec: ExportSpec, dynamic_batch: bool) -> dict[int, str]:
 
 
 def _export(
-    model: nn.Module, example: Mapping[str, Tensor], axes: Mapping[str, dict[int, str]], output: str, opset: int | None
+    model: nn.Module,
+    example: Mapping[str, Tensor],
+    axes: Mapping[str, dict[int, str]],
+    outputs: Sequence[str],
+    opset: int | None,
 ):
     """Traces with the dynamo exporter (quietly) and returns the ONNXProgram; equal axis names share one Dim."""
     dims: dict[str, torch.export.Dim] = {}
@@ -345,14 +365,15 @@ def _export(
         for key in example
     )
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
-    with _quiet_exporter(), exporter_errors(type(model.model if isinstance(model, _Positional) else model).__name__):
+    inner = model.model if isinstance(model, _Flat) else model
+    with _quiet_exporter(), exporter_errors(type(inner.model if isinstance(inner, _Positional) else inner).__name__):
         return torch.onnx.export(
             model,
             tuple(example.values()),
             dynamo=True,
             dynamic_shapes=(shapes,) if any(s is not None for s in shapes) else None,  # forward(*inputs)
             input_names=list(example),
-            output_names=[output],
+            output_names=list(outputs),
             verbose=False,
             **kwargs,
         )
@@ -390,8 +411,8 @@ def _save(program: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
 
 
-def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[str, str]) -> None:
-    """Names the graph's inputs and output and stores the metadata (an onnx_ir Model)."""
+def _finalize(model: Any, names: Sequence[str], outputs: Sequence[str], metadata: Mapping[str, str]) -> None:
+    """Names the graph's inputs and outputs and stores the metadata (an onnx_ir Model)."""
     graph = model.graph
     if len(graph.inputs) != len(names):
         raise ValueError(f"expected a graph with inputs {list(names)}, got {[v.name for v in graph.inputs]}")
@@ -399,9 +420,12 @@ def _finalize(model: Any, names: Sequence[str], output: str, metadata: Mapping[s
         if value.name != name:
             logger.debug("renaming graph input %r to %r", value.name, name)
             value.name = name
-    if graph.outputs[0].name != output:
-        logger.debug("renaming graph output %r to %r", graph.outputs[0].name, output)
-        graph.outputs[0].name = output
+    if len(graph.outputs) != len(outputs):
+        raise ValueError(f"expected a graph with outputs {list(outputs)}, got {[v.name for v in graph.outputs]}")
+    for value, name in zip(graph.outputs, outputs):
+        if value.name != name:
+            logger.debug("renaming graph output %r to %r", value.name, name)
+            value.name = name
     model.metadata_props.update(metadata)
 
 
@@ -411,7 +435,7 @@ def _metadata(
     by_input: Mapping[str, Adapter],
     example: Mapping[str, Tensor],
     axes: Mapping[str, dict[int, str]],
-    output: str,
+    outputs: Sequence[str],
     tolerance: float,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, str]:
@@ -441,7 +465,7 @@ def _metadata(
         "mmsdk.input_layout": layouts[first],
         "mmsdk.input_names": json.dumps(list(example)),
         "mmsdk.input_layouts": json.dumps(layouts),
-        "mmsdk.output_names": json.dumps([output]),
+        "mmsdk.output_names": json.dumps(list(outputs)),
         "mmsdk.tolerance": repr(float(tolerance)),
     }
     if by_input:  # graph input → its adapter, in graph order

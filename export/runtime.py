@@ -202,6 +202,14 @@ class OnnxModel:
         return None if task is None else str(task)
 
     @property
+    def quantile_levels(self) -> list[float] | None:
+        """The levels of a forecaster's "quantiles" output (B, H, C, Q), in order (`HeadConfig.quantiles` in
+        `mmsdk.head`); None for a model without quantiles."""
+        head = self.metadata.get("head")
+        levels = head.get("quantiles") if isinstance(head, dict) else None
+        return None if levels is None else [float(q) for q in levels]
+
+    @property
     def adapter_config(self) -> dict[str, Any]:
         """The adapter config of the model's single modality (from `mmsdk.config`): context length, channels, number
         of points, frames, ...
@@ -239,19 +247,20 @@ class OnnxModel:
     def __call__(
         self, inputs: np.ndarray | Sequence[Any], sample_rate: int | None = None, batch_size: int | None = None
     ) -> np.ndarray:
-        """Runs a single-input, single-output model on one array (e.g. a (B, L, C) series or a (B, T) waveform).
+        """Runs a single-input model on one array (e.g. a (B, L, C) series or a (B, T) waveform) and returns its
+        first output (a forecaster with quantiles: the point forecast; :meth:`run` returns them all).
 
         Args:
             inputs: the array (or a list of per-sample arrays, see :meth:`run`).
             sample_rate: the rate of a waveform input, checked against the model's (see :meth:`run`).
             batch_size: when given, run at most this many rows at a time (see :meth:`run`).
         """
-        if len(self._inputs) != 1 or len(self.output_names) != 1:
+        if len(self._inputs) != 1:
             raise ValueError(
-                f"calling the model needs one input and one output; it has inputs {self.input_names} and outputs "
-                f"{self.output_names}: use run() with a dict"
+                f"calling the model needs one input; it has inputs {self.input_names}: use run() with a dict"
             )
-        return self.run({self.input_name: inputs}, sample_rate=sample_rate, batch_size=batch_size)[self.output_names[0]]
+        first = self.output_names[0]
+        return self.run({self.input_name: inputs}, sample_rate=sample_rate, batch_size=batch_size, outputs=first)[first]
 
     def run(
         self,

@@ -54,7 +54,7 @@ def verify_onnx(
 
     Args:
         model: the eager model the file was exported from, called with one positional tensor per graph input.
-        path: the `.onnx` file (first output compared).
+        path: the `.onnx` file (every output compared, in graph order).
         inputs_list: inputs of possibly different batch sizes: a tensor (one graph input) or a sequence of
             tensors in graph-input order.
         tolerance: max absolute error allowed.
@@ -75,32 +75,47 @@ def verify_onnx(
         for inputs in inputs_list:
             tensors = [inputs] if isinstance(inputs, Tensor) else list(inputs)
             shape = tuple(tensors[0].shape)
-            expected = _tensor_output(model(*(t.to(device) for t in tensors))).detach().float().cpu().numpy()
+            outputs = _output_list(model(*(t.to(device) for t in tensors)))
             feed = {name: t.detach().cpu().numpy() for name, t in zip(input_names, tensors)}
-            actual = session.run(None, feed)[0]
-            if actual.shape != expected.shape:
-                raise ExportVerificationError(
-                    f"{path}: for input shape {shape}, ONNX Runtime output has shape {actual.shape} but eager "
-                    f"PyTorch gives {expected.shape}",
-                    shape,
-                    float("inf"),
-                    tolerance,
-                )
-            if all(_all_finite(t) for t in tensors):
-                for who, output in (("eager PyTorch", expected), ("ONNX Runtime", actual)):
-                    _check_finite_output(path, shape, who, output, tolerance)
-            error = _max_abs_error(expected, actual)
-            logger.debug("verify %s input %s: max abs error %.3e", path, shape, error)
-            if not error <= tolerance:
-                raise ExportVerificationError(
-                    f"{path}: for input shape {shape}, ONNX Runtime differs from eager PyTorch by max abs error "
-                    f"{error:.3e} > tolerance {tolerance:.1e}",
-                    shape,
-                    error,
-                    tolerance,
-                )
-            errors[shape] = error
+            results = session.run(None, feed)
+            errors[shape] = max(
+                _compare(path, shape, tensors, out.detach().float().cpu().numpy(), actual, tolerance)
+                for out, actual in zip(outputs, results)
+            )
     return errors
+
+
+def _compare(
+    path: str | os.PathLike[str],
+    shape: tuple[int, ...],
+    tensors: Sequence[Tensor],
+    expected: np.ndarray,
+    actual: np.ndarray,
+    tolerance: float,
+) -> float:
+    """Max abs error of one graph output against eager, raising ExportVerificationError beyond the tolerance."""
+    if actual.shape != expected.shape:
+        raise ExportVerificationError(
+            f"{path}: for input shape {shape}, ONNX Runtime output has shape {actual.shape} but eager "
+            f"PyTorch gives {expected.shape}",
+            shape,
+            float("inf"),
+            tolerance,
+        )
+    if all(_all_finite(t) for t in tensors):
+        for who, output in (("eager PyTorch", expected), ("ONNX Runtime", actual)):
+            _check_finite_output(path, shape, who, output, tolerance)
+    error = _max_abs_error(expected, actual)
+    logger.debug("verify %s input %s: max abs error %.3e", path, shape, error)
+    if not error <= tolerance:
+        raise ExportVerificationError(
+            f"{path}: for input shape {shape}, ONNX Runtime differs from eager PyTorch by max abs error "
+            f"{error:.3e} > tolerance {tolerance:.1e}",
+            shape,
+            error,
+            tolerance,
+        )
+    return error
 
 
 def check_finite_state(model: nn.Module) -> None:
@@ -219,11 +234,20 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _tensor_output(output: Any) -> Tensor:
-    """The output itself if it is one tensor, else a TypeError naming what the model returned."""
-    if not isinstance(output, Tensor):
-        raise TypeError(
-            f"ONNX export needs a model returning a single torch.Tensor, but it returned {type(output).__name__}; "
-            "wrap it so that forward returns one tensor"
-        )
-    return output
+def _tensor_outputs(output: Any) -> dict[str, Tensor] | Tensor:
+    """The output itself if it is one tensor or a dict of named tensors (several graph outputs, e.g. a forecast and
+    its quantiles), else a TypeError naming what the model returned."""
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, dict) and output and all(isinstance(v, Tensor) for v in output.values()):
+        return output
+    raise TypeError(
+        f"ONNX export needs a model returning a torch.Tensor or a dict of named tensors, but it returned "
+        f"{type(output).__name__}; wrap it so that forward returns one of those"
+    )
+
+
+def _output_list(output: Any) -> list[Tensor]:
+    """The model's outputs in graph order (a dict's values in its order)."""
+    output = _tensor_outputs(output)
+    return list(output.values()) if isinstance(output, dict) else [output]

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmsdk.adapters._plotting import pyplot, save_figure
 from mmsdk.contracts.masking import Mask
+from mmsdk.contracts.tasks import FORECAST, QUANTILES
 
 
 def forward_fill(x: Tensor) -> Tensor:
@@ -48,7 +49,8 @@ def evaluate_forecaster(
     """Test MSE and MAE (averaged over every window, step and channel) of a model or a baseline.
 
     Args:
-        forecaster: maps x (B, L, C) → (B, H, C); ignored when `baseline` is given.
+        forecaster: maps x (B, L, C) → (B, H, C) (or to {"forecast", "quantiles"}); ignored when `baseline` is
+            given.
         dataset: yields (x, y) windows.
         baseline: "naive" or "seasonal_naive" instead of the model.
         period: season length for the seasonal baseline.
@@ -63,6 +65,7 @@ def evaluate_forecaster(
             pred = seasonal_naive_forecast(x, y.shape[1], period)
         else:
             pred = forecaster(x)
+            pred = pred[FORECAST] if isinstance(pred, dict) else pred  # a head with quantiles
         observed = torch.isfinite(y)
         diff = torch.where(observed, pred - y, torch.zeros_like(y))
         squared += float((diff**2).sum())
@@ -175,8 +178,12 @@ def evaluate_probabilistic(
     batch_size: int = 64,
     seed: int = 0,
 ) -> dict[str, float]:
-    """MSE, MAE, MASE, weighted quantile loss, CRPS and 80 % interval coverage of a Moirai forecaster over a dataset
-    of (x, y) windows (x a series or a covariate mapping), from `num_samples` seeded samples of its mixture.
+    """MSE, MAE, MASE, weighted quantile loss, CRPS and 80 % interval coverage of a probabilistic forecaster over a
+    dataset of (x, y) windows (x a series or a covariate mapping).
+
+    A model whose head has quantiles (`HeadConfig.quantiles`, any forecasting adapter) is scored on its own
+    "forecast" and "quantiles" outputs, at its levels (`levels` is then ignored); a Moirai forecaster without them on
+    the mean and the quantiles of `num_samples` seeded samples of its mixture.
 
     Metrics are averaged over batches weighted by their observed targets (see `mmsdk.adapters.timeseries.metrics`).
     """
@@ -185,12 +192,19 @@ def evaluate_probabilistic(
 
     model.eval()
     generator = torch.Generator().manual_seed(seed)
+    own_levels = getattr(getattr(model, "head_config", None), "quantiles", None)
+    levels = tuple(own_levels or levels)
     totals: dict[str, float] = {}
     weight = 0
     for x, y in DataLoader(dataset, batch_size=batch_size):
-        dist = forecast_distribution(model, x, num_samples, levels, generator)
+        if own_levels:
+            outputs = model(x)
+            mean, quantiles = outputs[FORECAST], outputs[QUANTILES].permute(3, 0, 1, 2)  # (Q, B, H, C)
+        else:
+            dist = forecast_distribution(model, x, num_samples, levels, generator)
+            mean, quantiles = dist.mean, dist.quantiles
         context = x["series"] if isinstance(x, dict) else x
-        metrics = forecast_metrics(dist.mean, y, context, dist.quantiles, levels, period)
+        metrics = forecast_metrics(mean, y, context, quantiles, levels, period)
         count = int(torch.isfinite(y).sum())
         for name, value in metrics.items():
             totals[name] = totals.get(name, 0.0) + value * count

@@ -18,7 +18,9 @@ from torch import Tensor, nn
 
 from mmsdk.adapters.timeseries.covariates import KNOWN, PAST, SERIES, STATIC, future_rows
 from mmsdk.adapters.timeseries.distributions import Mixture
+from mmsdk.adapters.timeseries.mixture_quantiles import QuantilePoints
 from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
+from mmsdk.contracts.tasks import FORECAST, QUANTILES, Outputs
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.tracing import is_tracing
 
@@ -46,6 +48,9 @@ class MoiraiForecastHead(RolloutHead):
 
     Covariates are variates after the targets: past ones get NaN slots like the targets, known ones their given
     horizon values (so their slot tokens carry content), and only the C target variates are forecast.
+
+    With `HeadConfig.quantiles` the head returns {"forecast": the mean, "quantiles": (B, H, C, Q)}, the quantiles
+    estimated from fixed points of the mixture (:mod:`~mmsdk.adapters.timeseries.mixture_quantiles`), so they export.
     """
 
     uses_context_features = False
@@ -61,6 +66,8 @@ class MoiraiForecastHead(RolloutHead):
         self.mixture = adapter.distribution_head  # shared with the adapter (loaded with the backbone)
         self.past, self.known = adapter.config.past_covariates, adapter.config.known_covariates
         self.mapping = adapter.config.has_covariates  # the model's input is a mapping
+        self.levels = head.quantiles
+        self.quantile_points = QuantilePoints() if head.quantiles is not None else None
 
     def probe_parameters(self) -> Iterator[nn.Parameter]:
         """What a linear probe trains: the shared mixture head (it lives in the frozen backbone's adapter)."""
@@ -119,9 +126,14 @@ class MoiraiForecastHead(RolloutHead):
         future = future_rows(known[:, : length + self.horizon].to(window.dtype), length, self.steps * self.patch_size)
         return self.extend(window, future, static)
 
-    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Outputs:
         hidden, batch = encode(self.extended_inputs(batch))  # (B, V·(N + steps), D)
-        return self.denormalize(self.distribution(hidden, batch).mean, batch)  # (B, H, C)
+        mixture = self.distribution(hidden, batch)
+        mean = self.denormalize(mixture.mean, batch)  # (B, H, C)
+        if self.levels is None or self.quantile_points is None:
+            return mean
+        quantiles = self.denormalize(self.quantile_points(mixture, self.levels), batch)  # (Q, B, H, C)
+        return {FORECAST: mean, QUANTILES: quantiles.permute(1, 2, 3, 0)}
 
 
 @torch.no_grad()

@@ -16,9 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from mmsdk.adapters.timeseries.quantile_outputs import forecast_outputs, output_count
 from mmsdk.config import Config, require
 from mmsdk.contracts.adapter import DEFAULT_MAX_ABS_INPUT, Adapter, ExportSpec, check_magnitude, reject_values
 from mmsdk.contracts.heads import HeadConfig
+from mmsdk.contracts.tasks import Outputs
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.pooling import pool_tokens
 from mmsdk.layers.positions import FixedPositions, build_positions, normalized_sincos_table
@@ -332,27 +334,33 @@ class PatchTSTAdapter(Adapter):
 
 class ForecastHead(nn.Module):
     """PatchTST's forecast head: (B·C, N, D) → pool per channel (flatten by default, or mean/max over patches as
-    in HF's pooling_type) → linear → (B, horizon, C), de-normalized to the input's scale."""
+    in HF's pooling_type) → linear → (B, horizon, C), de-normalized to the input's scale.
+
+    With `HeadConfig.quantiles` the linear layer also predicts the Q quantiles of every step (see
+    :mod:`~mmsdk.adapters.timeseries.quantile_outputs`) and the head returns {"forecast", "quantiles"}.
+    """
 
     def __init__(self, adapter: PatchTSTAdapter, head: HeadConfig, dim: int) -> None:
         super().__init__()
         self.channels = adapter.config.num_channels
         self.horizon = head.num_outputs
+        self.head = head
+        self.values = output_count(head)  # 1 + Q per step
         self.pooling = head.pooling or "flatten"
         if self.pooling not in ("flatten", "mean", "max"):
             raise ValueError(f"HeadConfig.pooling={self.pooling!r}: PatchTST forecasts use flatten, mean or max")
         self.dropout = nn.Dropout(head.dropout)
         width = adapter.config.num_patches * dim if self.pooling == "flatten" else dim
-        self.linear = nn.Linear(width, head.num_outputs)
+        self.linear = nn.Linear(width, head.num_outputs * self.values)
         self.norm = adapter.norm  # shared with the adapter (same parameters), for the inverse
 
-    def forward(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
-        bc = hidden.shape[0]
-        z = self.linear(self.dropout(pool_tokens(hidden, self.pooling)))  # (B·C, H)
-        z = z.view(bc // self.channels, self.channels, self.horizon).transpose(1, 2)  # (B, H, C)
-        if self.norm is None:
-            return z
-        return self.norm.inverse(z, batch.context["loc"], batch.context["scale"])
+    def forward(self, hidden: Tensor, batch: TokenBatch) -> Outputs:
+        bc, h, v = hidden.shape[0], self.horizon, self.values
+        z = self.linear(self.dropout(pool_tokens(hidden, self.pooling)))  # (B·C, V·H)
+        z = z.view(bc // self.channels, self.channels, v * h).transpose(1, 2)  # (B, V·H, C)
+        if self.norm is not None:
+            z = self.norm.inverse(z, batch.context["loc"], batch.context["scale"])
+        return forecast_outputs(z.reshape(z.shape[0], v, h, self.channels), self.head)  # from (B, V, H, C)
 
 
 class ChannelPooledHead(nn.Module):

@@ -50,10 +50,12 @@ from mmsdk.adapters.timeseries.patchtst import (
     patch_indices,
     prefix_normalize,
 )
+from mmsdk.adapters.timeseries.quantile_outputs import forecast_outputs, output_count
 from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import Encode, HeadConfig, RolloutHead
 from mmsdk.contracts.losses import masked_mse
+from mmsdk.contracts.tasks import Outputs
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.positions import build_positions
 from mmsdk.layers.tracing import is_tracing
@@ -264,6 +266,10 @@ class TimerXLForecastHead(RolloutHead):
     Each step maps the last token of every variate to its next patch (B, C, P), de-normalizes it with the
     statistics of the current window, and appends it to the raw window, whose oldest patch drops out; the task
     model's `encode` then re-runs tokenization and the backbone. ceil(H / P) steps; the result is cropped to H.
+
+    With `HeadConfig.quantiles` every step also predicts the Q quantiles of the next patch (the point forecast is
+    what the rollout feeds back) and the head returns {"forecast", "quantiles"} (see
+    :mod:`~mmsdk.adapters.timeseries.quantile_outputs`).
     """
 
     def __init__(self, adapter: TimerXLAdapter, head: HeadConfig, dim: int) -> None:
@@ -276,14 +282,15 @@ class TimerXLForecastHead(RolloutHead):
         self.horizon = head.num_outputs
         self.steps = math.ceil(head.num_outputs / cfg.patch_len)
         self.dropout = nn.Dropout(head.dropout)
-        self.linear = nn.Linear(dim, cfg.patch_len)
+        self.head, self.values = head, output_count(head)  # 1 + Q values per step
+        self.linear = nn.Linear(dim, cfg.patch_len * self.values)
 
     def next_patch(self, hidden: Tensor, batch: TokenBatch) -> Tensor:
-        """The next patch of every variate in data units: (B, P, C)."""
+        """The next patch of every variate in data units: (B, 1 + Q, P, C), the point forecast first."""
         b, c = hidden.shape[0], self.channels
         last = hidden.reshape(b, self.variates, self.num_patches, -1)[:, :c, -1]  # (B, C, D) of the targets
-        z = self.linear(self.dropout(last)).transpose(1, 2)  # (B, P, C)
-        return z * batch.context["scale"][..., :c] + batch.context["loc"][..., :c]
+        z = self.linear(self.dropout(last)).view(b, c, self.values, self.patch_len).permute(0, 2, 3, 1)
+        return z * batch.context["scale"][..., :c].unsqueeze(1) + batch.context["loc"][..., :c].unsqueeze(1)
 
     def covariate_inputs(self, batch: TokenBatch) -> dict[str, Tensor]:
         """The raw input mapping of a covariate batch, with the known covariates cropped to the horizon (rows after
@@ -321,15 +328,15 @@ class TimerXLForecastHead(RolloutHead):
             moved[STATIC] = inputs[STATIC]
         return moved
 
-    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Tensor:
+    def forward(self, hidden: Tensor | None, batch: TokenBatch, encode: Encode) -> Outputs:
         covariates = self.mapping
         inputs: Tensor | dict[str, Tensor] = self.covariate_inputs(batch) if covariates else batch.context["inputs"]
         patches = []
         for step in range(self.steps):  # static: unrolled when exported
             if step > 0 or covariates:  # a covariate model encodes its cropped inputs from the first step
                 hidden, batch = encode(inputs)  # (B, V·N, D)
-            patch = self.next_patch(hidden, batch)  # type: ignore[arg-type]  # (B, P, C)
+            patch = self.next_patch(hidden, batch)  # type: ignore[arg-type]  # (B, 1 + Q, P, C)
             patches.append(patch)
             if step + 1 < self.steps:
-                inputs = self.advance(inputs, patch)
-        return torch.cat(patches, dim=1)[:, : self.horizon]  # (B, H, C)
+                inputs = self.advance(inputs, patch[:, 0])
+        return forecast_outputs(torch.cat(patches, dim=2)[:, :, : self.horizon], self.head)  # from (B, 1 + Q, H, C)

@@ -7,6 +7,7 @@ called as `head(hidden (B, N, D), batch)` on its modality's features, or, for a 
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,12 @@ class HeadConfig(Config):
     labels: tuple[str, ...] | None = None
     """Names of the classes or labels, in output order (saved with the model and written into exported ONNX
     metadata); None = unnamed. Recipes fill them from the dataset's class names when left out."""
+    quantiles: tuple[float, ...] | None = None
+    """Quantile levels a forecast head also predicts, increasing in (0, 1), e.g. (0.1, 0.2, ..., 0.9). The model
+    then returns (and exports) two named outputs: "forecast" (B, H, C) and "quantiles" (B, H, C, Q). Heads with
+    their own distribution (Moirai) read the quantiles off it and their point forecast stays the mixture's mean; the
+    others (PatchTST, Timer-XL) learn them with the pinball loss beside a point forecast trained as before (MSE).
+    None = a point forecast only."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +59,26 @@ class HeadConfig(Config):
                 "labels",
                 f"names {len(self.labels)} labels but num_outputs={self.num_outputs}",
             )
+        if self.quantiles is not None:
+            self._check_quantiles()
+
+    def _check_quantiles(self) -> None:
+        levels = self.quantiles = tuple(float(q) for q in self.quantiles or ())
+        task = TASKS.get(self.task)
+        require(
+            getattr(task, "quantile_outputs", False),
+            self,
+            "quantiles",
+            f"task {self.task!r} has no quantile outputs (forecast has)",
+        )
+        require(len(levels) > 0, self, "quantiles", "name at least one level, e.g. [0.1, 0.5, 0.9] (or leave it out)")
+        require(all(0.0 < q < 1.0 for q in levels), self, "quantiles", f"levels must lie in (0, 1), got {list(levels)}")
+        require(
+            all(a < b for a, b in itertools.pairwise(levels)),
+            self,
+            "quantiles",
+            f"levels must be strictly increasing, got {list(levels)}",
+        )
 
 
 class TokenPooledHead(PooledHead):

@@ -82,3 +82,26 @@ def masked_mae(pred: Tensor, target: Tensor, token_mask: Tensor, value_mask: Ten
         raise ValueError(f"masked_mae: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     target = torch.nan_to_num(target) if value_mask is not None else target
     return masked_mean((pred - target).abs(), token_mask, value_mask)
+
+
+def pinball_loss(quantiles: Tensor, target: Tensor, levels: tuple[float, ...] | list[float]) -> Tensor:
+    """Mean pinball (quantile) loss over levels and finite targets: `max(τ (y - q), (τ - 1) (y - q))`.
+
+    Args:
+        quantiles: (..., Q) predicted quantiles at `levels`.
+        target: (...) targets; NaN = missing (left out).
+        levels: Q levels in (0, 1).
+
+    Returns:
+        Scalar; 0 with a gradient path when no target is finite.
+    """
+    if quantiles.shape[:-1] != target.shape or quantiles.shape[-1] != len(levels):
+        raise ValueError(
+            f"pinball_loss: quantiles must be (*target.shape, Q) = {(*target.shape, len(levels))}, "
+            f"got {tuple(quantiles.shape)}"
+        )
+    tau = torch.tensor(list(levels), dtype=quantiles.dtype, device=quantiles.device)
+    finite = torch.isfinite(target).unsqueeze(-1)  # (..., 1)
+    diff = torch.nan_to_num(target).unsqueeze(-1).to(quantiles.dtype) - quantiles  # (..., Q)
+    loss = torch.maximum(tau * diff, (tau - 1) * diff) * finite
+    return loss.sum() / (finite.sum() * len(levels)).clamp_min(1)

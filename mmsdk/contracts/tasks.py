@@ -19,6 +19,13 @@ from mmsdk.contracts.registry import TASKS, concrete_subclass_of
 
 Output = Literal["vector", "sequence"]
 
+FORECAST, QUANTILES = "forecast", "quantiles"
+"""Output names of a head with quantiles (`HeadConfig.quantiles`): the point forecast (B, H, C) and the quantiles
+(B, H, C, Q), returned as a dict in this order and exported as two named ONNX outputs."""
+
+Outputs = Tensor | dict[str, Tensor]
+"""What a head returns: one tensor, or named tensors (the first is the primary output)."""
+
 
 class Task(ABC):
     """A fine-tuning task for heads with `num_outputs` outputs.
@@ -28,17 +35,26 @@ class Task(ABC):
         output: "vector" for (B, num_outputs) outputs (pooled heads: classes, labels, regression targets) or
             "sequence" for (B, num_outputs, C) outputs (forecasts of C variables).
         monitor: the validation metric that `select_best` should watch, and whether lower is better.
+        quantile_outputs: whether heads of the task may also predict quantiles (`HeadConfig.quantiles`); the task
+            is then built with the levels and scores the {"forecast", "quantiles"} outputs.
     """
 
     name: ClassVar[str]
     output: ClassVar[Output] = "vector"
     monitor: ClassVar[tuple[str, Literal["min", "max"]]] = ("loss", "min")
+    quantile_outputs: ClassVar[bool] = False
 
-    def __init__(self, num_outputs: int) -> None:
+    def __init__(self, num_outputs: int, quantiles: tuple[float, ...] | None = None) -> None:
         self.num_outputs = num_outputs
+        self.quantiles = quantiles
+
+    @classmethod
+    def from_head(cls, head: Any) -> Task:
+        """The task of a :class:`~mmsdk.contracts.heads.HeadConfig`: its outputs and quantile levels."""
+        return cls(head.num_outputs, getattr(head, "quantiles", None))
 
     @abstractmethod
-    def evaluate(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def evaluate(self, outputs: Outputs, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """(scalar loss, per-batch metrics) of a batch; metrics are averaged over an epoch weighted by batch size.
 
         Raises:

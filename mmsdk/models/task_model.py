@@ -57,7 +57,7 @@ class TaskModel(nn.Module):
                 "class_tokens: 1 or pool the tokens (mean, max, mean_max)"
             )
         self.config, self.head_config = config, head
-        self.task = TASKS.get(head.task)(head.num_outputs)
+        self.task = TASKS.get(head.task).from_head(head)
         self.head = self.head_adapter.build_head(head, config.encoder.dim)
 
     @property

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmsdk.contracts.losses import pinball_loss
 from mmsdk.contracts.registry import register_task
-from mmsdk.contracts.tasks import Task
+from mmsdk.contracts.tasks import FORECAST, QUANTILES, Outputs, Task
 
 
 class _RealValued(Task):
@@ -46,11 +47,35 @@ class _RealValued(Task):
 
 @register_task
 class Forecast(_RealValued):
-    """Future values (B, horizon, C) in data units; the head de-normalizes."""
+    """Future values (B, horizon, C) in data units; the head de-normalizes.
+
+    With quantile levels (`HeadConfig.quantiles`) the head returns {"forecast": (B, H, C), "quantiles":
+    (B, H, C, Q)}; the loss is the forecast's MSE plus the mean pinball loss of the quantiles (TimesFM's pairing
+    of a mean head and quantile heads), and the metrics add the pinball loss and the coverage of the widest
+    central interval (the share of targets between the lowest and highest level).
+    """
 
     name = "forecast"
     output = "sequence"
     monitor = ("mse", "min")
+    quantile_outputs = True
+
+    def evaluate(self, outputs: Outputs, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if not isinstance(outputs, dict):
+            if self.quantiles is not None:
+                raise ValueError(f"a forecast head with quantiles {self.quantiles} must return {{forecast, quantiles}}")
+            return super().evaluate(outputs, targets)
+        point, quantiles = outputs[FORECAST], outputs[QUANTILES].float()
+        mse, metrics = super().evaluate(point, targets)
+        targets = self._targets(point, targets).to(quantiles.dtype)
+        pinball = pinball_loss(quantiles, targets, self.quantiles or ())
+        finite = torch.isfinite(targets)
+        inside = (targets >= quantiles[..., 0]) & (targets <= quantiles[..., -1]) & finite
+        coverage = inside.sum() / finite.sum().clamp_min(1)
+        return mse + pinball, metrics | {"pinball": pinball, "coverage": coverage}
+
+    def example_targets(self, outputs: Outputs, generator: torch.Generator | None = None) -> Tensor:
+        return super().example_targets(outputs[FORECAST] if isinstance(outputs, dict) else outputs, generator)
 
 
 @register_task

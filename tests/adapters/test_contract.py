@@ -187,6 +187,36 @@ def test_task_model_exports_to_onnx(name: str, task: str, tmp_path: Path) -> Non
     assert result.verified and set(result.max_abs_error) == {1, 3}
 
 
+QUANTILE_TASKS = [(name, task) for name, task in ADAPTER_TASKS if TASKS.get(task).quantile_outputs]
+LEVELS = (0.1, 0.5, 0.9)
+
+
+@pytest.mark.parametrize(("name", "task"), QUANTILE_TASKS)
+def test_quantile_heads_train_round_trip_export_and_compile(name: str, task: str, tmp_path: Path) -> None:
+    """A head with `HeadConfig.quantiles` returns {primary output, quantiles (..., Q)}, trains on both, saves and
+    loads exactly, exports them as named ONNX outputs (each verified) and compiles as one graph."""
+    model = build_task_model(_config(name), {"task": task, "num_outputs": NUM_OUTPUTS, "quantiles": LEVELS})
+    raw = _raw(model)
+    outputs = model(raw)
+    first, quantiles = outputs.values()
+    assert quantiles.shape == (*first.shape, len(LEVELS)) and bool((quantiles.diff(dim=-1) >= 0).all())
+    loss, _ = model.task.evaluate(outputs, model.task.example_targets(outputs, torch.Generator().manual_seed(0)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.head.parameters())
+    model.eval()
+    loaded = from_pretrained(save_pretrained(model, tmp_path / "saved"))
+    with torch.no_grad():
+        for key, value in loaded(raw).items():
+            torch.testing.assert_close(value, model(raw)[key], atol=0, rtol=0)
+    result = to_onnx(model, tmp_path / "quantiles.onnx", verify_batch_sizes=(1, 3))
+    assert result.verified and result.output_names == tuple(outputs)
+    with torch.no_grad():
+        compiled = _compiled(model)(raw)
+        for key, value in model(raw).items():
+            torch.testing.assert_close(compiled[key], value, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", ADAPTER_NAMES)
 def test_embedding_model_exports_to_onnx(name: str, tmp_path: Path) -> None:
     """Exported through the ONNX Runtime fusions (the task exports above are plain): the optimized file matches eager

@@ -157,13 +157,44 @@ def test_plain_module_needs_example_input_and_exports_float32(tmp_path: Path) ->
 
 
 def test_non_tensor_output_is_named(tmp_path: Path) -> None:
+    class TupleOut(nn.Module):
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+            return x * 2, x
+
+    with pytest.raises(TypeError, match="returned tuple"):
+        to_onnx(TupleOut(), tmp_path / "tuple.onnx", torch.randn(2, 3))
+    assert not (tmp_path / "tuple.onnx").exists()
+
+
+def test_a_dict_of_tensors_becomes_named_outputs_each_verified(tmp_path: Path) -> None:
     class DictOut(nn.Module):
         def forward(self, x: Tensor) -> dict[str, Tensor]:
-            return {"y": x * 2}
+            return {"double": x * 2, "summed": x.sum(-1)}
 
-    with pytest.raises(TypeError, match="returned dict"):
-        to_onnx(DictOut(), tmp_path / "dict.onnx", torch.randn(2, 3))
-    assert not (tmp_path / "dict.onnx").exists()
+    result = to_onnx(DictOut(), tmp_path / "dict.onnx", torch.randn(2, 3))
+    assert result.output_names == ("double", "summed")
+    assert json.loads(result.metadata["mmsdk.output_names"]) == ["double", "summed"]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    double, summed = session.run(["double", "summed"], {result.input_name: x})
+    np.testing.assert_allclose(double, 2 * x, atol=1e-6)
+    np.testing.assert_allclose(summed, x.sum(-1), atol=1e-5)
+
+
+def test_verification_checks_every_output(tmp_path: Path) -> None:
+    class DictOut(nn.Module):
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            return {"double": x * 2, "summed": x.sum(-1)}
+
+    model = DictOut()
+    to_onnx(model, tmp_path / "dict.onnx", torch.randn(2, 3), verify=False)
+
+    class SecondDiffers(nn.Module):
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            return {"double": x * 2, "summed": x.sum(-1) + 1}
+
+    with pytest.raises(ExportVerificationError, match="differs from eager"):
+        verify_onnx(SecondDiffers(), tmp_path / "dict.onnx", [torch.randn(2, 3)])
 
 
 def test_reserved_metadata_keys_are_rejected(tmp_path: Path) -> None:

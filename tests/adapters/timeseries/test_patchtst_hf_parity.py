@@ -198,6 +198,7 @@ def test_config_mapping() -> None:
         "dropout": 0.1,
         "modality": None,
         "labels": None,
+        "quantiles": None,
     }
     encoder, adapter = model["encoder"], model["modalities"]["patchtst"]["adapter_config"]
     assert encoder["norm_position"] == "post" and encoder["final_norm"] is False and encoder["norm"] == "batchnorm"
