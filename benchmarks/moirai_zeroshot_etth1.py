@@ -203,7 +203,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its defaults are the benchmark's recipe (`benchmarks/zeroshot.py` pretrains with them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run (tiny corpus, few steps)")
     parser.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
@@ -233,7 +234,11 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, default=None, help="evaluate this pretrained directory only")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="results directory")
     parser.add_argument("--name", default=None, help="file name stem (default moirai_zeroshot_etth1)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.quick:
         args.steps, args.synthetic_series, args.synthetic_length, args.dim, args.depth = 20, 40, 512, 32, 2
         args.horizons, args.median_samples = [96], 20

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from mmsdk.adapters.timeseries.data import ForecastDataConfig, bundled_path, forecast_datasets
-from mmsdk.adapters.timeseries.evaluation import evaluate_forecaster
+from mmsdk.adapters.timeseries.evaluation import evaluate_forecaster, evaluate_probabilistic
 from mmsdk.training.api import finetune, pretrain
 
 logger = logging.getLogger("benchmarks.patchtst_etth1")
@@ -142,11 +142,14 @@ def _finetune_args(horizon: int, out: Path, name: str, quick: bool, epochs: int)
     }
 
 
-def run_supervised(data: Any, horizon: int, epochs: int, out: Path, quick: bool) -> tuple[Any, int]:
-    """PatchTST/42 trained from scratch on `data` (look-back 336 windows); returns (model, optimizer steps)."""
+def run_supervised(
+    data: Any, horizon: int, epochs: int, out: Path, quick: bool, quantiles: list[float] | None = None
+) -> tuple[Any, int]:
+    """PatchTST/42 trained from scratch on `data` (look-back 336 windows), with a quantile head when `quantiles` are
+    given (point forecast + pinball-trained quantiles); returns (model, optimizer steps)."""
     result = finetune(
         model_config(336, 16, 8, "bert"),
-        {"task": "forecast", "num_outputs": horizon, "dropout": 0.0},
+        {"task": "forecast", "num_outputs": horizon, "dropout": 0.0, "quantiles": quantiles},
         data.train,
         val_data=data.val,
         optim={"lr": 1e-4, "weight_decay": 0.0, "warmup_ratio": 0.0},
@@ -191,9 +194,13 @@ def run_self_supervised(
 def evaluate(
     model: Any, test_data: Any, horizon: int, mode: str, seconds: float, steps: int, pre_seconds: float = 0.0
 ) -> dict:
-    """Test MSE/MAE in standardized units next to the paper's supervised numbers."""
+    """Test MSE/MAE in standardized units next to the paper's supervised numbers (and, for a quantile head, MASE,
+    weighted quantile loss, CRPS and 80 % interval coverage)."""
     test = evaluate_forecaster(model.eval(), test_data)
     paper_mse, paper_mae = PAPER[horizon]
+    probabilistic = {}
+    if model.head_config.quantiles is not None:
+        probabilistic = {"probabilistic": evaluate_probabilistic(model, test_data, period=24)}
     return {
         "horizon": horizon,
         "mode": mode,
@@ -206,6 +213,7 @@ def evaluate(
         "train_seconds": seconds + pre_seconds,  # includes the shared pretraining time in self-supervised mode
         "pretrain_seconds": pre_seconds,
         "steps": steps,
+        **probabilistic,
     }
 
 
@@ -228,6 +236,18 @@ def table(rows: list[dict]) -> str:
             f"{r['test_mae']:.4f} | {r['paper_mae']:.3f} | {'yes' if r['within_3pct'] else 'no'} | "
             f"{r['train_seconds']:.0f} |"
         )
+    scored = [r for r in rows if "probabilistic" in r]
+    if scored:  # a quantile head: its probabilistic metrics
+        lines += [
+            "",
+            "| mode | horizon | MASE | WQL | CRPS | 80 % coverage |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in scored:
+            p = r["probabilistic"]
+            coverage = next(v for k, v in p.items() if k.startswith("coverage"))
+            scores = f"{p['mase']:.3f} | {p['wql']:.4f} | {p['crps']:.4f} | {coverage:.3f}"
+            lines.append(f"| {r['mode']} | {r['horizon']} | {scores} |")
     return "\n".join(lines)
 
 
@@ -253,6 +273,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 steps per stage: a smoke run, not a result")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="results directory")
     parser.add_argument("--name", default=None, help="file name stem of the results (default patchtst_etth1)")
+    parser.add_argument(
+        "--quantiles", type=float, nargs="+", default=None, help="supervised: a quantile head at these levels"
+    )
     parser.add_argument(
         "--merge",
         type=Path,
@@ -288,7 +311,7 @@ def main() -> None:
                 probe, full = (args.probe_epochs, args.probe_lr), (args.epochs, args.finetune_lr)
                 model, steps = run_self_supervised(data, horizon, pretrained, probe, full, args.output, args.quick)
             else:
-                model, steps = run_supervised(data, horizon, args.epochs, args.output, args.quick)
+                model, steps = run_supervised(data, horizon, args.epochs, args.output, args.quick, args.quantiles)
             pre = pre_seconds if mode == "self_supervised" else 0.0
             rows.append(evaluate(model, data.test, horizon, mode, time.perf_counter() - start, steps, pre))
             logger.info("%s", rows[-1])
@@ -305,6 +328,7 @@ def main() -> None:
         "probe_lr": args.probe_lr if ssl else None,
         "finetune_lr": args.finetune_lr if ssl else None,
         "pretrained": args.pretrained,
+        "quantiles": args.quantiles,
         "results": rows,
     }
     write_report(report, args.output, args.name or ("patchtst_etth1_quick" if args.quick else "patchtst_etth1"))

@@ -12,7 +12,8 @@ A raw tensor carries no frequency, so a model instance tokenizes with its config
 dataset with :func:`patch_size_for_freq` (Moirai's rule: low frequencies get small patches, high ones large).
 
 Normalization and leakage. Each variate is normalized with the mean and std of its observed values in the first
-S = max(1, floor(N · stat_ratio)) patches only. Tokenization runs before the pretraining mask is drawn, so
+S = max(1, floor(N · stat_ratio)) patches only (counted from its first patch with an observed value, so a short
+series left-padded with NaN is normalized by its own values). Tokenization runs before the pretraining mask is drawn, so
 full-window statistics would leak the hidden tail into every visible token; with tail masking of ratio r the
 statistics are leak-free whenever round(N · r) <= N - S (always for r <= 1 - stat_ratio, e.g. Moirai's r <= 0.5
 with the default stat_ratio = 0.5). Moirai draws r ~ U(0.15, 0.5) per batch: `masking: {strategy: tail, ratio:
@@ -71,7 +72,7 @@ from mmsdk.adapters.timeseries.distributions import (
 )
 from mmsdk.adapters.timeseries.moirai_forecast import ForecastDistribution, MoiraiForecastHead, forecast_distribution
 from mmsdk.adapters.timeseries.packing import PackedInputs
-from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series, prefix_normalize
+from mmsdk.adapters.timeseries.patchtst import InstanceNorm, check_series
 from mmsdk.config import require
 from mmsdk.contracts.adapter import Adapter, ExportSpec, LossTerms
 from mmsdk.contracts.heads import HeadConfig
@@ -259,14 +260,33 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         """S: how many leading patches give the normalization statistics of an N-patch window."""
         return max(1, math.floor(num_patches * self.config.stat_ratio))
 
+    def stat_window(self, observed: Tensor) -> tuple[Tensor, Tensor]:
+        """The patches [first, end) (B, 1, C) each whose observed values give a variate's normalization statistics:
+        the first S = max(1, floor(N' · stat_ratio)) of its N' patches from its first patch with an observed value.
+
+        A series shorter than the window, left-padded with NaN, is so normalized as if the window started where it
+        starts, instead of falling back to raw values; a full window (first = 0) uses S = `stat_patches(N)`.
+        """
+        p, n = self.config.patch_size, observed.shape[1] // self.config.patch_size
+        patches = observed[:, : n * p].reshape(observed.shape[0], n, p, observed.shape[2]).any(dim=2)  # (B, N, C)
+        first = (patches.cumsum(dim=1) == 0).sum(dim=1, keepdim=True)  # (B, 1, C) leading patches with nothing
+        count = ((n - first).float() * self.config.stat_ratio).floor().clamp_min(1).long()  # (B, 1, C)
+        return first, first + count
+
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(normalized x with 0 at missing points, observed mask, loc, scale) for x (B, L, C).
 
-        loc and scale (B, 1, C) come from the observed values of the first S patches only; a variate with none
-        observed there keeps its values (loc 0, scale 1).
+        loc and scale (B, 1, C) come from the observed values of the statistics patches only (:meth:`stat_window`);
+        a variate with nothing observed there keeps its values (loc 0, scale 1).
         """
-        steps = self.stat_patches(x.shape[1] // self.config.patch_size) * self.config.patch_size
-        return prefix_normalize(self.norm, x, steps)
+        observed = ~torch.isnan(x)  # (B, L, C)
+        first, end = self.stat_window(observed)
+        patch_of_step = (torch.arange(x.shape[1], device=x.device) // self.config.patch_size).view(1, -1, 1)
+        in_stats = observed & (patch_of_step >= first) & (patch_of_step < end)  # (B, L, C)
+        _, loc, scale = self.norm(x, in_stats)  # (B, 1, C) each
+        scale = torch.where(in_stats.any(dim=1, keepdim=True), scale, torch.ones_like(scale))
+        filled = torch.where(observed, x, torch.zeros_like(x))
+        return (filled - loc) / scale * observed.to(x.dtype), observed, loc, scale
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
@@ -307,6 +327,8 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         tokens = torch.where(empty, self.mask_token.to(tokens.dtype), tokens)
         time_ids = torch.arange(n, device=inputs.device).repeat(c).unsqueeze(0).expand(b, -1)  # (B, C·N)
         variate_ids = torch.arange(c, device=inputs.device).repeat_interleave(n).unsqueeze(0).expand(b, -1)
+        _, stat_end = self.stat_window(observed)  # (B, 1, C)
+        stat_tokens = time_ids < stat_end.transpose(1, 2).expand(-1, -1, n).reshape(b, c * n)  # (B, C·N)
         return TokenBatch(
             tokens=tokens,
             positions=time_ids.unsqueeze(-1),  # (B, C·N, 1)
@@ -314,7 +336,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
             time_ids=time_ids,
             targets=patches,
             target_mask=target_mask,
-            context={"loc": loc, "scale": scale, "inputs": inputs},
+            context={"loc": loc, "scale": scale, "inputs": inputs, "stat_tokens": stat_tokens},
         )
 
     def mask_embedding(self) -> Tensor | None:
@@ -364,10 +386,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         if batch.targets is None or batch.time_ids is None or batch.variate_ids is None:
             raise ValueError("MoiraiAdapter.next_token_loss needs targets, time_ids and variate_ids from tokenize")
         t, v = batch.time_ids, batch.variate_ids
-        stat_tokens = batch.context.get("stat_tokens")  # packed rows: each sample's own statistics patches
-        if stat_tokens is None:  # one series per row: N patches per variate, from the static shapes
-            steps = batch.num_tokens // batch.context["loc"].shape[-1]
-            stat_tokens = t < self.stat_patches(steps)
+        stat_tokens = batch.context["stat_tokens"]  # each series' (each packed sample's) statistics patches
         # a source at patch n >= S - 1 predicts a target outside the statistics patches
         valid = (v[:, 1:] == v[:, :-1]) & (t[:, 1:] == t[:, :-1] + 1) & ~stat_tokens[:, 1:]
         if batch.sample_ids is not None:
@@ -415,8 +434,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
                     row_fields[name].append(getattr(part, name)[0])
                 row_fields["sample_ids"].append(torch.full((n,), k, dtype=torch.long, device=part.tokens.device))
                 row_fields["padding_mask"].append(torch.ones(n, dtype=torch.bool, device=part.tokens.device))
-                time_ids = part.time_ids[0]  # type: ignore[index]
-                row_fields["stat_tokens"].append(time_ids < self.stat_patches(int(time_ids.max()) + 1))
+                row_fields["stat_tokens"].append(part.context["stat_tokens"][0])
                 spans[i] = PackedSpan(
                     r, start, start + n, series[i].shape[-1], part.context["loc"], part.context["scale"]
                 )

@@ -104,6 +104,24 @@ def test_pretrain_finetune_export_from_recipes(tmp_path: Path) -> None:
     np.testing.assert_allclose(runtime(x), expected, atol=1e-4)
 
 
+def test_quantile_recipe_trains_exports_and_serves_named_outputs(tmp_path: Path) -> None:
+    """A PatchTST with a quantile head from its recipe: pinball and coverage in the test metrics, two named ONNX
+    outputs whose levels the runtime reads from the model's metadata."""
+    out = tmp_path / "quantiles"
+    main(["finetune", "--config", str(RECIPES / "timeseries/patchtst_quantiles.yaml"), *TINY, "--head.num_outputs=96",
+          f"--output_dir={out}", f"--trainer.default_root_dir={out}"])  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/pinball"]) and 0.0 <= metrics["test/coverage"] <= 1.0
+    main(["export", f"--model_dir={out / 'model'}", f"--output={tmp_path / 'q.onnx'}"])
+    runtime = OnnxModel(tmp_path / "q.onnx")
+    assert runtime.output_names == ["forecast", "quantiles"]
+    assert runtime.quantile_levels == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    x = np.random.default_rng(0).standard_normal((2, 96, 7)).astype(np.float32)
+    outputs = runtime.run({"series": x})
+    assert outputs["forecast"].shape == (2, 96, 7) and outputs["quantiles"].shape == (2, 96, 7, 9)
+    assert (np.diff(outputs["quantiles"], axis=-1) >= 0).all()
+
+
 def test_pointcloud_recipes(tmp_path: Path) -> None:
     pre_dir = tmp_path / "pre"
     recipes = RECIPES / "pointcloud"

@@ -144,6 +144,21 @@ def test_hidden_tail_values_do_not_leak(stat_ratio: float, leaks: bool) -> None:
     assert torch.allclose(first, second, atol=1e-6) != leaks  # stat_ratio = 1 leaks through the statistics
 
 
+def test_a_left_padded_short_series_is_normalized_by_its_own_values() -> None:
+    """A series shorter than the window (leading NaN patches) takes its statistics from its first observed
+    patches, as the same series in a window of its own length would, instead of keeping its raw scale."""
+    adapter = build_model(_config(context_length=8 * P)).adapter
+    short = 1000.0 + 50.0 * _sines(2, 4 * P, 2, seed=6)  # (B, 4P, C) far from unit scale
+    padded = torch.cat([torch.full((2, 4 * P, 2), float("nan")), short], dim=1)  # 4 empty patches, then the series
+    z_short, _, loc_short, scale_short = adapter.normalize(short)
+    z_padded, _, loc_padded, scale_padded = adapter.normalize(padded)
+    torch.testing.assert_close(loc_padded, loc_short)
+    torch.testing.assert_close(scale_padded, scale_short)
+    torch.testing.assert_close(z_padded[:, 4 * P :], z_short)
+    stat_tokens = adapter.tokenize(padded).context["stat_tokens"].view(2, 2, 8)  # (B, C, N)
+    assert bool((stat_tokens == (torch.arange(8) < 4 + 2)).all())  # the 4 empty patches + S = 2 of 4 observed ones
+
+
 def test_forecast_distribution_and_monotone_quantiles() -> None:
     model = _forecaster(horizon=12)
     x = _sines(3, 4 * P, 2, seed=5)
