@@ -203,6 +203,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_facts(args: argparse.Namespace) -> dict[str, Any]:
+    """What a report records about the run: the device, threads, command-line settings and model config."""
+    device = f"cpu: {platform.machine()}, {os.cpu_count()} cores"
+    return {
+        "quick": args.quick,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else device,
+        "threads": torch.get_num_threads(),
+        "settings": {k: (v.name if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "model": model_config(args),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; its defaults are the benchmark's recipe (`benchmarks/zeroshot.py` pretrains with them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,11 +265,7 @@ def main() -> None:
     rows = evaluate(args, pretrained)
     report = {
         "benchmark": "Moirai zero-shot on ETTh1 (pretrained on the statsmodels + KernelSynth corpus only)",
-        "quick": args.quick,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu: {platform.processor()}",
-        "threads": torch.get_num_threads(),
-        "settings": {k: (v.name if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "model": model_config(args),
+        **run_facts(args),
         **facts,
         "total_seconds": time.perf_counter() - start,
         "results": rows,

@@ -413,19 +413,13 @@ def _save(program: Any, path: Path) -> None:
 
 def _finalize(model: Any, names: Sequence[str], outputs: Sequence[str], metadata: Mapping[str, str]) -> None:
     """Names the graph's inputs and outputs and stores the metadata (an onnx_ir Model)."""
-    graph = model.graph
-    if len(graph.inputs) != len(names):
-        raise ValueError(f"expected a graph with inputs {list(names)}, got {[v.name for v in graph.inputs]}")
-    for value, name in zip(graph.inputs, names):
-        if value.name != name:
-            logger.debug("renaming graph input %r to %r", value.name, name)
-            value.name = name
-    if len(graph.outputs) != len(outputs):
-        raise ValueError(f"expected a graph with outputs {list(outputs)}, got {[v.name for v in graph.outputs]}")
-    for value, name in zip(graph.outputs, outputs):
-        if value.name != name:
-            logger.debug("renaming graph output %r to %r", value.name, name)
-            value.name = name
+    for kind, values, wanted in (("input", model.graph.inputs, names), ("output", model.graph.outputs, outputs)):
+        if len(values) != len(wanted):
+            raise ValueError(f"expected a graph with {kind}s {list(wanted)}, got {[v.name for v in values]}")
+        for value, name in zip(values, wanted):
+            if value.name != name:
+                logger.debug("renaming graph %s %r to %r", kind, value.name, name)
+                value.name = name
     model.metadata_props.update(metadata)
 
 
