@@ -8,7 +8,7 @@ in the PatchTST benchmark) without any fine-tuning. Reported: MSE/MAE of the for
 the median of 50 samples at the first horizon) next to the seasonal-naive (24 h) and naive (last value)
 baselines, in standardized units.
 
-    python benchmarks/moirai_zeroshot_etth1.py              # the full run (17 minutes on 2 shared CPU cores)
+    python benchmarks/moirai_zeroshot_etth1.py              # the full run (39 minutes on 2 CPU cores)
     python benchmarks/moirai_zeroshot_etth1.py --quick      # a 1-minute smoke run, not a result
 
 Writes `benchmarks/results/moirai_zeroshot_etth1.json` and `.md` (`..._quick.*` for --quick).
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run (tiny corpus, few steps)")
     parser.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
-    parser.add_argument("--steps", type=int, default=500, help="pretraining steps")
+    parser.add_argument("--steps", type=int, default=30000, help="pretraining steps")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch (packed into rows)")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens per packed row")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--components", nargs="+", default=["student_t", "normal"], help="mixture families (Moirai: 4; 2 are cheaper)"
     )
-    parser.add_argument("--synthetic-series", type=int, default=800)
+    parser.add_argument("--synthetic-series", type=int, default=6000)
     parser.add_argument("--synthetic-length", type=int, default=1024)
     parser.add_argument("--synthetic-variates", type=int, default=3)
     parser.add_argument("--real-repeats", type=int, default=5, help="upweights the statsmodels series")
