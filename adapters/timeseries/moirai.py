@@ -13,8 +13,8 @@ dataset with :func:`patch_size_for_freq` (Moirai's rule: low frequencies get sma
 
 Normalization and leakage. Each variate is normalized with the mean and std of its observed values in the first
 S = max(1, floor(N · stat_ratio)) patches only (counted from its first patch with an observed value, so a short
-series left-padded with NaN is normalized by its own values). Tokenization runs before the pretraining mask is drawn, so
-full-window statistics would leak the hidden tail into every visible token; with tail masking of ratio r the
+series left-padded with NaN is normalized by its own values). Tokenization runs before the pretraining mask is
+drawn, so full-window statistics would leak the hidden tail into every visible token; with tail masking of ratio r the
 statistics are leak-free whenever round(N · r) <= N - S (always for r <= 1 - stat_ratio, e.g. Moirai's r <= 0.5
 with the default stat_ratio = 0.5). Moirai draws r ~ U(0.15, 0.5) per batch: `masking: {strategy: tail, ratio:
 0.15, ratio_max: 0.5}`. Patches without any observed value are embedded as the mask token (they carry no content),
@@ -279,6 +279,10 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         loc and scale (B, 1, C) come from the observed values of the statistics patches only (:meth:`stat_window`);
         a variate with nothing observed there keeps its values (loc 0, scale 1).
         """
+        return self._normalize(x)[:4]
+
+    def _normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`normalize`'s outputs, then the end (B, 1, C) of each variate's statistics patches."""
         observed = ~torch.isnan(x)  # (B, L, C)
         first, end = self.stat_window(observed)
         patch_of_step = (torch.arange(x.shape[1], device=x.device) // self.config.patch_size).view(1, -1, 1)
@@ -286,7 +290,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         _, loc, scale = self.norm(x, in_stats)  # (B, 1, C) each
         scale = torch.where(in_stats.any(dim=1, keepdim=True), scale, torch.ones_like(scale))
         filled = torch.where(observed, x, torch.zeros_like(x))
-        return (filled - loc) / scale * observed.to(x.dtype), observed, loc, scale
+        return (filled - loc) / scale * observed.to(x.dtype), observed, loc, scale, end
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, L, C) → (B, C·N, P) patches in variate-major order (token c·N + n is patch n of variate c)."""
@@ -319,7 +323,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         inputs = inputs.to(projection.weight.dtype)  # float16/64 series in a float32 model
         b, length, c = inputs.shape
         n = length // self.config.patch_size
-        z, observed, loc, scale = self.normalize(inputs)  # (B, L, C)
+        z, observed, loc, scale, stat_end = self._normalize(inputs)  # (B, L, C); stat_end (B, 1, C)
         patches = self.patchify(z)  # (B, C·N, P)
         target_mask = self.patchify(observed.to(z.dtype)) > 0.5  # (B, C·N, P)
         tokens = projection(patches)  # (B, C·N, D)
@@ -327,7 +331,6 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         tokens = torch.where(empty, self.mask_token.to(tokens.dtype), tokens)
         time_ids = torch.arange(n, device=inputs.device).repeat(c).unsqueeze(0).expand(b, -1)  # (B, C·N)
         variate_ids = torch.arange(c, device=inputs.device).repeat_interleave(n).unsqueeze(0).expand(b, -1)
-        _, stat_end = self.stat_window(observed)  # (B, 1, C)
         stat_tokens = time_ids < stat_end.transpose(1, 2).expand(-1, -1, n).reshape(b, c * n)  # (B, C·N)
         return TokenBatch(
             tokens=tokens,
