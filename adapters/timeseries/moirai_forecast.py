@@ -130,9 +130,9 @@ class MoiraiForecastHead(RolloutHead):
         hidden, batch = encode(self.extended_inputs(batch))  # (B, V·(N + steps), D)
         mixture = self.distribution(hidden, batch)
         mean = self.denormalize(mixture.mean, batch)  # (B, H, C)
-        if self.levels is None or self.quantile_points is None:
+        if self.quantile_points is None:
             return mean
-        quantiles = self.denormalize(self.quantile_points(mixture, self.levels), batch)  # (Q, B, H, C)
+        quantiles = self.denormalize(self.quantile_points(mixture, self.levels or ()), batch)  # (Q, B, H, C)
         return {FORECAST: mean, QUANTILES: quantiles.permute(1, 2, 3, 0)}
 
 
