@@ -227,3 +227,16 @@ def test_weighted_quantiles_of_equal_points_interpolate_the_midpoint_cdf() -> No
     weights = torch.full((4, 1), 0.25)
     out = weighted_quantiles(values, weights, [0.125, 0.5, 0.05, 0.95]).squeeze(-1)
     torch.testing.assert_close(out, torch.tensor([1.0, 2.5, 1.0, 4.0]))  # flat beyond the outer midpoints
+
+
+def test_evaluate_probabilistic_scores_a_quantile_head_on_its_own_outputs() -> None:
+    from mmsdk.adapters.timeseries.evaluation import evaluate_probabilistic
+
+    model = quantile_model("patchtst", levels=(0.1, 0.5, 0.9))
+    windows = _noisy_sines(8, torch.Generator().manual_seed(2))
+    dataset = list(zip(windows[:, :L], windows[:, L:]))
+    metrics = evaluate_probabilistic(model, dataset, levels=(0.25, 0.75), period=12)  # the head's levels win
+    assert set(metrics) == {"mse", "mae", "mase", "wql", "crps", "coverage_80"}
+    with torch.no_grad():
+        out = model(windows[:, :L])
+    assert metrics["mse"] == pytest.approx(float(((out[FORECAST] - windows[:, L:]) ** 2).mean()), rel=1e-5)
