@@ -278,7 +278,8 @@ class Fbank(nn.Module):
         """Computes log-mel filterbank features.
 
         Args:
-            waveform: (B, T) floating-point mono clips at ``config.sample_rate``; computed in float32.
+            waveform: (B, T) floating-point mono clips at ``config.sample_rate``; computed in float32, also under
+                autocast, so mixed-precision training sees the features evaluation and the exported graph see.
             lengths: (B,) integer number of real samples per clip; samples from ``lengths[b]`` on are padding,
                 whatever their values (NaN included: they are zeroed before anything else). None = all real.
 
@@ -293,6 +294,13 @@ class Fbank(nn.Module):
                 (B,) tensor in [0, T].
         """
         self._check(waveform, lengths)
+        if torch.is_autocast_enabled(waveform.device.type):  # under bf16/fp16 mixed precision: features stay float32
+            with torch.autocast(waveform.device.type, enabled=False):
+                return self._features(waveform, lengths)
+        return self._features(waveform, lengths)
+
+    def _features(self, waveform: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The filterbank of `forward`, in float32 (autocast off)."""
         c = self.config
         window, shift = c.window_samples, c.shift_samples
         x = waveform.to(torch.float32)  # (B, T)
