@@ -168,3 +168,31 @@ def test_missing_or_truncated_input_is_a_clear_error(convert: Any, forecaster: P
     with pytest.raises(ValueError, match=r"truncated\.onnx is not a readable ONNX model"):
         convert(truncated, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_quantile_forecasters_report_scores_every_output(tmp_path: Path) -> None:
+    """The forecast and the quantiles both count: per-output differences, the quantiles' weighted quantile loss (as
+    the time-series metrics compute it) on both models, and the bound applies to the worse of the two changes."""
+    from mmsdk.adapters.timeseries.metrics import weighted_quantile_loss
+
+    levels = [0.1, 0.5, 0.9]
+    head = {"task": "forecast", "num_outputs": 24, "quantiles": levels}
+    reference = _export(tmp_path, "quantiles", head, dim=32)
+    converted = quantize(reference, tmp_path / "quantiles.int8.onnx")
+    x = _series(16, seed=7)
+    model = OnnxModel(reference)
+    assert model.output_names == ["forecast", "quantiles"]
+    targets = model(x) + np.random.default_rng(8).normal(0, 0.5, (16, 24, 3)).astype(np.float32)
+    report = precision_report(reference, converted, x, targets, repeats=1, warmup=0, write_json=False)
+    assert set(report.outputs) == {"forecast", "quantiles"}
+    assert report.max_abs_diff == max(o["max_abs_diff"] for o in report.outputs.values()) > 0
+    scored = report.outputs["quantiles"]
+    quantiles = model.run({model.input_name: x})["quantiles"]  # (B, H, C, Q)
+    want = weighted_quantile_loss(torch.from_numpy(quantiles).permute(3, 0, 1, 2), levels, torch.from_numpy(targets))
+    assert scored["metric"] == "wql" and scored["reference_value"] == pytest.approx(want, rel=1e-9)
+    assert scored["change"] == pytest.approx((scored["converted_value"] - want) / want)
+    assert "quantiles wql" in report.summary()
+    low, high = sorted([report.change, scored["change"]])
+    where = "of output 'quantiles'" if scored["change"] > report.change else "mse change"
+    with pytest.raises(PrecisionLossError, match=where):
+        precision_report(reference, converted, x, targets, max_metric_change=(low + high) / 2, repeats=1, warmup=0)
