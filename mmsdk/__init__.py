@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "build_task_model": "mmsdk.models.build",
     "TaskModel": "mmsdk.models.task_model",
     "EmbeddingModel": "mmsdk.models.embedding_model",
+    "calibrate_quantiles": "mmsdk.models.quantile_calibration",
     # save/load
     "save_pretrained": "mmsdk.hub",
     "from_pretrained": "mmsdk.hub",

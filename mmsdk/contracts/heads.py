@@ -45,6 +45,10 @@ class HeadConfig(Config):
     their own distribution (Moirai) read the quantiles off it and their point forecast stays the mixture's mean; the
     others (PatchTST, Timer-XL) learn them with the pinball loss beside a point forecast trained as before (MSE).
     None = a point forecast only."""
+    quantile_scales: tuple[float, ...] | None = None
+    """Per-level factors that widen (> 1) or narrow (< 1) each quantile's distance from the point forecast, one per
+    level of `quantiles`, fitted on held-out windows by `mmsdk.calibrate_quantiles` (recalibration after training;
+    the exported graph applies them too). None = the quantiles as trained."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,6 +65,12 @@ class HeadConfig(Config):
             )
         if self.quantiles is not None:
             self._check_quantiles()
+        if self.quantile_scales is not None:
+            scales = self.quantile_scales = tuple(float(v) for v in self.quantile_scales)
+            levels = len(self.quantiles or ())
+            require(levels > 0, self, "quantile_scales", "needs quantiles: scales recalibrate a head's quantile levels")
+            require(len(scales) == levels, self, "quantile_scales", f"needs one per level ({levels}): {len(scales)}")
+            require(all(0.0 < v < float("inf") for v in scales), self, "quantile_scales", f"must be > 0, got {scales}")
 
     def _check_quantiles(self) -> None:
         levels = self.quantiles = tuple(float(q) for q in self.quantiles or ())

@@ -14,6 +14,7 @@ from mmsdk.contracts.registry import TASKS
 from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.models.backbone import Backbone
 from mmsdk.models.config import ModelConfig
+from mmsdk.models.quantile_calibration import scale_quantiles
 
 
 def head_modality(config: ModelConfig, head: HeadConfig) -> str:
@@ -102,14 +103,19 @@ class TaskModel(nn.Module):
         """Task output of an already tokenized batch (what `forward` and the fine-tuning system compute).
 
         `inputs` are the raw inputs of `batch`; a rollout head of a multimodal model needs them to re-encode new
-        inputs of its modality beside the others.
+        inputs of its modality beside the others. Quantiles recalibrated by `calibrate_quantiles`
+        (`HeadConfig.quantile_scales`) are scaled here, after the head.
         """
         if isinstance(self.head, RolloutHead):
             hidden, part = None, self.backbone.parts(batch)[self.modality]
             if self.head.uses_context_features:
                 hidden, part = self._features(batch)
-            return self.head(hidden, part, self._encoder_for(inputs))
-        return self.head(*self._features(batch))  # head of its modality's features
+            outputs = self.head(hidden, part, self._encoder_for(inputs))
+        else:
+            outputs = self.head(*self._features(batch))  # head of its modality's features
+        if self.head_config.quantile_scales is not None:
+            outputs = scale_quantiles(outputs, self.head_config.quantile_scales)
+        return outputs
 
     def _encoder_for(self, inputs: Any):
         """`encode` for a rollout head: new raw inputs of the head's modality, the other modalities unchanged."""
