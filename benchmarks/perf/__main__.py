@@ -10,8 +10,9 @@ one step) against this machine's matmul peak measured by the suite (the best squ
 
 Rows so far: 1 (PatchTST pretraining step, `benchmarks/perf/patchtst.py`), 2 on the CPU (AudioMAE against ViTMAE,
 `benchmarks/perf/mae.py`) and 4 on the CPU (raw clips → filterbank → AST-sized classifier against transformers'
-AST, `benchmarks/perf/audio.py`). Point ops are `benchmarks/pointcloud_ops.py`, serving `benchmarks/export.py`; the
-GPU rows and the scaling row are not in the suite yet. Each row keeps the environment and notes it was measured with.
+AST, `benchmarks/perf/audio.py`) and 5 (the scaling of rows 1 and 2 with the token count, `benchmarks/perf/
+scaling.py`). Point ops are `benchmarks/pointcloud_ops.py`, serving `benchmarks/export.py`; the GPU rows are not in
+the suite yet. Each row keeps the environment and notes it was measured with.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.perf import audio, mae, patchtst
+from benchmarks.perf import audio, mae, patchtst, scaling
 from benchmarks.perf.measure import PEAK_SIZE, environment, matmul_peak
 from benchmarks.report_files import write_report
 
@@ -117,7 +118,27 @@ def audio_row(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, An
     return row
 
 
-ROWS = {"patchtst": patchtst_row, "mae": mae_row, "audio": audio_row}
+def scaling_row(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, Any]:
+    start = time.perf_counter()
+    rounds, warmup, timed = max(1, args.rounds // 2), max(1, args.warmup // 2), max(1, args.timed // 2)
+    rows = {
+        name: scaling.measure_row(name, scaling.SCALES, rounds, warmup, timed, args.threads) for name in scaling.ROWS
+    }
+    plot = scaling.plot(rows, args.output.with_name(args.output.name + "_scaling.png"))
+    results = {
+        f"{name}_exponent_{side}": value for name, row in rows.items() for side, value in row["exponent"].items()
+    }
+    results.update({f"{name}_speedup_x8": row["sizes"][-1]["speedup"] for name, row in rows.items()})
+    return {
+        "rows": rows,
+        "plot": plot.name,
+        "results": results,
+        "targets_met": {},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+ROWS = {"patchtst": patchtst_row, "mae": mae_row, "audio": audio_row, "scaling": scaling_row}
 
 
 def _environment_line(env: dict[str, Any], peaks: dict[str, float]) -> str:
@@ -212,7 +233,34 @@ def _audio_section(row: dict[str, Any]) -> list[str]:
     ]
 
 
-SECTIONS = {"patchtst": _patchtst_section, "mae": _mae_section, "audio": _audio_section}
+def _scaling_section(report_row: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 5. Scaling of rows 1 and 2 with the token count (CPU)",
+        "",
+        "Row 1 grows PatchTST's context (512 → 4096 steps), row 2 the AudioMAE clip along time (224 → 1792 frames; "
+        "ViTMAE gets a 224 × 224·k image with its position embeddings interpolated); the rest is each row's "
+        "configuration (fp32). Tokens are per sample (row 1: every channel's patches). Peak RSS: a fresh process "
+        f"running a few steps of one side. Exponent: slope of log(ms per step) against log(tokens). Plot: "
+        f"`{report_row['plot']}`.",
+        "",
+        "| row | scale | tokens | mmsdk ms / step | peer ms / step | speedup | mmsdk peak RSS | peer peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report_row["rows"].items():
+        for s in row["sizes"]:
+            lines.append(
+                f"| {name} | ×{s['scale']} | {s['tokens']} | {s['mmsdk']['ms_per_step']:.0f} | "
+                f"{s['peer']['ms_per_step']:.0f} | {s['speedup']:.2f} | {s['mmsdk']['peak_rss_bytes'] / 2**20:.0f} MiB"
+                f" | {s['peer']['peak_rss_bytes'] / 2**20:.0f} MiB |"
+            )
+    lines.append("")
+    for name, row in report_row["rows"].items():
+        e = row["exponent"]
+        lines.append(f"- {name}: step time grows as tokens^{e['mmsdk']:.2f} (mmsdk) and tokens^{e['peer']:.2f} (peer).")
+    return [*lines, ""]
+
+
+SECTIONS = {"patchtst": _patchtst_section, "mae": _mae_section, "audio": _audio_section, "scaling": _scaling_section}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -224,7 +272,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [*section(row), _environment_line(row["environment"], row["peaks"]), ""]
         lines += [f"- {note}" for note in row.get("notes", [])]
         lines.append("")
-    lines += ["Not run here: the GPU rows (2's VideoMAE in bf16, 3 and 4 on GPU; no GPU was lent) and row 5 (scaling)."]
+    lines += ["Not run here: the GPU rows (2's VideoMAE in bf16, 3 and 4 on GPU; no GPU was lent)."]
     return "\n".join(lines) + "\n"
 
 

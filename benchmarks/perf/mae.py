@@ -30,11 +30,11 @@ LR = 1.5e-4
 CLIP = 1.0
 
 
-def mmsdk_config() -> dict[str, Any]:
-    """AudioMAE on 224 mel bins × 224 frames: 14 × 14 patches of 16 × 16."""
+def mmsdk_config(frames: int = SIZE) -> dict[str, Any]:
+    """AudioMAE on 224 mel bins × 224 frames: 14 × 14 patches of 16 × 16 (the scaling row takes more frames)."""
     return {
         "adapter": "audiomae",
-        "adapter_config": {"fbank": {"num_mel_bins": SIZE}, "max_frames": SIZE},
+        "adapter_config": {"fbank": {"num_mel_bins": SIZE}, "max_frames": frames},
         "encoder": ENCODER,
         "decoder": DECODER,
         "objective": "mae",
@@ -54,19 +54,19 @@ def hf_config() -> Any:
     )  # fmt: skip
 
 
-def waveforms(steps: int, seed: int = 0) -> torch.Tensor:
-    """`steps` batches of noise clips exactly 224 frames long (step time does not depend on the values)."""
+def waveforms(steps: int, seed: int = 0, frames: int = SIZE) -> torch.Tensor:
+    """`steps` batches of noise clips exactly `frames` frames long (step time does not depend on the values)."""
     from mmsdk.adapters.audio.spectrogram import SpectrogramConfig
 
-    samples = SpectrogramConfig.from_dict(mmsdk_config()["adapter_config"]).samples_for(SIZE)
+    samples = SpectrogramConfig.from_dict(mmsdk_config(frames)["adapter_config"]).samples_for(frames)
     return 0.1 * torch.randn(steps * BATCH, samples, generator=torch.Generator().manual_seed(seed))
 
 
-def images(steps: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(steps * BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+def images(steps: int, seed: int = 0, width: int = SIZE) -> torch.Tensor:
+    return torch.randn(steps * BATCH, 1, SIZE, width, generator=torch.Generator().manual_seed(seed))
 
 
-def run_mmsdk(steps: int, precision: str = "32-true") -> list[float]:
+def run_mmsdk(steps: int, precision: str = "32-true", frames: int = SIZE) -> list[float]:
     """`steps` AudioMAE pretraining steps through `mmsdk.pretrain`; the seconds of each."""
     from mmsdk.training.api import pretrain
 
@@ -75,22 +75,32 @@ def run_mmsdk(steps: int, precision: str = "32-true") -> list[float]:
         trainer = {"max_steps": steps, "progress_bar": False, "logger": "none", "default_root_dir": work,
                    "gradient_clip_val": CLIP, "precision": precision}  # fmt: skip
         optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.95)}
-        pretrain(mmsdk_config(), waveforms(steps), None, MASKING, optim, trainer, BATCH, callbacks=[timer])
+        pretrain(
+            mmsdk_config(frames),
+            waveforms(steps, frames=frames),
+            None,
+            MASKING,
+            optim,
+            trainer,
+            BATCH,
+            callbacks=[timer],
+        )
     return timer.seconds
 
 
-def run_peer(steps: int, bf16: bool = False) -> list[float]:
-    """`steps` ViTMAE pretraining steps in a plain loop; the seconds of each."""
+def run_peer(steps: int, bf16: bool = False, width: int = SIZE) -> list[float]:
+    """`steps` ViTMAE pretraining steps in a plain loop; the seconds of each. A `width` other than 224 runs with the
+    position embeddings interpolated to the wider patch grid (the peer's own `interpolate_pos_encoding`)."""
     from transformers import ViTMAEForPreTraining
 
     model = ViTMAEForPreTraining(hf_config()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0, betas=(0.9, 0.95))
-    x, seconds = images(steps), []
+    x, seconds, wide = images(steps, width=width), [], width != SIZE
     for i in range(steps):
         batch = x[i * BATCH : (i + 1) * BATCH]
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(pixel_values=batch).loss
+            loss = model(pixel_values=batch, interpolate_pos_encoding=wide).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)

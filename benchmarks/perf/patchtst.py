@@ -36,22 +36,22 @@ MASKING = {"strategy": "random", "ratio": 0.4}
 DROPOUT = 0.2
 
 
-def hf_config() -> Any:
-    """The peer's configuration (dropout 0 everywhere)."""
+def hf_config(context: int = CONTEXT) -> Any:
+    """The peer's configuration (dropout 0 everywhere); `context` steps (the scaling row grows it)."""
     from transformers import PatchTSTConfig
 
     return PatchTSTConfig(
-        num_input_channels=CHANNELS, context_length=CONTEXT, patch_length=12, patch_stride=12, d_model=128,
+        num_input_channels=CHANNELS, context_length=context, patch_length=12, patch_stride=12, d_model=128,
         num_hidden_layers=3, num_attention_heads=16, ffn_dim=512, norm_type="batchnorm", pre_norm=True,
         scaling="std", mask_type="random", random_mask_ratio=MASKING["ratio"], dropout=0.0,
         path_dropout=0.0, ff_dropout=0.0, attention_dropout=0.0, positional_dropout=0.0, head_dropout=0.0,
     )  # fmt: skip
 
 
-def mmsdk_config(dropout: float = 0.0) -> dict[str, Any]:
+def mmsdk_config(dropout: float = 0.0, context: int = CONTEXT) -> dict[str, Any]:
     from mmsdk.adapters.timeseries.hf_patchtst import config_from_hf
 
-    model, _ = config_from_hf(hf_config(), "pretraining")
+    model, _ = config_from_hf(hf_config(context), "pretraining")
     model["encoder"] = {**model["encoder"], "dropout": dropout}
     return model
 
@@ -70,11 +70,11 @@ class StepTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def data(steps: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(steps * BATCH, CONTEXT, CHANNELS, generator=torch.Generator().manual_seed(seed))
+def data(steps: int, seed: int = 0, context: int = CONTEXT) -> torch.Tensor:
+    return torch.randn(steps * BATCH, context, CHANNELS, generator=torch.Generator().manual_seed(seed))
 
 
-def run_mmsdk(steps: int, dropout: float = 0.0, precision: str = "32-true") -> list[float]:
+def run_mmsdk(steps: int, dropout: float = 0.0, precision: str = "32-true", context: int = CONTEXT) -> list[float]:
     """`steps` mmsdk pretraining steps through `mmsdk.pretrain`; the seconds of each."""
     from mmsdk.training.api import pretrain
 
@@ -83,17 +83,26 @@ def run_mmsdk(steps: int, dropout: float = 0.0, precision: str = "32-true") -> l
         trainer = {"max_steps": steps, "progress_bar": False, "logger": "none", "default_root_dir": work,
                    "precision": precision, "gradient_clip_val": CLIP}  # fmt: skip
         optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.999)}
-        pretrain(mmsdk_config(dropout), data(steps), None, MASKING, optim, trainer, BATCH, callbacks=[timer])
+        pretrain(
+            mmsdk_config(dropout, context),
+            data(steps, context=context),
+            None,
+            MASKING,
+            optim,
+            trainer,
+            BATCH,
+            callbacks=[timer],
+        )
     return timer.seconds
 
 
-def run_peer(steps: int, bf16: bool = False) -> list[float]:
+def run_peer(steps: int, bf16: bool = False, context: int = CONTEXT) -> list[float]:
     """`steps` steps of the peer in a plain loop; the seconds of each."""
     from transformers import PatchTSTForPretraining
 
-    model = PatchTSTForPretraining(hf_config()).train()
+    model = PatchTSTForPretraining(hf_config(context)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
-    x, seconds = data(steps), []
+    x, seconds = data(steps, context=context), []
     for i in range(steps):
         batch = x[i * BATCH : (i + 1) * BATCH]
         start = time.perf_counter()
