@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for `benchmarks.perf`
@@ -62,3 +63,21 @@ def test_a_report_keeps_earlier_rows_and_renders_them(tmp_path: Path) -> None:
     text = markdown({"rows": rows})
     assert "## 2. MAE pretraining step" in text and "| mmsdk_fp32 | 100 |" in text and "- an old note" in text
     assert "speedup_fp32 >= 1.5: **no**" in text
+
+
+def test_the_scaling_exponent_is_the_log_log_slope() -> None:
+    from benchmarks.perf.scaling import exponent
+
+    assert exponent([100, 200, 400, 800], [3.0, 6.0, 12.0, 24.0]) == pytest.approx(1.0)
+    assert exponent([100, 200, 400, 800], [1.0, 4.0, 16.0, 64.0]) == pytest.approx(2.0)
+
+
+def test_the_scaled_rows_grow_the_token_count_they_report() -> None:
+    from benchmarks.perf import patchtst, scaling
+
+    batch = tokenize(mae.mmsdk_config(frames=mae.SIZE * 2), mae.waveforms(1, frames=mae.SIZE * 2)[:1])
+    assert batch.tokens.shape[1] == scaling.ROWS["mae"]["tokens"](2) == 392
+    context = patchtst.CONTEXT * 2
+    config = patchtst.mmsdk_config(context=context)
+    tokens = tokenize(config, patchtst.data(1, context=context)[:1]).tokens  # (C, N, D): channel-independent
+    assert tokens.shape[0] * tokens.shape[1] == scaling.ROWS["patchtst"]["tokens"](2) == 7 * (context // 12)
