@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.perf.measure import alternate, count_flops, peak_rss, summary
+from benchmarks.perf.measure import call_seconds, count_flops, measure_sides, timed_side
 
 BATCH = 8
 FRAMES = 1024
@@ -67,12 +66,9 @@ def peer_pipeline() -> tuple[Any, torch.nn.Module]:
 
 def run_mmsdk(calls: int, bf16: bool = False) -> list[float]:
     """`calls` batches of raw clips through the mmsdk classifier; the seconds of each."""
-    model, x, seconds = mmsdk_model(), clips(BATCH), []
+    model, x = mmsdk_model(), clips(BATCH)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(calls):
-            start = time.perf_counter()
-            scores = model(x)
-            seconds.append(time.perf_counter() - start)
+        seconds, scores = call_seconds(lambda: model(x), calls)
     assert scores.shape == (BATCH, CLASSES)
     return seconds
 
@@ -81,14 +77,15 @@ def run_peer(calls: int, bf16: bool = False) -> list[float]:
     """`calls` batches of the same clips through the peer's extractor and model; the seconds of each. Under bf16
     only the model autocasts: the extractor's torchaudio fbank would come out bf16, which it cannot turn to numpy."""
     extractor, model = peer_pipeline()
-    waves, seconds = list(clips(BATCH).numpy().astype(np.float32)), []
+    waves = list(clips(BATCH).numpy().astype(np.float32))
+
+    def call() -> torch.Tensor:
+        inputs = extractor(waves, sampling_rate=16000, return_tensors="pt")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(**inputs).logits
+
     with torch.inference_mode():
-        for _ in range(calls):
-            start = time.perf_counter()
-            inputs = extractor(waves, sampling_rate=16000, return_tensors="pt")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                scores = model(**inputs).logits
-            seconds.append(time.perf_counter() - start)
+        seconds, scores = call_seconds(call, calls)
     assert scores.shape == (BATCH, CLASSES)
     return seconds
 
@@ -107,11 +104,8 @@ def run_onnx(calls: int, path: Path, threads: int) -> list[float]:
     """`calls` batches through the exported file in the product runtime; the seconds of each."""
     from mmsdk.export.runtime import OnnxModel
 
-    model, x, seconds = OnnxModel(path, threads=threads), clips(BATCH).numpy(), []
-    for _ in range(calls):
-        start = time.perf_counter()
-        scores = model(x)
-        seconds.append(time.perf_counter() - start)
+    model, x = OnnxModel(path, threads=threads), clips(BATCH).numpy()
+    seconds, scores = call_seconds(lambda: model(x), calls)
     assert scores.shape == (BATCH, CLASSES)
     return seconds
 
@@ -134,29 +128,21 @@ def tokens() -> dict[str, int]:
     return {"mmsdk": ours, "peer": ours + 2}
 
 
-def _timed(run: Callable[[int], list[float]], warmup: int, timed: int) -> Callable[[int], list[float]]:
-    return lambda _round: run(warmup + timed)[warmup:]
-
-
 def measure(rounds: int, warmup: int, timed: int, threads: int, bf16: bool) -> dict[str, Any]:
     """Row 4 on the CPU: clips/s from raw waveform to class scores: fp32, bf16 (when `bf16`) and mmsdk's ONNX."""
     flops = batch_flops()
     with tempfile.TemporaryDirectory() as work:
         path, export = export_onnx(Path(work))
         sides = {
-            "mmsdk_fp32": _timed(run_mmsdk, warmup, timed),
-            "peer_fp32": _timed(run_peer, warmup, timed),
-            "mmsdk_onnx": _timed(lambda n: run_onnx(n, path, threads), warmup, timed),
+            "mmsdk_fp32": timed_side(run_mmsdk, warmup, timed),
+            "peer_fp32": timed_side(run_peer, warmup, timed),
+            "mmsdk_onnx": timed_side(lambda n: run_onnx(n, path, threads), warmup, timed),
         }
         if bf16:
-            sides["mmsdk_bf16"] = _timed(lambda n: run_mmsdk(n, bf16=True), warmup, timed)
-            sides["peer_bf16"] = _timed(lambda n: run_peer(n, bf16=True), warmup, timed)
-        times = alternate(sides, rounds)
-    results = {}
-    for name, seconds in times.items():
-        results[name] = summary(seconds, BATCH, flops["peer" if name.startswith("peer") else "mmsdk"])
-    results["mmsdk_fp32"]["peak_rss_bytes"] = peak_rss(run_mmsdk, (warmup + 1,), threads)
-    results["peer_fp32"]["peak_rss_bytes"] = peak_rss(run_peer, (warmup + 1,), threads)
+            sides["mmsdk_bf16"] = timed_side(lambda n: run_mmsdk(n, bf16=True), warmup, timed)
+            sides["peer_bf16"] = timed_side(lambda n: run_peer(n, bf16=True), warmup, timed)
+        memory = {"mmsdk_fp32": (run_mmsdk, (warmup + 1,)), "peer_fp32": (run_peer, (warmup + 1,))}
+        results = measure_sides(sides, flops, BATCH, rounds, memory, threads)
     configuration = {
         "batch": BATCH, "frames": FRAMES, "mel_bins": 128, "patch": [16, 16], "stride": [10, 10],
         "tokens": tokens(), "encoder": ENCODER, "classes": CLASSES, "onnx": export, "rounds": rounds,

@@ -11,15 +11,11 @@ FLOPs of both steps are counted by torch and reported, so the table shows the wo
 
 from __future__ import annotations
 
-import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from benchmarks.perf.measure import alternate, count_flops, peak_rss, summary
-from benchmarks.perf.patchtst import StepTimer
+from benchmarks.perf.measure import count_flops, loop_seconds, measure_sides, pretrain_seconds, training_sides
 
 BATCH = 16
 SIZE, PATCH = 224, 16
@@ -68,24 +64,9 @@ def images(steps: int, seed: int = 0, width: int = SIZE) -> torch.Tensor:
 
 def run_mmsdk(steps: int, precision: str = "32-true", frames: int = SIZE) -> list[float]:
     """`steps` AudioMAE pretraining steps through `mmsdk.pretrain`; the seconds of each."""
-    from mmsdk.training.api import pretrain
-
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as work:
-        trainer = {"max_steps": steps, "progress_bar": False, "logger": "none", "default_root_dir": work,
-                   "gradient_clip_val": CLIP, "precision": precision}  # fmt: skip
-        optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.95)}
-        pretrain(
-            mmsdk_config(frames),
-            waveforms(steps, frames=frames),
-            None,
-            MASKING,
-            optim,
-            trainer,
-            BATCH,
-            callbacks=[timer],
-        )
-    return timer.seconds
+    optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.95)}
+    x = waveforms(steps, frames=frames)
+    return pretrain_seconds(mmsdk_config(frames), x, MASKING, optim, BATCH, precision=precision, gradient_clip_val=CLIP)
 
 
 def run_peer(steps: int, bf16: bool = False, width: int = SIZE) -> list[float]:
@@ -95,18 +76,12 @@ def run_peer(steps: int, bf16: bool = False, width: int = SIZE) -> list[float]:
 
     model = ViTMAEForPreTraining(hf_config()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0, betas=(0.9, 0.95))
-    x, seconds, wide = images(steps, width=width), [], width != SIZE
-    for i in range(steps):
-        batch = x[i * BATCH : (i + 1) * BATCH]
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(pixel_values=batch, interpolate_pos_encoding=wide).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    wide = width != SIZE
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        return model(pixel_values=batch, interpolate_pos_encoding=wide).loss
+
+    return loop_seconds(model, optimizer, images(steps, width=width), BATCH, loss, CLIP, bf16)
 
 
 def step_flops() -> dict[str, int]:
@@ -140,24 +115,12 @@ def parameters() -> dict[str, int]:
     }
 
 
-def _timed(run: Callable[[int], list[float]], warmup: int, timed: int) -> Callable[[int], list[float]]:
-    return lambda _round: run(warmup + timed)[warmup:]
-
-
 def measure(rounds: int, warmup: int, timed: int, threads: int, bf16: bool) -> dict[str, Any]:
     """Row 2 on the CPU: mmsdk's AudioMAE step against ViTMAE's in fp32 and (when `bf16`) under bf16 autocast."""
     flops = step_flops()
-    sides = {"mmsdk_fp32": _timed(run_mmsdk, warmup, timed), "peer_fp32": _timed(run_peer, warmup, timed)}
-    if bf16:
-        sides["mmsdk_bf16"] = _timed(lambda n: run_mmsdk(n, precision="bf16-mixed"), warmup, timed)
-        sides["peer_bf16"] = _timed(lambda n: run_peer(n, bf16=True), warmup, timed)
-    times = alternate(sides, rounds)
-    results = {}
-    for name, seconds in times.items():
-        results[name] = summary(seconds, BATCH, flops["peer" if name.startswith("peer") else "mmsdk"])
-    memory_steps = warmup + 2
-    results["mmsdk_fp32"]["peak_rss_bytes"] = peak_rss(run_mmsdk, (memory_steps,), threads)
-    results["peer_fp32"]["peak_rss_bytes"] = peak_rss(run_peer, (memory_steps,), threads)
+    sides = training_sides(run_mmsdk, run_peer, warmup, timed, bf16)
+    memory = {"mmsdk_fp32": (run_mmsdk, (warmup + 2,)), "peer_fp32": (run_peer, (warmup + 2,))}
+    results = measure_sides(sides, flops, BATCH, rounds, memory, threads)
     configuration = {
         "batch": BATCH, "input": [1, SIZE, SIZE], "patch": PATCH, "tokens": (SIZE // PATCH) ** 2,
         "encoder": ENCODER, "decoder": DECODER, "masking": MASKING, "lr": LR, "clip": CLIP,

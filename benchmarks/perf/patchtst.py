@@ -18,15 +18,18 @@ optimizer and scheduler step; data loading excluded, as the peer's loop has its 
 
 from __future__ import annotations
 
-import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
-from benchmarks.perf.measure import alternate, count_flops, peak_rss, summary
+from benchmarks.perf.measure import (
+    count_flops,
+    loop_seconds,
+    measure_sides,
+    pretrain_seconds,
+    timed_side,
+    training_sides,
+)
 
 BATCH = 64
 CONTEXT, CHANNELS = 512, 7
@@ -56,44 +59,17 @@ def mmsdk_config(dropout: float = 0.0, context: int = CONTEXT) -> dict[str, Any]
     return model
 
 
-class StepTimer(Callback):
-    """Seconds of every training batch (start to end: forward, backward, clipping, optimizer step)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, *args: Any) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 def data(steps: int, seed: int = 0, context: int = CONTEXT) -> torch.Tensor:
     return torch.randn(steps * BATCH, context, CHANNELS, generator=torch.Generator().manual_seed(seed))
 
 
 def run_mmsdk(steps: int, dropout: float = 0.0, precision: str = "32-true", context: int = CONTEXT) -> list[float]:
     """`steps` mmsdk pretraining steps through `mmsdk.pretrain`; the seconds of each."""
-    from mmsdk.training.api import pretrain
-
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as work:
-        trainer = {"max_steps": steps, "progress_bar": False, "logger": "none", "default_root_dir": work,
-                   "precision": precision, "gradient_clip_val": CLIP}  # fmt: skip
-        optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.999)}
-        pretrain(
-            mmsdk_config(dropout, context),
-            data(steps, context=context),
-            None,
-            MASKING,
-            optim,
-            trainer,
-            BATCH,
-            callbacks=[timer],
-        )
-    return timer.seconds
+    optim = {"lr": LR, "weight_decay": 0.0, "betas": (0.9, 0.999)}
+    x = data(steps, context=context)
+    return pretrain_seconds(
+        mmsdk_config(dropout, context), x, MASKING, optim, BATCH, precision=precision, gradient_clip_val=CLIP
+    )
 
 
 def run_peer(steps: int, bf16: bool = False, context: int = CONTEXT) -> list[float]:
@@ -102,18 +78,8 @@ def run_peer(steps: int, bf16: bool = False, context: int = CONTEXT) -> list[flo
 
     model = PatchTSTForPretraining(hf_config(context)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
-    x, seconds = data(steps, context=context), []
-    for i in range(steps):
-        batch = x[i * BATCH : (i + 1) * BATCH]
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(past_values=batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    loss = lambda batch: model(past_values=batch).loss  # noqa: E731
+    return loop_seconds(model, optimizer, data(steps, context=context), BATCH, loss, CLIP, bf16)
 
 
 def step_flops() -> dict[str, int]:
@@ -134,28 +100,13 @@ def step_flops() -> dict[str, int]:
     }
 
 
-def _timed(run: Callable[[int], list[float]], warmup: int, timed: int) -> Callable[[int], list[float]]:
-    return lambda _round: run(warmup + timed)[warmup:]
-
-
 def measure(rounds: int, warmup: int, timed: int, threads: int, bf16: bool) -> dict[str, Any]:
     """Row 1: the fp32 comparison, the cost of dropout and (when `bf16`) the bf16 comparison."""
     flops = step_flops()
-    sides: dict[str, Callable[[int], list[float]]] = {
-        "mmsdk_fp32": _timed(run_mmsdk, warmup, timed),
-        "peer_fp32": _timed(run_peer, warmup, timed),
-        "mmsdk_dropout": _timed(lambda n: run_mmsdk(n, dropout=DROPOUT), warmup, timed),
-    }
-    if bf16:
-        sides["mmsdk_bf16"] = _timed(lambda n: run_mmsdk(n, precision="bf16-mixed"), warmup, timed)
-        sides["peer_bf16"] = _timed(lambda n: run_peer(n, bf16=True), warmup, timed)
-    times = alternate(sides, rounds)
-    results = {}
-    for name, seconds in times.items():
-        results[name] = summary(seconds, BATCH, flops["peer" if name.startswith("peer") else "mmsdk"])
-    memory_steps = warmup + 2
-    results["mmsdk_fp32"]["peak_rss_bytes"] = peak_rss(run_mmsdk, (memory_steps,), threads)
-    results["peer_fp32"]["peak_rss_bytes"] = peak_rss(run_peer, (memory_steps,), threads)
+    sides = training_sides(run_mmsdk, run_peer, warmup, timed, bf16)
+    sides["mmsdk_dropout"] = timed_side(lambda n: run_mmsdk(n, dropout=DROPOUT), warmup, timed)
+    memory = {"mmsdk_fp32": (run_mmsdk, (warmup + 2,)), "peer_fp32": (run_peer, (warmup + 2,))}
+    results = measure_sides(sides, flops, BATCH, rounds, memory, threads)
     configuration = {
         "batch": BATCH, "context": CONTEXT, "channels": CHANNELS, "patch": 12, "stride": 12, "width": 128,
         "layers": 3, "heads": 16, "ffn": 512, "norm": "batchnorm", "masking": MASKING, "lr": LR, "clip": CLIP,

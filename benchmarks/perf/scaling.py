@@ -11,14 +11,13 @@ alone. The exponent is the least-squares slope of log(ms per step) against log(t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.perf import mae, patchtst
-from benchmarks.perf.measure import alternate, peak_rss, summary
+from benchmarks.perf.measure import measure_sides, timed_side
 
 SCALES = (1, 2, 4, 8)
 
@@ -58,10 +57,6 @@ def exponent(tokens: list[int], ms: list[float]) -> float:
     return float(np.polyfit(np.log(tokens), np.log(ms), 1)[0])
 
 
-def _timed(run: Callable[[int, int], list[float]], scale: int, warmup: int, timed: int) -> Callable[[int], list[float]]:
-    return lambda _round: run(warmup + timed, scale)[warmup:]
-
-
 def measure_row(
     name: str, scales: tuple[int, ...], rounds: int, warmup: int, timed: int, threads: int
 ) -> dict[str, Any]:
@@ -69,12 +64,13 @@ def measure_row(
     spec = ROWS[name]
     sizes = []
     for scale in scales:
-        sides = {side: _timed(run, scale, warmup, timed) for side, run in spec["sides"].items()}
-        times = alternate(sides, rounds)
+        sides = {
+            side: timed_side(lambda n, run=run, scale=scale: run(n, scale), warmup, timed)
+            for side, run in spec["sides"].items()
+        }
+        memory = {side: (run, (warmup + 1, scale)) for side, run in spec["sides"].items()}
         entry: dict[str, Any] = {"scale": scale, "tokens": spec["tokens"](scale)}
-        for side, seconds in times.items():
-            entry[side] = summary(seconds, spec["batch"])
-            entry[side]["peak_rss_bytes"] = peak_rss(spec["sides"][side], (warmup + 1, scale), threads)
+        entry.update(measure_sides(sides, None, spec["batch"], rounds, memory, threads))
         entry["speedup"] = entry["peer"]["ms_per_step"] / entry["mmsdk"]["ms_per_step"]
         sizes.append(entry)
     tokens = [s["tokens"] for s in sizes]
