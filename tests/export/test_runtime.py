@@ -56,6 +56,7 @@ def test_signature_and_metadata(runtime: OnnxModel, exported: tuple[TaskModel, P
         "modality": None,
         "labels": None,
         "quantiles": None,
+        "quantile_scales": None,
     }
     assert runtime.quantile_levels is None
     assert runtime.metadata["mmsdk.adapter"] == "patchtst"

@@ -194,7 +194,6 @@ def test_other_float_dtypes_compute_in_float32(speech: Tensor) -> None:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_leaves_the_features_in_float32(speech: Tensor, dtype: torch.dtype) -> None:
     """Mixed-precision training (`precision: bf16-mixed`) must see the features evaluation and export see: under
@@ -207,6 +206,7 @@ def test_autocast_leaves_the_features_in_float32(speech: Tensor, dtype: torch.dt
     assert got.dtype == compiled.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=0, rtol=0)
     torch.testing.assert_close(compiled, want, atol=1e-5, rtol=0)
+
 
 # ---------------------------------------------------------------------------------------------------- config, buffers
 

@@ -199,6 +199,7 @@ def test_config_mapping() -> None:
         "modality": None,
         "labels": None,
         "quantiles": None,
+        "quantile_scales": None,
     }
     encoder, adapter = model["encoder"], model["modalities"]["patchtst"]["adapter_config"]
     assert encoder["norm_position"] == "post" and encoder["final_norm"] is False and encoder["norm"] == "batchnorm"
