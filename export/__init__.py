@@ -25,9 +25,9 @@ _LAZY: dict[str, str] = {
     "OnnxModel": "mmsdk.export.runtime",
     "quantize": "mmsdk.export.quantization",
     "to_fp16": "mmsdk.export.quantization",
-    "precision_report": "mmsdk.export.quantization",
-    "PrecisionReport": "mmsdk.export.quantization",
-    "PrecisionLossError": "mmsdk.export.quantization",
+    "precision_report": "mmsdk.export.precision",
+    "PrecisionReport": "mmsdk.export.precision",
+    "PrecisionLossError": "mmsdk.export.precision",
     "calibration_batches": "mmsdk.export.calibration",
     "heldout_arrays": "mmsdk.export.calibration",
 }
