@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 SCALE_GRID = torch.cat([torch.ones(1), torch.logspace(-3, 3, 241, base=2.0)])
 """Candidate factors: 1 exactly (first, so a level whose quantile sits on the forecast keeps it), then 241
 log-spaced from 1/8 to 8 (1.7 % apart)."""
+_CHUNK = 1 << 16  # targets per step of the grid search (a validation split can hold millions)
 
 
 def scale_quantiles(outputs: Outputs, scales: Sequence[float]) -> Outputs:
@@ -73,8 +74,11 @@ def fit_quantile_scales(
     grid = grid.double()
     scales = []
     for q, tau in enumerate(levels):
-        error = residual - grid[None, :] * distance[:, q : q + 1]  # (M, G): y − q'_τ for each candidate
-        loss = torch.maximum(tau * error, (tau - 1) * error).mean(0)  # (G,)
+        loss = torch.zeros_like(grid)  # (G,) summed over targets, in chunks so memory stays (chunk, G)
+        for start in range(0, len(y), _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            error = residual[rows] - grid[None, :] * distance[rows, q : q + 1]  # (chunk, G): y − q'_τ per candidate
+            loss += torch.maximum(tau * error, (tau - 1) * error).sum(0)
         scales.append(float(grid[int(loss.argmin())]))
     return tuple(scales)
 
