@@ -133,3 +133,14 @@ def test_a_model_without_quantiles_cannot_be_calibrated() -> None:
     model = build_task_model(CONFIG, {"task": "forecast", "num_outputs": H})
     with pytest.raises(ValueError, match="needs a forecaster whose head has quantiles"):
         mmsdk.calibrate_quantiles(model, noisy_sines(8, 0.3, seed=0))
+
+
+def test_the_fit_names_mismatched_shapes_and_an_empty_calibration_set() -> None:
+    with pytest.raises(ValueError, match=r"quantiles \(4, 2\) add the 3 levels"):
+        fit_quantile_scales(torch.zeros(4), torch.zeros(4, 2), torch.zeros(4), LEVELS)
+    with pytest.raises(ValueError, match="no observed target"):
+        fit_quantile_scales(torch.zeros(4), torch.zeros(4, 3), torch.full((4,), float("nan")), LEVELS)
+    with pytest.raises(ValueError, match="must be a Dataset"):
+        mmsdk.calibrate_quantiles(
+            build_task_model(CONFIG, HeadConfig(task="forecast", num_outputs=H, quantiles=LEVELS)), [1, 2]
+        )
