@@ -14,10 +14,13 @@ mask per scene that gives 25 % of B's tokens and hides the other 75 %, the MSE (
   4m: A + 25 % B     the 4m model from all of A and the given 25 % of B
 
 so "4m: A" below the mean says that A predicts B, and "4m: A + 25 % B" below "B alone" says that A adds to what B's
-own visible tokens give. The error of predicting all of B from A is reported too. Wall times of every stage are
-recorded; one seed (the scene is synthetic, the test set 512 scenes).
+own visible tokens give. The error of predicting all of B from A (and from both other modalities) is reported too,
+beside the oracle floor: the best possible prediction from what A carries of the scene's hidden state
+(`mmsdk.adapters.multimodal.oracle`), which tells a model that has learnt all it can from one that has not. Wall
+times of every stage are recorded; one seed (the scene is synthetic, the test set 512 scenes).
 
     python benchmarks/multimodal_4m.py                 # writes benchmarks/results/multimodal_4m.{json,md}
+    python benchmarks/multimodal_4m.py --reuse         # evaluates the models an earlier run saved
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from mmsdk.adapters.multimodal import BouncingScene, cross_modal_errors, mean_tokens, target_tokens
+from mmsdk.adapters.multimodal import BouncingScene, cross_modal_errors, mean_tokens, oracle_errors, target_tokens
 from mmsdk.adapters.multimodal.recipe_data import SceneData
 from mmsdk.demos.multimodal import DemoConfig, model_config
 from mmsdk.hub import from_pretrained, save_pretrained
@@ -44,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress_bar": False, "logger": "none"}
 MODALITIES = ("series", "audio", "video")
 DIRECTIONS = [(a, b) for b in MODALITIES for a in MODALITIES if a != b]
+WHOLE = [((a,), b) for a, b in DIRECTIONS] + [(tuple(m for m in MODALITIES if m != b), b) for b in MODALITIES]
+"""Directions scored on the whole target: each single source, then both other modalities together."""
 KNOWN = 0.25
 """Share of the target's tokens given in the partial-target comparisons."""
 
@@ -113,19 +118,26 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "multimodal_4m")
     parser.add_argument("--models", type=Path, default=Path("/tmp/mmsdk_4m_benchmark/models"), help="saved models")
     parser.add_argument("--reuse", action="store_true", help="load the models saved by an earlier run")
+    parser.add_argument("--draws", type=int, default=8, help="Monte Carlo re-draws per scene of the oracle floor")
+    parser.add_argument(
+        "--input-alpha", type=float, nargs="+", default=[0.0], help="the 4m model's input α (several: a mixture)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(0)
     cfg = DemoConfig(
-        dim=96, tubelet=1, input_tokens=96, target_tokens=64, input_alpha=0.0, pretrain_steps=args.steps,
-        num_samples=args.train, progress_bar=False,
+        dim=96, tubelet=1, input_tokens=96, target_tokens=64, pretrain_steps=args.steps, num_samples=args.train,
+        progress_bar=False,
     )  # fmt: skip
     full_config = model_config(cfg)
+    alpha = args.input_alpha[0] if len(args.input_alpha) == 1 else list(args.input_alpha)
+    full_config["objective_config"]["input_alpha"] = alpha
     train = BouncingScene(args.train, seed=0, pairs=True)
     test = BouncingScene(args.test, seed=1, pairs=True)
     trainer = {"max_steps": args.steps, "default_root_dir": "/tmp/mmsdk_4m_benchmark", **QUIET}
     optim = {"lr": 1e-3, "weight_decay": 0.05, "warmup_ratio": 0.05}  # 2e-3 at width 64 (the demo)
-    timings: dict[str, float] = {}
+    earlier = args.output.with_suffix(".json")  # with --reuse, the loaded models keep the wall times that trained them
+    timings = json.loads(earlier.read_text()).get("timings_s", {}) if args.reuse and earlier.is_file() else {}
 
     def trained(name: str, config: dict[str, Any], data: Any) -> Any:
         """A model pretrained on `data` (or, with --reuse, the one an earlier run saved), timed."""
@@ -138,7 +150,7 @@ def main() -> None:
         save_pretrained(model, path)
         return model
 
-    full = trained("4m", full_config, train)
+    full = trained("4m" if alpha == 0 else "4m_alpha" + "-".join(map(str, args.input_alpha)), full_config, train)
     tokens = {name: part.num_tokens for name, part in full.tokenize(next(iter(DataLoader(test)))[0]).parts.items()}
     alone = {}
     for name in MODALITIES:  # each on that modality's view only
@@ -146,14 +158,22 @@ def main() -> None:
 
     t0 = time.perf_counter()
     means = {m: mean_tokens(full, BouncingScene(1024, seed=0, pairs=True), m) for m in MODALITIES}
-    whole = [e.to_dict() for e in cross_modal_errors(full, test, [((a,), b) for a, b in DIRECTIONS], means)]
+    whole = [e.to_dict() for e in cross_modal_errors(full, test, WHOLE, means)]
+    for row, floor in zip(whole, oracle_errors(full, test, WHOLE, means, draws=args.draws)):
+        row.update(floor=floor.mse, floor_ratio=floor.ratio)
     partial = partial_errors(alone, full, test, means)
     timings["evaluate_s"] = time.perf_counter() - t0
     report = {
         "benchmark": "multimodal_4m",
         "device": f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
         "torch": torch.__version__,
-        "config": {"steps": args.steps, "train": args.train, "test": args.test, "model": full_config},
+        "config": {
+            "steps": args.steps,
+            "train": args.train,
+            "test": args.test,
+            "draws": args.draws,
+            "model": full_config,
+        },
         "tokens": tokens,
         "whole_target": whole,
         "hidden_75": partial,
@@ -177,13 +197,21 @@ def markdown(report: dict[str, Any]) -> str:
         + ". MSE in each target's token units (timerxl patches, audiomae log-mel patches normalized by the dataset "
         "statistics, videomae tube pixels).",
         "",
-        "## The whole target from one other modality",
+        "## The whole target from the other modalities",
         "",
-        "| direction | 4m | training mean | ratio |",
-        "| --- | ---: | ---: | ---: |",
+        "The oracle floor is the error of the best possible prediction from what the sources carry: the mean of "
+        f"the target's tokens over {c['draws']} re-draws of each scene that keep the hidden-state fields the sources "
+        "show and draw the rest afresh (`mmsdk.adapters.multimodal.oracle`; the series carries no ball size or "
+        "place, the sound no place). No model of those sources can go below it.",
+        "",
+        "| direction | 4m | oracle floor | training mean | 4m / mean | floor / mean |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["whole_target"]:
-        lines.append(f"| {row['direction']} | {row['mse']:.4f} | {row['mean_mse']:.4f} | {row['ratio']:.2f} |")
+        lines.append(
+            f"| {row['direction']} | {row['mse']:.4f} | {row['floor']:.4f} | {row['mean_mse']:.4f} | "
+            f"{row['ratio']:.2f} | {row['floor_ratio']:.2f} |"
+        )
     lines += [
         "",
         "## The hidden 75 % of the target (25 % of its tokens given, seeded per scene)",

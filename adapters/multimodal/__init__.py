@@ -1,6 +1,6 @@
 """Multimodal data and tools (installed as `mmsdk.adapters.multimodal`) for models of several adapters' tokens
 (the 4m objective): the bouncing-ball scene seen as video, sound and sensor series, its recipe data builder,
-cross-modal evaluation and plots.
+cross-modal evaluation, the floor under it (an oracle of the scene's hidden state) and plots.
 
 Names are imported on first use (this package's modules import only what they need).
 """
@@ -29,6 +29,10 @@ _LAZY: dict[str, str] = {
     "mean_tokens": "mmsdk.adapters.multimodal.evaluation",
     "parse_direction": "mmsdk.adapters.multimodal.evaluation",
     "target_tokens": "mmsdk.adapters.multimodal.evaluation",
+    "CARRIED": "mmsdk.adapters.multimodal.oracle",
+    "carried_fields": "mmsdk.adapters.multimodal.oracle",
+    "oracle_errors": "mmsdk.adapters.multimodal.oracle",
+    "oracle_tokens": "mmsdk.adapters.multimodal.oracle",
 }
 
 __all__ = sorted(_LAZY)

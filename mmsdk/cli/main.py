@@ -82,8 +82,9 @@ def pretrain(
         callbacks=callbacks,
     )
     target = Path(output_dir) / "model"
-    save_pretrained(result.model, target)
-    logger.info("pretrained model saved to %s; metrics %s", target, result.metrics)
+    if result.trainer.is_global_zero:  # one writer in a distributed run (the ranks hold the same weights)
+        save_pretrained(result.model, target)
+        logger.info("pretrained model saved to %s; metrics %s", target, result.metrics)
     return target
 
 
@@ -136,9 +137,10 @@ def finetune(
         ckpt_path=resume,
     )
     target = Path(output_dir) / "model"
-    save_pretrained(result.model, target)
-    atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result.metrics, indent=2, default=float))
-    logger.info("task model saved to %s; metrics %s", target, result.metrics)
+    if result.trainer.is_global_zero:  # one writer in a distributed run (the ranks hold the same weights)
+        save_pretrained(result.model, target)
+        atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result.metrics, indent=2, default=float))
+        logger.info("task model saved to %s; metrics %s", target, result.metrics)
     return target
 
 

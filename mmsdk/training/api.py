@@ -59,6 +59,9 @@ class TrainerConfig(Config):
     """Number of devices (>= 1, or -1 for all), device indices ([0, 1] or "0,1"), or auto."""
     strategy: str = "auto"
     """Lightning strategy name (auto, ddp, fsdp, ...), passed through unchanged."""
+    num_nodes: int = 1
+    """Machines in a multi-node run (each runs `devices` processes); launched by torchrun or SLURM, which set the
+    ranks (see the README's "Training on several machines")."""
     default_root_dir: str | None = None
     """Where logs and checkpoints go (`logs/`, `checkpoints/`); None: the job's `output_dir` on the command line,
     `runs` in the Python API."""
@@ -122,6 +125,8 @@ class TrainerConfig(Config):
             f"must be None or >= 1, got {self.max_nonfinite_steps}",
         )
         self._check_devices()
+        ok = isinstance(self.num_nodes, int) and not isinstance(self.num_nodes, bool) and self.num_nodes >= 1
+        require(ok, self, "num_nodes", f"must be an int >= 1, got {self.num_nodes!r}")
         require(
             self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
             self,
@@ -257,6 +262,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
         default_root_dir=cfg.root_dir,
         log_every_n_steps=cfg.log_every_n_steps,
         logger=_logger(cfg),

@@ -104,6 +104,21 @@ def test_pretrain_finetune_export_from_recipes(tmp_path: Path) -> None:
     np.testing.assert_allclose(runtime(x), expected, atol=1e-4)
 
 
+def test_only_the_first_rank_of_a_distributed_run_writes_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rank of a multi-node run returns from training with the same weights; only global rank 0 writes them
+    (ranks on one shared filesystem would otherwise race on `output_dir/model`)."""
+    import lightning as L
+
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))  # as rank 1 sees it
+    for command, recipe in (("pretrain", "patchtst_pretrain.yaml"), ("finetune", "patchtst_finetune.yaml")):
+        out = tmp_path / command
+        args = [command, "--config", str(RECIPES / "timeseries" / recipe), *TINY, f"--output_dir={out}"]
+        main(args + ([] if command == "pretrain" else ["--head.num_outputs=96", "--pretrained=null"]))
+        assert not (out / "model").exists() and not (out / "metrics.json").exists(), command
+
+
 def test_quantile_recipe_trains_exports_and_serves_named_outputs(tmp_path: Path) -> None:
     """A PatchTST with a quantile head from its recipe: pinball and coverage in the test metrics, two named ONNX
     outputs whose levels the runtime reads from the model's metadata."""

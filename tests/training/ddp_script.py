@@ -5,7 +5,12 @@ start from a script rather than from inside pytest. The test process runs
 
     python tests/training/ddp_script.py OUT_DIR --devices 2 --batch-size 4 --steps 8 --num-workers 2
 
-with `MASTER_PORT` set to a free port. Every rank writes `OUT_DIR/seen_rank{r}.pt` (per training batch: the
+with `MASTER_PORT` set to a free port, or, as one machine of a multi-node run, under torchrun:
+
+    python -m torch.distributed.run --nnodes 2 --nproc-per-node 1 --node-rank R --master-addr 127.0.0.1 \
+        --master-port PORT tests/training/ddp_script.py OUT_DIR --devices 1 --num-nodes 2 ...
+
+Every rank writes `OUT_DIR/seen_rank{r}.pt` (per training batch: the
 global step, the sample indices and the data-loader worker that loaded each sample), and rank 0 also writes
 `OUT_DIR/state_dict.pt` (the trained TaskModel's weights). The test imports :func:`run` to train the
 single-process side in-process with exactly the same model, data and optimizer.
@@ -78,6 +83,7 @@ def run(
     steps: int = 8,
     n: int = 32,
     num_workers: int = 0,
+    num_nodes: int = 1,
 ) -> tuple[mmsdk.FinetuneResult, SeenRecorder]:
     """Fine-tunes the tiny forecaster on CPU for `steps` optimizer steps; returns the result and what it saw.
 
@@ -91,6 +97,7 @@ def run(
         "accelerator": "cpu",
         "devices": devices,
         "strategy": strategy,
+        "num_nodes": num_nodes,
         "logger": "none",
         "progress_bar": False,
         "default_root_dir": str(root),
@@ -115,15 +122,23 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="directory for seen_rank{r}.pt and state_dict.pt")
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--strategy", default="ddp")
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines (under torchrun: --nnodes)")
     parser.add_argument("--batch-size", type=int, default=4, help="per rank")
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--n", type=int, default=32, help="dataset size")
+    parser.add_argument("--samples", type=int, default=32, help="dataset size")
     parser.add_argument("--num-workers", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the ranks share the machine's cores
     args.out.mkdir(parents=True, exist_ok=True)
     result, recorder = run(
-        args.out / "runs", args.devices, args.strategy, args.batch_size, args.steps, args.n, args.num_workers
+        args.out / "runs",
+        args.devices,
+        args.strategy,
+        args.batch_size,
+        args.steps,
+        args.samples,
+        args.num_workers,
+        args.num_nodes,
     )
     rank = result.trainer.global_rank
     torch.save({"world_size": result.trainer.world_size, "seen": recorder.seen}, args.out / f"seen_rank{rank}.pt")

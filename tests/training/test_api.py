@@ -200,6 +200,9 @@ def test_trainer_config_resolution() -> None:
         TrainerConfig(precision="fp8")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"TrainerConfig\.max_steps"):
         TrainerConfig(max_steps=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=r"TrainerConfig\.num_nodes"):
+            TrainerConfig(num_nodes=bad)  # type: ignore[arg-type]
 
 
 def test_build_trainer_passes_settings_through(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Any Lightning strategy works with no code change, and data parallelism changes nothing but the speed.
 
-- two-process DDP on CPU (gloo), both as `ddp_spawn` and as the real `ddp` strategy that relaunches a script;
+- two-process DDP on CPU (gloo), both as `ddp_spawn` and as the real `ddp` strategy that relaunches a script, and
+  two "machines" of one process each (`num_nodes: 2`), each launched by torchrun over the loopback interface;
 - 2 ranks × batch 4 train to the same weights as 1 process × batch 8, because batch k of the ranks together is
   batch k of the single process;
 - every sample is seen exactly once per epoch across 2 ranks × 2 loader workers, and a remainder is dropped,
@@ -61,13 +62,41 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), PYTHONUNBUFFERED="1")
     args = ["--devices", str(WORLD), "--strategy", "ddp", "--batch-size", str(BATCH), "--steps", str(STEPS)]
-    args += ["--n", str(N), "--num-workers", "2"]
+    args += ["--samples", str(N), "--num-workers", "2"]
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(out), *args], cwd=out, env=env, capture_output=True, text=True, timeout=180
     )
     assert proc.returncode == 0, f"ddp script failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     ranks = [torch.load(out / f"seen_rank{r}.pt") for r in range(WORLD)]
     return {"state": torch.load(out / "state_dict.pt"), "ranks": ranks}
+
+
+@pytest.fixture(scope="module")
+def two_node_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two "machines" of one process each (`num_nodes: 2`), each started by its own torchrun with a rendezvous
+    over the loopback interface, as a multi-node job runs: what they wrote."""
+    out = tmp_path_factory.mktemp("two_nodes")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    env["PYTHONUNBUFFERED"] = "1"
+    port = _free_port()
+    procs = []
+    for node in range(WORLD):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(WORLD), "--nproc-per-node", "1"]
+        launch += ["--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+        args = ["--devices", "1", "--num-nodes", str(WORLD), "--strategy", "ddp", "--batch-size", str(BATCH)]
+        args += ["--steps", str(STEPS), "--samples", str(N), "--num-workers", "2"]
+        command = [*launch, str(SCRIPT), str(out), *args]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        procs.append(subprocess.Popen(command, cwd=out, env=env, **pipes))
+    logs = [proc.communicate(timeout=240)[0] for proc in procs]
+    for node, (proc, log) in enumerate(zip(procs, logs)):
+        assert proc.returncode == 0, f"node {node} failed ({proc.returncode}):\n{log[-3000:]}"
+    ranks = [torch.load(out / f"seen_rank{r}.pt") for r in range(WORLD)]
+    return {"state": torch.load(out / "state_dict.pt"), "ranks": ranks}
+
+
+RUNS = ["ddp_run", "two_node_run"]
+"""One machine with 2 processes (Lightning relaunches the script) and 2 machines × 1 process (torchrun)."""
 
 
 @pytest.mark.slow
@@ -95,11 +124,15 @@ def test_two_process_ddp_trains_and_returns_the_weights(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process_with_the_global_batch(ddp_run: dict[str, Any], tmp_path: Path) -> None:
-    """2 ranks × batch 4 of forecast fine-tuning (no masks, no dropout, LayerNorm) end at the weights of
-    1 process × batch 8 after 8 AdamW steps (two epochs), to float rounding: DDP averages the ranks' mean
-    gradients, which is the mean gradient of the union of their batches, and that union is the single
+@pytest.mark.parametrize("launch", RUNS)
+def test_two_process_ddp_matches_one_process_with_the_global_batch(
+    launch: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """2 ranks (on one machine or on two) × batch 4 of forecast fine-tuning (no masks, no dropout, LayerNorm) end
+    at the weights of 1 process × batch 8 after 8 AdamW steps (two epochs), to float rounding: DDP averages the
+    ranks' mean gradients, which is the mean gradient of the union of their batches, and that union is the single
     process's batch at every step."""
+    ddp_run = request.getfixturevalue(launch)
     single, recorder = ddp_script.run(tmp_path / "single", batch_size=WORLD * BATCH, steps=STEPS, n=N)
     rank0, rank1 = (_steps(r["seen"]) for r in ddp_run["ranks"])
     alone = _steps(recorder.seen)
@@ -120,11 +153,13 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(ddp_run: dict
 
 
 @pytest.mark.slow
-def test_two_process_ddp_sees_every_sample_once_per_epoch(ddp_run: dict[str, Any]) -> None:
+@pytest.mark.parametrize("launch", RUNS)
+def test_two_process_ddp_sees_every_sample_once_per_epoch(launch: str, request: pytest.FixtureRequest) -> None:
     """32 samples on 2 ranks × 2 loader workers × batch 4: in each of the 2 epochs every index arrives exactly
     once over both ranks (none dropped, none repeated), both workers of each rank load batches, and each rank's
     batches are those of mmsdk's DataModule built for that rank: Lightning keeps mmsdk's sampler under DDP
     (it is a DistributedSampler) instead of replacing it."""
+    ddp_run = request.getfixturevalue(launch)
     for rank, record in enumerate(ddp_run["ranks"]):
         assert record["world_size"] == WORLD
         assert {w for _, _, _, workers in record["seen"] for w in workers} == {0, 1}, f"rank {rank}: one worker"
