@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     # save/load
     "save_pretrained": "mmsdk.hub",
     "from_pretrained": "mmsdk.hub",
+    "push_to_hub": "mmsdk.hub",
     # training
     "pretrain": "mmsdk.training.api",
     "finetune": "mmsdk.training.api",

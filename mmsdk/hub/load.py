@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsdk.hub.format import Saved, migrate_weights, read_saved
+from mmsdk.hub.remote import resolve_pretrained
 from mmsdk.hub.save import aliases
 from mmsdk.models.backbone import Backbone
 from mmsdk.models.build import build_model
@@ -74,17 +75,33 @@ def _build(saved: Saved) -> nn.Module:
         raise ValueError(f"{saved.config_path}: {err}") from err
 
 
-def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def from_pretrained(
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> nn.Module:
     """Rebuilds a model from `config.json` and loads `model.safetensors` strictly; returns it in eval mode.
 
     Directories of every supported format version load (older weight names are migrated).
 
+    Args:
+        directory: a directory written by `save_pretrained`, or a Hub repository id ("org/name", see
+            :func:`~mmsdk.hub.remote.push_to_hub`): downloaded into the Hub cache, or read from it alone with
+            `HF_HUB_OFFLINE=1`.
+        map_location: the device of the returned model.
+        revision: for a repository, the branch, tag or commit to load (None: main); pin a commit for a model
+            that cannot change under you.
+        cache_dir: for a repository, the Hub cache to use (None: huggingface_hub's, `HF_HUB_CACHE`).
+
     Raises:
-        FileNotFoundError: for a missing directory or file (named in the message).
+        FileNotFoundError: for a missing directory or file (named in the message), or a repository that is
+            neither reachable nor cached.
         ValueError: for an unknown format, an invalid config, shape mismatches (key and both shapes), or
             missing/unexpected keys.
     """
-    saved = read_saved(directory)
+    saved = read_saved(resolve_pretrained(directory, revision, cache_dir))
     model = _build(saved)
     weights = _read_weights(saved)
     state = model.state_dict()
@@ -190,7 +207,7 @@ def load_backbone(model: nn.Module, directory: str | Path, partial: bool = False
 
     Args:
         model: the model to initialize.
-        directory: a directory written by `save_pretrained`.
+        directory: a directory written by `save_pretrained`, or a Hub repository id ("org/name", its main branch).
         partial: allow backbone tensors missing from the checkpoint (they keep their initialization; the report
             lists them). Without it a missing backbone tensor is an error: fine-tuning would silently run on a
             partly random encoder. Class tokens the checkpoint lacks (`ModelConfig.class_tokens`) always start
@@ -203,7 +220,7 @@ def load_backbone(model: nn.Module, directory: str | Path, partial: bool = False
     """
     if not isinstance(getattr(model, "backbone", None), Backbone):
         raise ValueError(f"load_backbone expects a model with a `.backbone`, got {type(model).__name__}")
-    saved = read_saved(directory)
+    saved = read_saved(resolve_pretrained(directory))
     diffs = config_differences(saved.model, model.backbone.config)
     if diffs:
         raise ValueError(f"{saved.config_path}: the checkpoint does not match the model: " + "; ".join(diffs))

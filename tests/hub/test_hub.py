@@ -228,11 +228,16 @@ def test_load_backbone_with_missing_backbone_tensors_needs_partial(tmp_path: Pat
 
 
 LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy_v1"
+ROUNDING = {"atol": 1e-6, "rtol": 1e-5}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in LEGACY.iterdir()))
 def test_directories_of_format_1_load_with_the_same_outputs(name: str, tmp_path: Path, two_threads: None) -> None:
-    """Tiny models saved by the one-adapter code (format 1, commit 63bec01) load and give the outputs they gave."""
+    """Tiny models saved by the one-adapter code (format 1, commit 63bec01) load and give the outputs they gave.
+
+    To float32 rounding, not bit for bit: the outputs were recorded on one CPU (AMD EPYC), and another CPU's matmul
+    kernels (an Intel Xeon's, measured) differ in the last bit (1.2e-7); a misplaced or missing weight moves the
+    outputs by orders of magnitude more."""
     from safetensors.torch import load_file
 
     from mmsdk.contracts.masking import Mask
@@ -243,10 +248,10 @@ def test_directories_of_format_1_load_with_the_same_outputs(name: str, tmp_path:
     io = load_file(str(directory / "io.safetensors"))
     with torch.no_grad():
         if "outputs" in io:  # a task model
-            torch.testing.assert_close(model(io["inputs"]), io["outputs"], atol=0, rtol=0)
+            torch.testing.assert_close(model(io["inputs"]), io["outputs"], **ROUNDING)
         else:
             mask = Mask(io["ids_keep"], io["ids_restore"], io["mask"], io["mask"])
-            torch.testing.assert_close(model(model.tokenize(io["inputs"]), mask).pred, io["pred"], atol=0, rtol=0)
-            torch.testing.assert_close(model.embed(io["inputs"]), io["embed"], atol=0, rtol=0)
+            torch.testing.assert_close(model(model.tokenize(io["inputs"]), mask).pred, io["pred"], **ROUNDING)
+            torch.testing.assert_close(model.embed(io["inputs"]), io["embed"], **ROUNDING)
     resaved = save_pretrained(model, tmp_path / name)  # and saves in the current format
     assert json.loads((resaved / "config.json").read_text())["format_version"] == 2
