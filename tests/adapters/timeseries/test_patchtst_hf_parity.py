@@ -19,6 +19,9 @@ from mmsdk.models import TaskModel  # noqa: E402
 from mmsdk.models.objectives import MaskedTokenModel  # noqa: E402
 
 B, C, ATOL = 3, 3, 1e-5
+RTOL = 1e-6
+"""Forecasts are in data units (up to ~36 here) and float32 rounding grows with them; it also differs between CPUs
+(pre_bn_sincos: 1.3e-5 on an Intel Xeon, under 1e-5 on an AMD EPYC), so data-unit comparisons add RTOL · scale."""
 BASE: dict[str, Any] = {
     "num_input_channels": C,
     "d_model": 16,
@@ -132,7 +135,8 @@ def test_prediction_matches_reference(name: str) -> None:
     assert got.shape == expected.shape == (B, hf.config.prediction_length, C)
     diff = float((got - expected).abs().max())
     logging.getLogger(__name__).info("%s prediction max abs diff %.3g", name, diff)
-    assert diff <= ATOL, f"{name}: max abs diff {diff}"
+    tol = ATOL + RTOL * float(expected.abs().max())
+    assert diff <= tol, f"{name}: max abs diff {diff} > {tol:.3g}"
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -170,7 +174,7 @@ def test_state_dict_checkpoint_with_config_converts(tmp_path: Path) -> None:
     assert isinstance(converted, TaskModel)  # kind inferred from the head weights
     x = _series(hf.config.context_length, seed=6)
     with torch.no_grad():
-        torch.testing.assert_close(converted(x), hf(past_values=x).prediction_outputs, atol=ATOL, rtol=0)
+        torch.testing.assert_close(converted(x), hf(past_values=x).prediction_outputs, atol=ATOL, rtol=RTOL)
     with pytest.raises(ValueError, match="hf_config"):
         load_hf_patchtst(hf.state_dict())
 
@@ -241,4 +245,4 @@ def test_pooled_prediction_heads_match_reference(pooling_type: str) -> None:
     with torch.no_grad():
         expected = hf(past_values=x).prediction_outputs
         got = model(x)
-    assert float((got - expected).abs().max()) <= ATOL
+    assert float((got - expected).abs().max()) <= ATOL + RTOL * float(expected.abs().max())
