@@ -9,31 +9,20 @@ import torch
 
 import mmsdk
 from mmsdk.adapters.multimodal import BouncingScene, carried_fields, mean_tokens, oracle_errors
+from mmsdk.demos.multimodal import DemoConfig, model_config
 
-SCENE = {"frame_size": 16}
-SERIES = {"context_length": 64, "num_channels": 2, "patch_len": 8, "revin": False, "positions": "sincos"}
-VIDEO = {"channels": 1, "num_frames": 8, "frame_size": 16, "tubelet": 2, "patch": 8, "target_norm": "none"}
-MODEL = {
-    "modalities": {
-        "series": {"adapter": "timerxl", "adapter_config": SERIES},
-        "video": {"adapter": "videomae", "adapter_config": {**VIDEO, "mean": [0.2], "std": [0.3]}},
-    },
-    "encoder": {"dim": 32, "depth": 1, "heads": 4},
-    "decoder": {"dim": 32, "depth": 1, "heads": 4, "cross_attention": True},
-    "objective": "4m",
-    "max_variates": 2,
-    "objective_config": {"input_tokens": 12, "target_tokens": 12, "input_alpha": 0.0},
-}
+SCENE: dict = {}  # the default scene: 8 frames of 32 × 32, 1 s of sound, 64 series samples
 
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return mmsdk.build_model(MODEL).eval()  # only its tokenizers are used: no training needed
+    # the demo's model over the three views; only its tokenizers are used: no training needed
+    return mmsdk.build_model(model_config(DemoConfig(dim=32, depth=1, decoder_depth=1))).eval()
 
 
 def _means(model: torch.nn.Module, scene: dict) -> dict[str, torch.Tensor]:
-    train = BouncingScene(128, scene, seed=0, pairs=True)
+    train = BouncingScene(64, scene, seed=0, pairs=True)
     return {name: mean_tokens(model, train, name) for name in ("series", "video")}
 
 
