@@ -165,7 +165,8 @@ def export(
     them on held-out data to `<output>.precision.json`.
 
     Args:
-        model_dir: a directory written by `save_pretrained` (`mmsdk pretrain`/`finetune` write `.../model`).
+        model_dir: a directory written by `save_pretrained` (`mmsdk pretrain`/`finetune` write `.../model`), or a
+            Hub repository id ("org/name").
         output: the .onnx file to write.
         embedding: export the pooled encoder embedding instead of the task head.
         modalities: the modalities the graph reads, one input each: the embedding of any subset of a multimodal
@@ -211,6 +212,34 @@ def export(
     if plan.precision != "fp32":
         convert(plan, reference, destination, splits, task)
     return destination
+
+
+def push(
+    model_dir: str,
+    repo_id: str,
+    revision: str | None = None,
+    data: str | None = None,
+    private: bool | None = None,
+) -> str:
+    """Uploads a saved model to a Hugging Face Hub repository with a generated model card; prints the commit.
+
+    Args:
+        model_dir: a directory written by `save_pretrained` (`mmsdk pretrain`/`finetune` write `.../model`); the
+            `metrics.json` that `mmsdk finetune` writes beside it goes into the card and the repository.
+        repo_id: the repository, "org/name" (created if it does not exist).
+        revision: the branch to commit to (created if new); None: main.
+        data: a description of the training data, for the model card.
+        private: the visibility of a repository this creates (None: the Hub's default).
+    """
+    from mmsdk.hub import from_pretrained, push_to_hub
+
+    model = from_pretrained(model_dir)
+    beside = Path(model_dir).parent / "metrics.json"
+    metrics = json.loads(beside.read_text()) if beside.is_file() else None
+    commit = push_to_hub(model, repo_id, revision=revision, metrics=metrics, data=data, private=private)
+    logger.info("pushed %s to %s, commit %s (from_pretrained(..., revision=%r) pins it)", model_dir, repo_id, commit,
+                commit)  # fmt: skip
+    return commit
 
 
 def demo(
@@ -261,7 +290,7 @@ def _dispatch(args: list[str]) -> None:
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     auto_cli(
-        {"pretrain": pretrain, "finetune": finetune, "export": export, "demo": demo},
+        {"pretrain": pretrain, "finetune": finetune, "export": export, "push": push, "demo": demo},
         args=args,
         as_positional=False,
         fail_untyped=True,

@@ -126,6 +126,27 @@ def test_offline_without_the_model_in_the_cache_says_so(hub: LocalHub, tmp_path:
     assert not hub.commits[1:], "a refused push uploaded something"
 
 
+def test_the_cli_pushes_a_finetuned_model_with_its_metrics_and_exports_it_by_repo_id(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    from mmsdk.cli import main
+    from mmsdk.export.runtime import OnnxModel
+
+    run = tmp_path / "run"
+    save_pretrained(_task_model(0), run / "model")
+    (run / "metrics.json").write_text('{"test/accuracy": 0.75}')  # as `mmsdk finetune` writes it beside the model
+    main(["push", f"--model_dir={run / 'model'}", "--repo_id=acme/cli", "--data=Synthetic gusts."])
+    (_, _, commit, files) = hub.commits[-1]
+    card = (hub.folder("acme/cli") / "snapshots" / commit / "README.md").read_text()
+    assert "metrics.json" in files and "| test/accuracy | 0.75 |" in card and "Synthetic gusts." in card
+    main(["export", "--model_dir=acme/cli", f"--output={tmp_path / 'cli.onnx'}"])
+    x = torch.randn(2, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            torch.from_numpy(OnnxModel(tmp_path / "cli.onnx")(x.numpy())), _task_model(0)(x), atol=1e-5, rtol=1e-5
+        )
+
+
 def test_the_model_card_describes_the_model_data_and_metrics(tmp_path: Path) -> None:
     folder = save_pretrained(_task_model(0), tmp_path / "m")
     card = model_card(folder, "acme/gusts", {"test/accuracy": 0.875, "test/loss": 0.31}, "Wind gauges, 2024.")
