@@ -192,6 +192,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# 4m multimodal pretraining on the bouncing-ball scene",
         "",
         f"Device: {report['device']}, torch {report['torch']}. {c['steps']} pretraining steps per model, "
+        f"4m input α {c['model']['objective_config']['input_alpha']} (0: one modality in per scene; a list: a "
+        "mixture), "
         f"{c['train']} training scenes, {c['test']} test scenes; tokens per scene: "
         + ", ".join(f"{k} {v}" for k, v in report["tokens"].items())
         + ". MSE in each target's token units (timerxl patches, audiomae log-mel patches normalized by the dataset "
@@ -225,6 +227,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['direction']} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
     timings = ", ".join(f"{k} {v:.0f}" for k, v in report["timings_s"].items())
     lines += ["", f"Wall times (s): {timings}.", ""]
+    notes = report.get("notes", [])  # written by hand beside a run: what the numbers alone do not say
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     return "\n".join(lines)
 
 
