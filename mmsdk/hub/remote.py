@@ -58,11 +58,12 @@ def resolve_pretrained(name: str | Path, revision: str | None = None, cache_dir:
     repository `name` at `revision` (a branch, tag or commit; None: main), downloaded into the cache if needed.
 
     Raises:
-        FileNotFoundError: for a path that does not exist and is not a repository id, and for a repository or
-            revision that is neither reachable nor in the cache (the message says which, and whether the Hub was
-            offline).
+        FileNotFoundError: for a repository or revision that is neither reachable nor in the cache (the message says
+            which, and whether the Hub was offline). A local path is returned as it is; reading it reports a
+            missing directory.
+        ValueError: for a `revision` with a local path.
     """
-    if Path(name).exists() or not is_repo_id(name):
+    if not is_repo_id(name):
         if revision is not None:
             raise ValueError(f"revision={revision!r} applies to Hub repositories; {str(name)!r} is a local path")
         return Path(name)
