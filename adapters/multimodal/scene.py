@@ -350,15 +350,23 @@ class BouncingScene(Dataset):
         config: a `SceneConfig` or a mapping of its fields; None = the defaults.
         seed: seed of the set (>= 0): item i is a function of (seed, i).
         pairs: give `(inputs, state)` pairs rather than one mapping.
+        cache: keep each item once rendered (about 100 KB at the default sizes), so a set read for many epochs
+            renders every item once (1.3 ms each on one core); items are the same either way.
     """
 
     def __init__(
-        self, size: int, config: SceneConfig | Mapping[str, Any] | None = None, seed: int = 0, pairs: bool = False
+        self,
+        size: int,
+        config: SceneConfig | Mapping[str, Any] | None = None,
+        seed: int = 0,
+        pairs: bool = False,
+        cache: bool = False,
     ) -> None:
         require(isinstance(size, int) and size >= 1, "BouncingScene", "size", f"must be an int >= 1, got {size!r}")
         require(isinstance(seed, int) and seed >= 0, "BouncingScene", "seed", f"must be an int >= 0, got {seed!r}")
         self.size, self.seed, self.pairs = size, seed, pairs
         self.config = SceneConfig.from_dict(config)
+        self._cache: dict[int, Any] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.size
@@ -387,6 +395,13 @@ class BouncingScene(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | tuple[dict[str, Any], Tensor]:
         index = self._index(index)
+        if self._cache is None:
+            return self._item(index)
+        if index not in self._cache:
+            self._cache[index] = self._item(index)
+        return self._cache[index]
+
+    def _item(self, index: int) -> dict[str, Any] | tuple[dict[str, Any], Tensor]:
         state, keep = self._draws(index)
         rngs = {m: np.random.default_rng([self.seed, index, 1 + k]) for k, m in enumerate(MODALITIES)}
         views = _render(state, self.config, rngs, [m for m in MODALITIES if keep[m]])

@@ -233,3 +233,18 @@ def test_pairs_split_the_inputs_from_the_state() -> None:
     item = BouncingScene(3, seed=2)[1]
     assert set(inputs) == {*MODALITIES, "present"} and torch.equal(state, item["state"])
     assert all(torch.equal(inputs[m], item[m]) for m in MODALITIES)
+
+
+def test_a_cached_scene_gives_the_same_items_and_renders_each_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmsdk.adapters.multimodal import scene as module
+
+    plain, cached = BouncingScene(6, seed=3, pairs=True), BouncingScene(6, seed=3, pairs=True, cache=True)
+    calls = []
+    render = module._render
+    monkeypatch.setattr(module, "_render", lambda *a, **k: calls.append(1) or render(*a, **k))
+    for _ in range(3):  # three epochs
+        for i in range(6):
+            (a, sa), (b, sb) = plain[i], cached[i]
+            assert torch.equal(sa, sb) and all(torch.equal(a[m], b[m]) for m in ("video", "audio", "series"))
+    assert len(calls) == 3 * 6 + 6  # the plain set renders every epoch, the cached one once per item
+    assert cached[-1] is cached[5]
