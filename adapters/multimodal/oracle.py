@@ -114,19 +114,32 @@ def oracle_errors(
     if not isinstance(scene, BouncingScene):
         raise TypeError(f"oracle_errors needs a BouncingScene (its hidden states), got {type(scene).__name__}")
     parsed = [parse_direction(d) if isinstance(d, str) else (tuple(d[0]), d[1]) for d in directions]
+    sums: dict[tuple[tuple[str, ...], str], tuple[float, float, int]] = {}  # directions that carry the same fields
     out = []
     for sources, target in parsed:
-        floor_sum, mean_sum, count = 0.0, 0.0, 0
-        for start in range(0, len(scene), batch_size):
-            indices = list(range(start, min(start + batch_size, len(scene))))
-            truth_views = torch.stack([scene[i][0][target] if scene.pairs else scene[i][target] for i in indices])
-            truth, real = target_tokens(model, {target: truth_views}, target)
-            pred = oracle_tokens(model, scene, indices, sources, target, draws)
-            weight = real.unsqueeze(-1).to(truth.dtype).expand_as(truth)
-            floor_sum += float((((pred - truth) ** 2) * weight).sum()) * draws / (draws + 1)
-            mean_sum += float((((means[target] - truth) ** 2) * weight).sum())
-            count += int(weight.sum())
+        key = (carried_fields(sources), target)
+        if key not in sums:
+            sums[key] = _floor_sums(model, scene, sources, target, means[target], draws, batch_size)
+        floor_sum, mean_sum, count = sums[key]
         name = direction_name((sources, target))
         out.append(DirectionError(name, floor_sum / max(count, 1), mean_sum / max(count, 1), count))
         logger.info("%s: oracle floor %.4f, training mean %.4f", name, out[-1].mse, out[-1].mean_mse)
     return out
+
+
+def _floor_sums(
+    model: Any, scene: BouncingScene, sources: Sequence[str], target: str, mean: Tensor, draws: int, batch_size: int
+) -> tuple[float, float, int]:
+    """Summed squared errors of the corrected oracle and of the training mean over the scene, and the value count
+    (the re-draws depend only on the fields the sources carry, so directions carrying the same ones share these)."""
+    floor_sum, mean_sum, count = 0.0, 0.0, 0
+    for start in range(0, len(scene), batch_size):
+        indices = list(range(start, min(start + batch_size, len(scene))))
+        truth_views = torch.stack([scene[i][0][target] if scene.pairs else scene[i][target] for i in indices])
+        truth, real = target_tokens(model, {target: truth_views}, target)
+        pred = oracle_tokens(model, scene, indices, sources, target, draws)
+        weight = real.unsqueeze(-1).to(truth.dtype).expand_as(truth)
+        floor_sum += float((((pred - truth) ** 2) * weight).sum()) * draws / (draws + 1)
+        mean_sum += float((((mean - truth) ** 2) * weight).sum())
+        count += int(weight.sum())
+    return floor_sum, mean_sum, count

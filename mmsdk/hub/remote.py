@@ -23,7 +23,7 @@ from torch import nn
 
 from mmsdk.hub.format import CONFIG_NAME, WEIGHTS_NAME, read_saved
 from mmsdk.hub.integrity import atomic_write_text
-from mmsdk.hub.save import save_pretrained
+from mmsdk.hub.save import kind_of, save_pretrained, unwrap
 
 __all__ = ["CARD_NAME", "METRICS_NAME", "is_repo_id", "model_card", "push_to_hub", "resolve_pretrained"]
 
@@ -177,12 +177,12 @@ def push_to_hub(
     if not _REPO_ID.match(repo_id):
         raise ValueError(f"push_to_hub: repo_id must read 'org/name', got {repo_id!r}")
     api = _hub().HfApi(token=token)
+    kind = kind_of(unwrap(model))
     with tempfile.TemporaryDirectory(prefix="mmsdk-push-") as tmp:
         folder = save_pretrained(model, Path(tmp) / "model")
         atomic_write_text(folder / CARD_NAME, model_card(folder, repo_id, metrics, data))
         if metrics:
             atomic_write_text(folder / METRICS_NAME, json.dumps(dict(metrics), indent=2, default=float) + "\n")
-        kind = read_saved(folder).kind
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
