@@ -1,4 +1,4 @@
-"""The `mmsdk` command line: `pretrain`, `finetune`, `export` and `demo`, driven by YAML recipes.
+"""The `mmsdk` command line: `pretrain`, `finetune`, `export`, `shard`, `push` and `demo`, driven by YAML recipes.
 
 Every sub-command takes `--config recipe.yaml` (see `examples/recipes/`) and any field on the command line, e.g.
 `mmsdk pretrain --config examples/recipes/timeseries/patchtst_pretrain.yaml --trainer.max_steps 50`.
@@ -214,6 +214,54 @@ def export(
     return destination
 
 
+def shard(
+    model: ModelConfig,
+    data: dict[str, Any],
+    output: str,
+    stage: Literal["pretrain", "finetune"] | None = None,
+    chunk_bytes: str = "64MB",
+    overwrite: bool = False,
+    head: HeadConfig | None = None,
+    masking: MaskingConfig | None = None,
+    optim: OptimConfig | None = None,
+    trainer: TrainerConfig | None = None,
+    output_dir: str | None = None,
+    pretrained: str | None = None,
+    mode: Literal["full", "linear_probe"] = "full",
+    resume: str | None = None,
+    plot_every_n_steps: int | None = None,
+) -> Path:
+    """Writes a recipe's datasets to shards that `mmsdk pretrain`/`finetune --data.shards DIR` stream.
+
+    Takes the training recipe itself: its model and data sections say what to write; its other sections (head,
+    masking, optim, trainer, output_dir, ...) are read and not used, except that a recipe with a `head` writes
+    fine-tuning items (inputs, targets).
+
+    Args:
+        model: the model the data is built for (its adapters are recorded and checked when reading).
+        data: the data section, as `pretrain`/`finetune` read it.
+        output: the shard directory to write (new, empty, or with `--overwrite` earlier shards).
+        stage: "pretrain" (inputs) or "finetune" (inputs and targets); None: finetune when the recipe has a head.
+        chunk_bytes: the size of one chunk file.
+        overwrite: replace the shards already in `output`.
+        head: a fine-tuning recipe's head (not used, but it makes the default stage finetune).
+        masking: not used (the recipe's own section).
+        optim: not used.
+        trainer: not used.
+        output_dir: not used (the training job's directory; the shards go to `output`).
+        pretrained: not used.
+        mode: not used.
+        resume: not used.
+        plot_every_n_steps: not used.
+    """
+    from mmsdk.contracts.data import build_data
+    from mmsdk.contracts.shards import write_shards
+
+    stage = stage or ("finetune" if head is not None else "pretrain")
+    splits = build_data({k: v for k, v in data.items() if k != "shards"}, model, stage)
+    return write_shards(splits, output, model, stage, data, chunk_bytes=chunk_bytes, overwrite=overwrite)
+
+
 def push(
     model_dir: str,
     repo_id: str,
@@ -290,7 +338,7 @@ def _dispatch(args: list[str]) -> None:
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     auto_cli(
-        {"pretrain": pretrain, "finetune": finetune, "export": export, "push": push, "demo": demo},
+        {"pretrain": pretrain, "finetune": finetune, "export": export, "shard": shard, "push": push, "demo": demo},
         args=args,
         as_positional=False,
         fail_untyped=True,

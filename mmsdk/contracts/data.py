@@ -56,13 +56,20 @@ def build_data(data: Mapping[str, Any], model_config: Any, stage: Stage) -> Data
     """Builds the datasets of a recipe's `data:` section for a model.
 
     The builder is `data["builder"]` when given (the key is removed before the builder sees the section), else the
-    one registered under the model's adapter name (single-modality models).
+    one registered under the model's adapter name (single-modality models). With `data["shards"]` (a directory
+    written by `mmsdk shard` from this section) the datasets stream from the shards instead
+    (:func:`~mmsdk.contracts.shards.read_shards`).
 
     Raises:
         ValueError: when no builder is named or registered (listing the known ones).
     """
     data = dict(data)
     name = data.pop("builder", None)
+    if data.get("shards") is not None:  # streamed from `mmsdk shard` output; the rest of the section was used then
+        from mmsdk.contracts.shards import read_shards
+
+        return read_shards(data.pop("shards"), model_config, stage, data)
+    data.pop("shards", None)
     if name is None:
         adapters = [m.adapter for m in model_config.modalities.values()]
         if len(adapters) != 1:

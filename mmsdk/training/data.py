@@ -224,7 +224,7 @@ class DataModule(L.LightningDataModule):
             return 1, 0
         return trainer.world_size, trainer.global_rank
 
-    def train_dataloader(self) -> ResumableDataLoader:
+    def train_dataloader(self) -> DataLoader:
         """The shuffled training loader of this rank (world size and rank from the attached Trainer).
 
         Data of more than one global batch (`batch_size * world_size` samples) trains
@@ -237,6 +237,8 @@ class DataModule(L.LightningDataModule):
         """
         if self.train is None:
             raise ValueError("DataModule has no training data; pass train=...")
+        if hasattr(self.train, "streaming_loader"):  # shards: litdata splits them over ranks and workers
+            return self.train.streaming_loader(self.batch_size, self.num_workers, shuffle=True, seed=self.seed)
         world, rank = self._replicas()
         # never drop the only batch of a tiny dataset; otherwise drop the remainder without padding first
         drop_last = len(self.train) > self.batch_size * world  # type: ignore[arg-type]
@@ -249,6 +251,8 @@ class DataModule(L.LightningDataModule):
     def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader:
         if dataset is None:
             raise ValueError(f"DataModule has no {split} data; pass {split}=...")
+        if hasattr(dataset, "streaming_loader"):
+            return dataset.streaming_loader(self.batch_size, self.num_workers)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs(dataset))
 
     def val_dataloader(self) -> DataLoader:

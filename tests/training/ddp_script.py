@@ -75,6 +75,32 @@ class SeenRecorder(L.Callback):
         self.seen.append((trainer.global_step, trainer.current_epoch, batch[2].tolist(), batch[3].tolist()))
 
 
+def tag_worker(item: tuple[Tensor, Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor, int]:
+    """A shard item with the loader worker that read it (the shards store -1, written in one process)."""
+    info = get_worker_info()
+    return item[0], item[1], item[2], -1 if info is None else info.id
+
+
+def write_windows(directory: Path, n: int) -> Path:
+    """Writes :class:`IndexedWindows` `n` to fine-tuning shards of 2 KB chunks (several chunks per rank × worker)."""
+    from mmsdk.contracts.data import DataSplits
+    from mmsdk.contracts.shards import write_shards
+    from mmsdk.models.config import ModelConfig
+
+    splits = DataSplits(IndexedWindows(n), batch_size=4)
+    return write_shards(splits, directory, ModelConfig.from_dict(MODEL), "finetune", chunk_bytes="2KB", progress=False)
+
+
+def shard_windows(directory: Path) -> Dataset:
+    """The train split of :func:`write_windows`'s shards, streamed, with each item's worker recorded."""
+    from mmsdk.contracts.shards import read_shards
+    from mmsdk.models.config import ModelConfig
+
+    train = read_shards(directory, ModelConfig.from_dict(MODEL), "finetune").train
+    train.transform = tag_worker
+    return train
+
+
 def run(
     root: Path,
     devices: int = 1,
@@ -84,6 +110,7 @@ def run(
     n: int = 32,
     num_workers: int = 0,
     num_nodes: int = 1,
+    shards: Path | None = None,
 ) -> tuple[mmsdk.FinetuneResult, SeenRecorder]:
     """Fine-tunes the tiny forecaster on CPU for `steps` optimizer steps; returns the result and what it saw.
 
@@ -106,7 +133,7 @@ def run(
     result = mmsdk.finetune(
         MODEL,
         HEAD,
-        IndexedWindows(n),
+        IndexedWindows(n) if shards is None else shard_windows(shards),
         optim=OPTIM,
         trainer=trainer,
         batch_size=batch_size,
@@ -127,6 +154,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--samples", type=int, default=32, help="dataset size")
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--shards", type=Path, help="stream the samples from these shards (write_windows)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the ranks share the machine's cores
     args.out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +167,7 @@ def main() -> None:
         args.samples,
         args.num_workers,
         args.num_nodes,
+        args.shards,
     )
     rank = result.trainer.global_rank
     torch.save({"world_size": result.trainer.world_size, "seen": recorder.seen}, args.out / f"seen_rank{rank}.pt")

@@ -5,7 +5,7 @@
 - 2 ranks × batch 4 train to the same weights as 1 process × batch 8, because batch k of the ranks together is
   batch k of the single process;
 - every sample is seen exactly once per epoch across 2 ranks × 2 loader workers, and a remainder is dropped,
-  never padded with repeats (except for data of a single global batch);
+  never padded with repeats (except for data of a single global batch), from memory and streamed from shards;
 - FSDP on one GPU.
 """
 
@@ -95,6 +95,22 @@ def two_node_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"state": torch.load(out / "state_dict.pt"), "ranks": ranks}
 
 
+@pytest.fixture(scope="module")
+def shard_ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The two-process `ddp` run of :func:`ddp_run`, its samples streamed from shards (2 KB chunks): what it wrote."""
+    out = tmp_path_factory.mktemp("ddp_shards")
+    shards = ddp_script.write_windows(out / "shards", N)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), PYTHONUNBUFFERED="1")
+    args = ["--devices", str(WORLD), "--strategy", "ddp", "--batch-size", str(BATCH), "--steps", str(STEPS)]
+    args += ["--samples", str(N), "--num-workers", "2", "--shards", str(shards)]
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *args], cwd=out, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, f"ddp script failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {"ranks": [torch.load(out / f"seen_rank{r}.pt") for r in range(WORLD)]}
+
+
 RUNS = ["ddp_run", "two_node_run"]
 """One machine with 2 processes (Lightning relaunches the script) and 2 machines × 1 process (torchrun)."""
 
@@ -175,6 +191,24 @@ def test_two_process_ddp_sees_every_sample_once_per_epoch(launch: str, request: 
             loader.sampler.set_epoch(epoch)
             expected += [batch[2].tolist() for batch in loader]
         assert _steps(record["seen"]) == expected, f"rank {rank} did not train on its DataModule shard"
+
+
+@pytest.mark.slow
+def test_two_process_ddp_streams_every_shard_sample_once_per_epoch(shard_ddp_run: dict[str, Any]) -> None:
+    """32 samples streamed from shards on 2 ranks × 2 loader workers × batch 4: in each of the 2 epochs every index
+    arrives exactly once over both ranks, both workers of each rank read, and the second epoch is reshuffled."""
+    orders = []
+    for rank, record in enumerate(shard_ddp_run["ranks"]):
+        assert record["world_size"] == WORLD
+        assert len(record["seen"]) == STEPS
+        assert {w for _, _, _, workers in record["seen"] for w in workers} == {0, 1}, f"rank {rank}: one worker"
+    for epoch in range(STEPS * WORLD * BATCH // N):
+        batches = [indices for r in shard_ddp_run["ranks"] for _, e, indices, _ in r["seen"] if e == epoch]
+        counts = Counter(i for indices in batches for i in indices)
+        assert sorted(counts) == list(range(N)), f"epoch {epoch}: samples missing: {set(range(N)) - set(counts)}"
+        assert set(counts.values()) == {1}, f"epoch {epoch}: repeated: {[i for i, c in counts.items() if c > 1]}"
+        orders.append(batches)
+    assert orders[0] != orders[1], "the second epoch streamed the first one's order"
 
 
 def _rank_loader(dataset: Any, batch_size: int, rank: int, world: int, num_workers: int = 0) -> Any:
