@@ -46,6 +46,8 @@ from torch.utils.data import Dataset, IterableDataset
 from mmsdk.contracts.data import DataSplits, Stage
 
 logger = logging.getLogger(__name__)
+if logging.getLogger("litdata").level == logging.NOTSET:  # its INFO lines (cache sizes, mmap modes) are not news
+    logging.getLogger("litdata").setLevel(logging.WARNING)
 # litdata wraps each chunk's bytes without a copy (PyTorch warns once per process); `owned` copies every item
 warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
 # Lightning's caution about `__len__` on iterable datasets: litdata gives each rank and worker its own items
@@ -164,8 +166,26 @@ def _leaves_ok(item: Any, split: str, index: int) -> Any:
     )
 
 
+def _augmenting(dataset: Any) -> str | None:
+    """The name of a dataset (or of one it wraps) that draws a random augmentation per read, else None."""
+    for _ in range(8):  # wrappers keep the dataset they wrap in `.dataset`
+        if getattr(dataset, "augment", None) is not None:
+            return type(dataset).__name__
+        dataset = getattr(dataset, "dataset", None)
+        if dataset is None:
+            return None
+    return None
+
+
 def _write_split(dataset: Dataset, directory: Path, split: str, chunk_bytes: str, progress: Any) -> int:
     from litdata.streaming.writer import BinaryWriter
+
+    augmenting = _augmenting(dataset)
+    if augmenting is not None:
+        logger.warning(
+            "shards: the %s split augments its items when they are read (%s.augment); the shards hold one draw of "
+            "it, the same every epoch. To augment anew each epoch, write them without augmentation and set the "
+            "streamed split's `transform`", split, augmenting)  # fmt: skip
 
     directory.mkdir(parents=True)
     writer = BinaryWriter(str(directory), chunk_bytes=chunk_bytes)

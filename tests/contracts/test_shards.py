@@ -267,7 +267,7 @@ def test_directories_that_are_not_complete_mmsdk_shards_are_refused(shards: Path
 
 
 def test_the_writer_refuses_what_it_cannot_store_or_overwrite(
-    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = DataSplits(torch.randn(4, 32, 2))
     with pytest.raises(ValueError, match="already holds shards; pass overwrite=True"):
@@ -295,6 +295,11 @@ def test_the_writer_refuses_what_it_cannot_store_or_overwrite(
     with pytest.raises(ValueError, match="item 0 of the train split holds a object"):
         write_shards(DataSplits(Odd()), tmp_path / "odd", WINDOWS, "pretrain", progress=False)
     assert not (tmp_path / "odd").exists(), "a failed write left a directory behind"
+    Odd.augment = staticmethod(lambda x: x)  # a dataset drawing an augmentation per read: one draw is frozen
+    Odd.__getitem__ = lambda self, index: torch.zeros(2)
+    with caplog.at_level("WARNING", "mmsdk.contracts.shards"):
+        write_shards(DataSplits(Odd()), tmp_path / "odd", WINDOWS, "pretrain", progress=False)
+    assert "the train split augments its items when they are read (Odd.augment)" in caplog.text
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"runs in one process, not in a distributed job \(WORLD_SIZE=2\)"):
         write_shards(data, tmp_path / "ddp", WINDOWS, "pretrain", progress=False)
