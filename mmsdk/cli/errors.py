@@ -5,11 +5,14 @@
   such an entry names, and a recipe someone hands you must not be able to run code.
 - :func:`run_guarded` turns the errors a user can cause (bad fields, files, recipes, checkpoints, a diverging run)
   into `mmsdk: error: ...` on stderr and exit status 2 (1 for a run that diverged); `--verbose` adds the traceback.
+  A distributed run that loses a rank (a process or machine that died) exits with status 3 and says how to
+  resume.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
@@ -135,6 +138,43 @@ def _recipes_note(args: list[str], message: str) -> str:
     return f" (recipe: {', '.join(recipes)})" if recipes else ""
 
 
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket Timeout",
+              "NCCL communicator was aborted", "Watchdog caught collective operation timeout")  # fmt: skip
+
+
+def _lost_a_rank(error: BaseException) -> bool:
+    """Whether a distributed job's error says another rank went away (its process or its machine stopped)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return any(marker in text for marker in _PEER_GONE)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for index, arg in enumerate(args):
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+        if arg == f"--{name}" and index + 1 < len(args):
+            return args[index + 1]
+    return None
+
+
+def _lost_rank_message(error: BaseException, args: list[str]) -> str:
+    rank = os.environ.get("RANK", "?")
+    where = _option(args, "output_dir") or "<output_dir>"
+    cause = one_line(error)
+    cause = cause if len(cause) <= 160 else cause[:157] + "..."
+    return (
+        f"lost contact with another rank of the distributed run (this is rank {rank}; {cause}): a process or machine "
+        f"of the run stopped. Start the same command again on every machine with --resume {where}: it continues "
+        "from the newest good checkpoint"
+    )
+
+
 def run_guarded(command: Callable[[], Any], args: list[str], verbose: bool = False) -> Any:
     """Runs `command`, turning user errors into one line on stderr and `SystemExit(2)` (1 when training diverged).
 
@@ -154,6 +194,11 @@ def run_guarded(command: Callable[[], Any], args: list[str], verbose: bool = Fal
     except TrainingDivergedError as error:
         _report(one_line(error), verbose)
         raise SystemExit(1) from error
+    except RuntimeError as error:
+        if not _lost_a_rank(error):
+            raise
+        _report(_lost_rank_message(error, args), verbose)
+        raise SystemExit(3) from error
     except _user_errors() as error:
         message = one_line(error)
         _report(message + _recipes_note(args, message), verbose)

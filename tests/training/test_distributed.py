@@ -285,3 +285,102 @@ def test_fsdp_on_one_gpu_trains_finite_changed_weights(tmp_path: Path) -> None:
     changed = [k for k, v in initial.state.items() if not torch.equal(v, trained[k])]
     assert changed, "no parameter changed under FSDP"
     assert np.isfinite(result.metrics["train/loss"])
+
+
+RECIPE = Path(__file__).resolve().parents[2] / "examples" / "recipes" / "timeseries" / "patchtst_pretrain.yaml"
+TINY_CLI = [
+    "--model.adapter_config.context_length=96",
+    "--model.encoder.dim=16",
+    "--model.encoder.depth=1",
+    "--model.encoder.heads=2",
+    "--data.batch_size=16",
+    "--data.stride=8",
+    "--trainer.logger=none",
+    "--trainer.progress_bar=false",
+    "--trainer.accelerator=cpu",
+    "--trainer.strategy=ddp",
+    "--trainer.num_nodes=2",
+    "--trainer.devices=1",
+    "--trainer.checkpoint_every_n_steps=2",
+]
+
+
+def _launch_nodes(out: Path, port: int, extra: list[str]) -> list[subprocess.Popen]:
+    """`mmsdk pretrain` as two one-process "machines", each started by its own torchrun (loopback rendezvous)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    mmsdk_cli = str(Path(sys.executable).with_name("mmsdk"))
+    procs = []
+    for node in range(2):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+        launch += ["--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port), "--no-python"]
+        command = [*launch, mmsdk_cli, "pretrain", "--config", str(RECIPE), *TINY_CLI, f"--output_dir={out}"]
+        command += [f"--trainer.default_root_dir={out}", *extra]
+        procs.append(
+            subprocess.Popen(command, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)  # fmt: skip
+        )
+    return procs
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids started by `pid` (torchrun's agent → the training process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _newest_step(checkpoints: Path) -> int:
+    """The step of the newest complete periodic checkpoint (its checksum is written after it), or -1."""
+    steps = [int(p.name.split("=")[1].split(".")[0]) for p in checkpoints.glob("step=*.ckpt.sha256")]
+    return max(steps, default=-1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the training process through /proc")
+def test_a_machine_that_dies_mid_epoch_fails_the_run_clearly_and_a_restart_resumes(tmp_path: Path) -> None:
+    """Two machines pretrain; the second one's training process is killed (SIGKILL, as a machine that loses power)
+    mid-epoch. The first fails within seconds instead of hanging, with one line that says a rank was lost and how to
+    restart; both restarted with `--resume` continue from the newest checkpoint and finish."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    out.mkdir()
+    procs = _launch_nodes(out, _free_port(), ["--trainer.max_steps=100000", "--trainer.max_epochs=-1"])
+    checkpoints = out / "checkpoints" / "pretrain"
+    try:
+        deadline = time.monotonic() + 120
+        while _newest_step(checkpoints) < 6:
+            assert all(p.poll() is None for p in procs), procs[0].communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run never reached step 6"
+            time.sleep(0.05)
+        (trainer,) = _children(procs[1].pid)
+        os.kill(trainer, signal.SIGKILL)
+        log0 = procs[0].communicate(timeout=90)[0]
+        procs[1].communicate(timeout=60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert procs[0].returncode != 0 and procs[1].returncode != 0
+    assert "mmsdk: error: lost contact with another rank of the distributed run" in log0, log0[-3000:]
+    assert f"--resume {out}" in log0
+
+    newest = _newest_step(checkpoints)
+    assert newest >= 6
+    procs = _launch_nodes(out, _free_port(), [f"--trainer.max_steps={newest + 3}", "--trainer.max_epochs=-1",
+                                              f"--resume={out}"])  # fmt: skip
+    logs = [p.communicate(timeout=180)[0] for p in procs]
+    for node, (proc, log) in enumerate(zip(procs, logs)):
+        assert proc.returncode == 0, f"node {node} failed to resume ({proc.returncode}):\n{log[-3000:]}"
+    assert "Restored all states from the checkpoint" in logs[0], logs[0][-3000:]
+    assert f"pretraining done after {newest + 3} steps" in logs[0]
+    assert (out / "model").is_dir()
