@@ -316,10 +316,8 @@ def _launch_nodes(out: Path, port: int, extra: list[str]) -> list[subprocess.Pop
         launch += ["--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port), "--no-python"]
         command = [*launch, mmsdk_cli, "pretrain", "--config", str(RECIPE), *TINY_CLI, f"--output_dir={out}"]
         command += [f"--trainer.default_root_dir={out}", *extra]
-        procs.append(
-            subprocess.Popen(command, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)  # fmt: skip
-        )
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        procs.append(subprocess.Popen(command, cwd=out.parent, env=env, start_new_session=True, **pipes))
     return procs
 
 
