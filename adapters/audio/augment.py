@@ -106,3 +106,30 @@ class WaveAugment(Dataset):
         if isinstance(item, tuple):
             return (self.augment(item[0], rng), *item[1:])
         return self.augment(item, rng)
+
+    def shard_augmentation(self) -> tuple[Dataset, ClipAugment]:
+        """For shards: the clips without augmentation, and the augmentation to draw anew at every read."""
+        return self.dataset, ClipAugment(self.sample_rate, self.speed, self.max_shift / self.sample_rate)
+
+
+class ClipAugment:
+    """:class:`WaveAugment`'s speed perturbation and time shift as an item → item function (for shards that redo it
+    at every read), drawing from torch's RNG (which the loader seeds per worker and epoch).
+
+    Args:
+        sample_rate, speed, shift_seconds: as for :class:`WaveAugment`.
+    """
+
+    def __init__(self, sample_rate: int, speed: float = 0.0, shift_seconds: float = 0.0) -> None:
+        self.sample_rate, self.speed, self.shift_seconds = sample_rate, speed, shift_seconds
+        self._wave = WaveAugment((), sample_rate, speed, shift_seconds)  # type: ignore[arg-type]
+
+    def spec(self) -> dict[str, Any]:
+        """The fields that rebuild it (`ClipAugment(**spec)`)."""
+        return {"sample_rate": self.sample_rate, "speed": self.speed, "shift_seconds": self.shift_seconds}
+
+    def __call__(self, item: Any) -> Any:
+        rng = _item_rng(None, 0)
+        if isinstance(item, tuple):
+            return (self._wave.augment(item[0], rng), *item[1:])
+        return self._wave.augment(item, rng)

@@ -11,6 +11,7 @@ Every random choice is drawn from a `numpy.random.Generator` passed by the calle
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -278,6 +279,34 @@ class Augment:
         return points
 
 
+class CloudAugment:
+    """An :class:`Augment` as an item → item function, for shards that redo it at every read: augments the cloud of
+    a (points, label) item or a bare cloud, drawing from torch's RNG (which the loader seeds per worker and epoch).
+
+    Args:
+        config: the AugmentConfig's fields.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+        self._augment: Augment | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """The fields that rebuild it (`CloudAugment(**spec)`)."""
+        return {"config": self.config}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "_augment": None}  # the built steps are closures: rebuilt where used
+
+    def __call__(self, item: Any) -> Any:
+        if self._augment is None:
+            self._augment = Augment(self.config)
+        rng = _item_rng(None, 0)
+        if isinstance(item, tuple):
+            return (self._augment(item[0], rng), *item[1:])
+        return self._augment(item, rng)
+
+
 def _item_rng(seed: int | None, index: int) -> np.random.Generator:
     """Fixed per (seed, index) when seeded; else drawn from torch's RNG, which DataLoader seeds per worker/epoch."""
     if seed is not None:
@@ -408,6 +437,15 @@ class ShapesDataset(Dataset):
         if self.augment is not None:
             points = self.augment(points, _item_rng(self.augment_seed, index))
         return points, int(self.labels[index])
+
+    def shard_augmentation(self) -> tuple[ShapesDataset, CloudAugment | None]:
+        """For shards: these shapes without the augmentation, and the augmentation to draw anew at every read
+        (unseeded there: `augment_seed` fixes draws by item index, which a stream does not keep)."""
+        if self.augment is None:
+            return self, None
+        plain = copy.copy(self)
+        plain.augment = None
+        return plain, CloudAugment(self.augment.config.to_dict())
 
 
 class PointCloudFolder(Dataset):

@@ -16,8 +16,11 @@ Lightning saves in every checkpoint and restores on resume. WebDataset streams t
 its shard-to-worker split is the user's to get right (`nodesplitter`, `split_by_worker`), its shuffle is a buffer
 seeded per worker, and it has no loader state, so a resumed run starts its epoch again with another order.
 
-Items are written as the dataset returns them: a dataset that draws random augmentations when read has one draw
-frozen in the shards (augment on the batch instead, as the adapters' mask strategies and mixup do).
+Items are written as the dataset returns them. A dataset that draws a random augmentation when read says how to
+redo it (`shard_augmentation()`: the same items without it, and the augmentation as an mmsdk object with a `spec()`
+of plain fields): the plain items are written, the augmentation is recorded in the manifest and drawn anew at every
+read, in the loader workers. Any other augmenting dataset (an `augment` attribute) is written with one draw frozen,
+and the writer warns.
 
 Reading checks the manifest first and refuses, with the reason: a directory without one (not mmsdk shards, or a
 write that did not finish: the manifest is written last), another shard format, shards written for other adapters or
@@ -27,6 +30,7 @@ a chunk file cut short (named, with its expected size).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
@@ -121,20 +125,57 @@ def _collate_spec(dataset: Dataset, split: str) -> dict[str, Any] | None:
     return {"name": f"{module}:{name}", "fields": fields}
 
 
-def _collate_from(spec: dict[str, Any] | None) -> Any:
-    if spec is None:
-        return None
+def _resolve(spec: dict[str, Any], what: str) -> Any:
     module, _, name = spec["name"].partition(":")
     if not module.startswith("mmsdk."):
-        raise ValueError(f"shards: the manifest names collate function {spec['name']!r}, outside mmsdk; refused")
+        raise ValueError(f"shards: the manifest names {what} {spec['name']!r}, outside mmsdk; refused")
     target: Any = importlib.import_module(module)
     for part in name.split("."):
         target = getattr(target, part)
+    return target
+
+
+def _collate_from(spec: dict[str, Any] | None) -> Any:
+    if spec is None:
+        return None
+    target = _resolve(spec, "collate function")
     if not spec.get("fields") and not isinstance(target, type):
         return target
     collate = target.__new__(target)
     collate.__dict__.update(spec["fields"])
     return collate
+
+
+def _augment_spec(augment: Any, split: str) -> dict[str, Any]:
+    """The manifest record of a read-time augmentation: an mmsdk class and the fields of its `spec()`."""
+    target = type(augment)
+    if not target.__module__.startswith("mmsdk.") or not callable(getattr(augment, "spec", None)):
+        raise ValueError(f"shards: the {split} augmentation {target.__qualname__} is not an mmsdk augmentation")
+    return {"name": f"{target.__module__}:{target.__qualname__}", "fields": _jsonable(augment.spec(), "augment")}
+
+
+def _augment_from(spec: dict[str, Any] | None) -> Any:
+    return None if spec is None else _resolve(spec, "augmentation")(**spec["fields"])
+
+
+def _plain(dataset: Dataset, split: str) -> tuple[Dataset, dict[str, Any] | None]:
+    """The dataset to write and the augmentation to redo when reading (`shard_augmentation()`), else (dataset, None)
+    with a warning when the dataset augments items in a way the shards cannot redo."""
+    chain = [dataset]  # wrappers that keep the dataset they wrap in `.dataset` (subsets, inputs-only views)
+    while getattr(chain[-1], "shard_augmentation", None) is None and getattr(chain[-1], "dataset", None) is not None:
+        chain.append(chain[-1].dataset)
+    if getattr(chain[-1], "shard_augmentation", None) is not None:
+        plain, augment = chain[-1].shard_augmentation()
+        for wrapper in reversed(chain[:-1]):  # the same wrappers around the plain dataset
+            plain, plain.dataset = copy.copy(wrapper), plain
+        return plain, None if augment is None else _augment_spec(augment, split)
+    augmenting = _augmenting(dataset)
+    if augmenting is not None:
+        logger.warning(
+            "shards: the %s split augments its items when they are read (%s.augment); the shards hold one draw of "
+            "it, the same every epoch. To augment anew each epoch, write them without augmentation and set the "
+            "streamed split's `transform`", split, augmenting)  # fmt: skip
+    return dataset, None
 
 
 # --- writing --------------------------------------------------------------------------------------------------------
@@ -179,13 +220,6 @@ def _augmenting(dataset: Any) -> str | None:
 
 def _write_split(dataset: Dataset, directory: Path, split: str, chunk_bytes: str, progress: Any) -> int:
     from litdata.streaming.writer import BinaryWriter
-
-    augmenting = _augmenting(dataset)
-    if augmenting is not None:
-        logger.warning(
-            "shards: the %s split augments its items when they are read (%s.augment); the shards hold one draw of "
-            "it, the same every epoch. To augment anew each epoch, write them without augmentation and set the "
-            "streamed split's `transform`", split, augmenting)  # fmt: skip
 
     directory.mkdir(parents=True)
     writer = BinaryWriter(str(directory), chunk_bytes=chunk_bytes)
@@ -255,8 +289,9 @@ def write_shards(
                 if dataset is None:
                     continue
                 collate = _collate_spec(dataset, split)
-                samples = _write_split(dataset, staging / split, split, chunk_bytes, bar)
-                records[split] = {"samples": samples, "collate": collate}
+                plain, augment = _plain(dataset, split)
+                samples = _write_split(plain, staging / split, split, chunk_bytes, bar)
+                records[split] = {"samples": samples, "collate": collate, "augment": augment}
         manifest = {
             "format": SHARD_FORMAT,
             "mmsdk_version": _mmsdk_version(),
@@ -455,7 +490,7 @@ def read_shards(
     for split, record in manifest.raw["splits"].items():
         check_split_files(manifest.directory / split)
         datasets[split] = ShardDataset(
-            manifest.directory / split, record["samples"], record.get("collate"), inputs_only
+            manifest.directory / split, record["samples"], record.get("collate"), inputs_only, record.get("augment")
         )
     info = {**manifest.raw.get("info", {}), "shards": str(manifest.directory)}
     return DataSplits(datasets["train"], datasets.get("val"), datasets.get("test"), batch_size, info)
@@ -490,15 +525,24 @@ class ShardDataset(IterableDataset):
         samples: its item count (from the manifest).
         collate: the manifest's collate record (None: default collation).
         inputs_only: yield the inputs of (inputs, targets) items.
+        augment: the manifest's record of the split's random augmentation, redrawn at every read (None: none).
 
     Attributes:
         transform: a picklable function applied to every item as it is read (in the loader workers), after
             `inputs_only`: the place for random augmentations, which the shards cannot hold. None: items as stored.
     """
 
-    def __init__(self, directory: Path, samples: int, collate: dict[str, Any] | None, inputs_only: bool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        samples: int,
+        collate: dict[str, Any] | None,
+        inputs_only: bool,
+        augment: dict[str, Any] | None = None,
+    ) -> None:
         self.directory, self.samples, self.inputs_only = Path(directory), samples, inputs_only
         self.collate_fn = _collate_from(collate)
+        self.augment = _augment_from(augment)
         self.transform: Callable[[Any], Any] | None = None
         self._local: Any = None
 
@@ -506,7 +550,8 @@ class ShardDataset(IterableDataset):
         return self.samples
 
     def _stream(self, shuffle: bool, seed: int, drop_last: bool | None = None) -> Any:
-        transforms = [owned, *([first_of] if self.inputs_only else [])]
+        transforms = [owned, *([self.augment] if self.augment is not None else [])]
+        transforms += [first_of] if self.inputs_only else []
         transforms += [self.transform] if self.transform is not None else []
         return _litdata().StreamingDataset(
             str(self.directory), shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transforms or None
@@ -515,8 +560,9 @@ class ShardDataset(IterableDataset):
     def __getitem__(self, index: int) -> Any:
         if not -self.samples <= index < self.samples:
             raise IndexError(f"shards: index {index} out of range for {self.samples} samples in {self.directory}")
-        if self._local is None or self._local[0] is not self.transform:
-            self._local = (self.transform, self._stream(shuffle=False, seed=0, drop_last=False))
+        key = (self.transform, self.augment, self.inputs_only)
+        if self._local is None or self._local[0] != key:
+            self._local = (key, self._stream(shuffle=False, seed=0, drop_last=False))
         return self._local[1][index % self.samples]
 
     def __iter__(self) -> Iterator[Any]:

@@ -303,3 +303,53 @@ def test_the_writer_refuses_what_it_cannot_store_or_overwrite(
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"runs in one process, not in a distributed job \(WORLD_SIZE=2\)"):
         write_shards(data, tmp_path / "ddp", WINDOWS, "pretrain", progress=False)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_a_read_time_augmentation_is_written_plain_and_drawn_anew_at_every_read(stage: str, tmp_path: Path) -> None:
+    """Point-MAE's scale/shift augmentation: the shards hold the plain clouds and the manifest the augmentation,
+    which every read then draws anew (as the in-memory dataset does), in the loader workers too."""
+    model_dict, data = _family("pointmae", tmp_path)
+    model = ModelConfig.from_dict(model_dict)
+    augmented = {**data, "augment": {"scale_translate": True}}
+    splits = build_data(augmented, model, stage)
+    out = write_shards(splits, tmp_path / "shards", model, stage, augmented, progress=False)
+    record = json.loads((out / MANIFEST).read_text())["splits"]["train"]["augment"]
+    assert record["name"].endswith(":CloudAugment") and record["fields"]["config"]["scale_translate"] is True
+    plain = build_data(data, model, stage).train
+    streamed = read_shards(out, model, stage).train
+    first = lambda item: item[0] if isinstance(item, tuple) else item  # noqa: E731
+    a, b = first(streamed[0]), first(streamed[0])
+    assert not torch.equal(a, b), "the augmentation was not drawn anew"
+    base = first(plain[0])
+    scale = (a - a.mean(0)).std(0) / (base - base.mean(0)).std(0)  # per-axis scale of a scaled, shifted copy
+    torch.testing.assert_close(a - a.mean(0), (base - base.mean(0)) * scale, atol=1e-5, rtol=1e-4)
+    assert scale.min() >= 2 / 3 - 1e-4 and scale.max() <= 3 / 2 + 1e-4
+    drawn = _first_batch(streamed)  # through the loader workers
+    streamed.augment = None  # the items as stored: the plain clouds
+    assert _same(streamed[0], plain[0])
+    stored = _first_batch(streamed)  # the same samples (same seed), unaugmented
+    assert drawn.shape == stored.shape and not torch.equal(drawn, stored)
+
+
+def _first_batch(dataset: Any) -> torch.Tensor:
+    """The inputs of the first training batch (2 workers, seed 0)."""
+    batch = next(iter(DataModule(dataset, batch_size=4, num_workers=2, seed=0).train_dataloader()))
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def test_the_audio_speed_and_shift_augmentation_is_redone_when_read(tmp_path: Path) -> None:
+    from mmsdk.adapters.audio.augment import WaveAugment
+
+    g = torch.Generator().manual_seed(0)
+    clips = [(torch.sin(torch.arange(8000) / (3 + i)) + 0.01 * torch.randn(8000, generator=g), i) for i in range(4)]
+    train = WaveAugment(clips, 16000, speed=0.1, shift_seconds=0.05)
+    out = write_shards(DataSplits(train), tmp_path / "audio", WINDOWS, "finetune", progress=False)
+    record = json.loads((out / MANIFEST).read_text())["splits"]["train"]["augment"]
+    assert record == {"name": "mmsdk.adapters.audio.augment:ClipAugment",
+                      "fields": {"sample_rate": 16000, "speed": 0.1, "shift_seconds": 0.05}}  # fmt: skip
+    streamed = read_shards(out, WINDOWS, "finetune").train
+    clip, label = streamed[2]
+    assert label == 2 and clip.shape == (8000,) and not torch.equal(clip, streamed[2][0])
+    streamed.augment = None
+    assert torch.equal(streamed[2][0], clips[2][0])  # stored plain
