@@ -40,6 +40,20 @@ DEFAULT_ROOT_DIR = "runs"
 
 
 @dataclass
+class FSDPConfig(Config):
+    """Settings of `strategy: fsdp` (Lightning's FSDPStrategy); the wrap unit is always the transformer block
+    (`mmsdk.layers.block.Block`), so each block's parameters are gathered only while it runs."""
+
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of keeping them (less memory, ~1/3 more
+    compute)."""
+    sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"] = "FULL_SHARD"
+    """What is sharded: parameters, gradients and optimizer state (FULL_SHARD); gradients and optimizer state only
+    (SHARD_GRAD_OP); nothing (NO_SHARD, DDP-like); FULL_SHARD within a machine and replicas across machines
+    (HYBRID_SHARD)."""
+
+
+@dataclass
 class TrainerConfig(Config):
     """How to train: length, precision, devices, logging and checkpointing (a thin layer over Lightning)."""
 
@@ -59,6 +73,8 @@ class TrainerConfig(Config):
     """Number of devices (>= 1, or -1 for all), device indices ([0, 1] or "0,1"), or auto."""
     strategy: str = "auto"
     """Lightning strategy name (auto, ddp, fsdp, ...), passed through unchanged."""
+    fsdp: FSDPConfig | None = None
+    """Settings of `strategy: fsdp` (None: the defaults); refused with any other strategy."""
     num_nodes: int = 1
     """Machines in a multi-node run (each runs `devices` processes); launched by torchrun or SLURM, which set the
     ranks (see the README's "Training on several machines")."""
@@ -125,6 +141,14 @@ class TrainerConfig(Config):
             f"must be None or >= 1, got {self.max_nonfinite_steps}",
         )
         self._check_devices()
+        if isinstance(self.fsdp, dict):
+            self.fsdp = FSDPConfig.from_dict(self.fsdp)
+        require(
+            self.fsdp is None or self.strategy == "fsdp",
+            self,
+            "fsdp",
+            f"configures strategy fsdp, but strategy is {self.strategy!r}",
+        )
         ok = isinstance(self.num_nodes, int) and not isinstance(self.num_nodes, bool) and self.num_nodes >= 1
         require(ok, self, "num_nodes", f"must be an int >= 1, got {self.num_nodes!r}")
         require(
@@ -234,6 +258,23 @@ def _restore_best(fit: L.Trainer, system: L.LightningModule) -> None:
             callback.restore(system)
 
 
+def _strategy(cfg: TrainerConfig) -> Any:
+    """The Lightning strategy: the name as given, except fsdp, built with the transformer block as its wrap unit."""
+    if cfg.strategy != "fsdp":
+        return cfg.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from mmsdk.layers.block import Block
+
+    fsdp = cfg.fsdp or FSDPConfig()
+    return FSDPStrategy(
+        auto_wrap_policy={Block},
+        activation_checkpointing_policy={Block} if fsdp.activation_checkpointing else None,
+        sharding_strategy=fsdp.sharding,
+        state_dict_type="full",
+    )
+
+
 def build_trainer(
     cfg: TrainerConfig | dict[str, Any] | None = None, callbacks: Sequence[Callback] = (), stage: Stage = "pretrain"
 ) -> L.Trainer:
@@ -261,7 +302,7 @@ def build_trainer(
         precision=cfg.resolved_precision(),
         accelerator=cfg.accelerator,
         devices=cfg.devices,
-        strategy=cfg.strategy,
+        strategy=_strategy(cfg),
         num_nodes=cfg.num_nodes,
         default_root_dir=cfg.root_dir,
         log_every_n_steps=cfg.log_every_n_steps,
