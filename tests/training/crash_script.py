@@ -1,6 +1,6 @@
 """A tiny pretraining run that checkpoints every step and sleeps between steps, so a test can SIGKILL it mid-epoch.
 
-    python tests/training/crash_script.py RUN_DIR [--resume]
+    python tests/training/crash_script.py RUN_DIR [--sleep S] [--shards DIR]
 
 The test imports :func:`run` for the uninterrupted side and the resumed side, so all three share one model, data
 and trainer configuration. The name has no `test_` prefix, so pytest does not collect it.
@@ -53,18 +53,35 @@ class CountSteps(L.Callback):
         self.steps += 1
 
 
+def write_series_shards(directory: Path) -> Path:
+    """:func:`series` as pretraining shards of 1 KB chunks (several per loader worker)."""
+    from mmsdk.contracts.data import DataSplits
+    from mmsdk.contracts.shards import write_shards
+    from mmsdk.models.config import ModelConfig
+
+    model = ModelConfig.from_dict(MODEL)
+    return write_shards(DataSplits(series()), directory, model, "pretrain", chunk_bytes="1KB", progress=False)
+
+
 def run(
-    root: Path, resume: str | None = None, sleep: float = 0.0, callbacks: list[L.Callback] | None = None
+    root: Path,
+    resume: str | None = None,
+    sleep: float = 0.0,
+    callbacks: list[L.Callback] | None = None,
+    shards: Path | None = None,
 ) -> mmsdk.PretrainResult:
+    """The run; with `shards`, the series stream from them through 2 loader workers."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the killed subprocess and the in-process runs: same kernels, same bits
     try:
-        return _run(root, resume, sleep, callbacks)
+        return _run(root, resume, sleep, callbacks, shards)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(root: Path, resume: str | None, sleep: float, callbacks: list[L.Callback] | None) -> mmsdk.PretrainResult:
+def _run(
+    root: Path, resume: str | None, sleep: float, callbacks: list[L.Callback] | None, shards: Path | None
+) -> mmsdk.PretrainResult:
     trainer = {
         "max_steps": TOTAL_STEPS,
         "logger": "none",
@@ -76,14 +93,22 @@ def _run(root: Path, resume: str | None, sleep: float, callbacks: list[L.Callbac
     }
     callbacks = [*(callbacks or []), *([Slow(sleep)] if sleep else [])]
     optim = {"lr": 1e-2, "warmup_steps": 2}
+    data, workers = series(), 0
+    if shards is not None:
+        from mmsdk.contracts.shards import read_shards
+        from mmsdk.models.config import ModelConfig
+
+        data, workers = read_shards(shards, ModelConfig.from_dict(MODEL), "pretrain").train, 2
     return mmsdk.pretrain(
-        MODEL, series(), optim=optim, trainer=trainer, batch_size=8, ckpt_path=resume, callbacks=callbacks
-    )
+        MODEL, data, optim=optim, trainer=trainer, batch_size=8, ckpt_path=resume, callbacks=callbacks,
+        num_workers=workers,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("root", type=Path)
     parser.add_argument("--sleep", type=float, default=0.5)
+    parser.add_argument("--shards", type=Path, help="stream the series from these shards (write_series_shards)")
     args = parser.parse_args()
-    run(args.root, sleep=args.sleep)
+    run(args.root, sleep=args.sleep, shards=args.shards)

@@ -171,13 +171,19 @@ def test_resume_from_a_run_directory_skips_a_truncated_newest_checkpoint(
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["memory", "shards"])
+def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(source: str, tmp_path: Path) -> None:
     """Killed with SIGKILL mid-epoch, its newest checkpoint then cut short: resuming from the run directory falls
-    back to the previous good checkpoint and ends with the uninterrupted run's exact weights."""
+    back to the previous good checkpoint and ends with the uninterrupted run's exact weights, with the series in
+    memory or streamed from shards by 2 loader workers (whose position the checkpoint holds)."""
     script = support.training_script("crash_script")
+    if source == "shards":
+        pytest.importorskip("litdata")
+    shards = script.write_series_shards(tmp_path / "shards") if source == "shards" else None
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, str(Path(script.__file__)), str(run_dir), "--sleep", "0.4"],
+        [sys.executable, str(Path(script.__file__)), str(run_dir), "--sleep", "0.4"]
+        + (["--shards", str(shards)] if shards else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -197,9 +203,9 @@ def test_sigkill_mid_epoch_then_resume_from_the_run_directory_is_exact(tmp_path:
     newest = checkpoints[-1]
     newest.write_bytes(newest.read_bytes()[:2048])  # a crash mid-write (without the atomic rename) would do this
     counter = script.CountSteps()
-    resumed = script.run(run_dir, resume=str(run_dir), callbacks=[counter])
+    resumed = script.run(run_dir, resume=str(run_dir), callbacks=[counter], shards=shards)
     assert 0 < counter.steps <= script.TOTAL_STEPS - 6  # it resumed from step >= 6, not from scratch
-    full = script.run(tmp_path / "full")
+    full = script.run(tmp_path / "full", shards=shards)
     assert resumed.trainer.global_step == full.trainer.global_step == script.TOTAL_STEPS
     expected = dict(full.model.named_parameters())
     for name, value in resumed.model.named_parameters():
