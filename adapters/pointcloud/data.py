@@ -511,6 +511,13 @@ class PointCloudFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def per_read_randomness(self) -> str | None:
+        """What each read draws anew (None: nothing): shards written from this dataset hold one draw of it."""
+        if self.seed is not None:
+            return None
+        return "subsampling and augmentation" if self.augment is not None else "subsampling"
+
     def _features(self, index: int) -> np.ndarray:
         if self._cache is not None and index in self._cache:
             return self._cache[index]

@@ -299,7 +299,7 @@ def test_the_writer_refuses_what_it_cannot_store_or_overwrite(
     Odd.__getitem__ = lambda self, index: torch.zeros(2)
     with caplog.at_level("WARNING", "mmsdk.contracts.shards"):
         write_shards(DataSplits(Odd()), tmp_path / "odd", WINDOWS, "pretrain", progress=False)
-    assert "the train split augments its items when they are read (Odd.augment)" in caplog.text
+    assert "the train split draws an augmentation anew when an item is read (Odd)" in caplog.text
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"runs in one process, not in a distributed job \(WORLD_SIZE=2\)"):
         write_shards(data, tmp_path / "ddp", WINDOWS, "pretrain", progress=False)
@@ -353,3 +353,22 @@ def test_the_audio_speed_and_shift_augmentation_is_redone_when_read(tmp_path: Pa
     assert label == 2 and clip.shape == (8000,) and not torch.equal(clip, streamed[2][0])
     streamed.augment = None
     assert torch.equal(streamed[2][0], clips[2][0])  # stored plain
+
+
+def test_a_folder_that_subsamples_each_read_is_named_when_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mmsdk.adapters.pointcloud.data import PointCloudFolder
+
+    for label in ("a", "b"):
+        (tmp_path / "clouds" / label).mkdir(parents=True)
+        np.save(tmp_path / "clouds" / label / "0.npy", np.random.default_rng(0).normal(size=(100, 3)))
+    folder = PointCloudFolder(tmp_path / "clouds", num_points=32, seed=None)
+    with caplog.at_level("WARNING", "mmsdk.contracts.shards"):
+        write_shards(DataSplits(folder), tmp_path / "shards", WINDOWS, "finetune", progress=False)
+    assert "draws subsampling anew when an item is read (PointCloudFolder)" in caplog.text
+    caplog.clear()
+    seeded = PointCloudFolder(tmp_path / "clouds", num_points=32, seed=0)  # the same items every read: no warning
+    with caplog.at_level("WARNING", "mmsdk.contracts.shards"):
+        write_shards(DataSplits(seeded), tmp_path / "seeded", WINDOWS, "finetune", progress=False)
+    assert "anew" not in caplog.text

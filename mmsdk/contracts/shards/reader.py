@@ -98,8 +98,8 @@ class ShardDataset(IterableDataset):
         augment: the manifest's record of the split's random augmentation, redrawn at every read (None: none).
 
     Attributes:
-        transform: a picklable function applied to every item as it is read (in the loader workers), after
-            `inputs_only`: the place for random augmentations, which the shards cannot hold. None: items as stored.
+        transform: a picklable function of your own applied to every item as it is read (in the loader workers),
+            after the recorded augmentation and `inputs_only`. None: nothing more.
     """
 
     def __init__(
@@ -144,8 +144,9 @@ class ShardDataset(IterableDataset):
     ) -> Any:
         """A litdata `StreamingDataLoader` over this split for this rank (its `state_dict` resumes mid-epoch).
 
-        Under several ranks the split is cut so that every rank streams the same number of items: the
-        `len % world_size` left over are dropped (never repeated), as litdata does in a distributed run.
+        Under several ranks the split is cut so that every rank streams the same number of items: the few left
+        over (fewer than ranks × workers × batch size) are dropped for the epoch, never repeated, as litdata does in
+        a distributed run.
         """
         dataset = self._stream(shuffle=shuffle, seed=seed)
         # a private generator: starting the workers never draws from the global RNG (masks, dropout resume exactly)

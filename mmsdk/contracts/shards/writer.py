@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -32,23 +33,41 @@ from mmsdk.contracts.shards.manifest import (
 )
 
 
+def _wrapped(dataset: Any, depth: int = 8) -> list[Any]:
+    """The dataset and those it wraps (wrappers keep theirs in `.dataset`: subsets, inputs-only views), outermost
+    first, down to the first one that can redo its augmentation (`shard_augmentation`)."""
+    chain = [dataset]
+    while len(chain) < depth and not hasattr(chain[-1], "shard_augmentation"):
+        inner = getattr(chain[-1], "dataset", None)
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
+
+
+def _drawn_per_read(dataset: Any) -> str | None:
+    """What a dataset draws at random on every read: its own `per_read_randomness`, else an augmentation when it
+    has an `augment`."""
+    if hasattr(dataset, "per_read_randomness"):
+        return dataset.per_read_randomness
+    return "an augmentation" if getattr(dataset, "augment", None) is not None else None
+
+
 def _plain(dataset: Dataset, split: str) -> tuple[Dataset, dict[str, Any] | None]:
-    """The dataset to write and the augmentation to redo when reading (`shard_augmentation()`), else (dataset, None)
-    with a warning when the dataset augments items in a way the shards cannot redo."""
-    chain = [dataset]  # wrappers that keep the dataset they wrap in `.dataset` (subsets, inputs-only views)
-    while getattr(chain[-1], "shard_augmentation", None) is None and getattr(chain[-1], "dataset", None) is not None:
-        chain.append(chain[-1].dataset)
-    if getattr(chain[-1], "shard_augmentation", None) is not None:
+    """The dataset to write and the record of the augmentation to redo when reading (`shard_augmentation()`), else
+    (dataset, None), with a warning when a dataset augments items in a way the shards cannot redo."""
+    chain = _wrapped(dataset)
+    if hasattr(chain[-1], "shard_augmentation"):
         plain, augment = chain[-1].shard_augmentation()
         for wrapper in reversed(chain[:-1]):  # the same wrappers around the plain dataset
             plain, plain.dataset = copy.copy(wrapper), plain
         return plain, None if augment is None else _augment_spec(augment, split)
-    augmenting = _augmenting(dataset)
-    if augmenting is not None:
+    random = [(type(d).__name__, _drawn_per_read(d)) for d in chain if _drawn_per_read(d)]
+    if random:
         logger.warning(
-            "shards: the %s split augments its items when they are read (%s.augment); the shards hold one draw of "
-            "it, the same every epoch. To augment anew each epoch, write them without augmentation and set the "
-            "streamed split's `transform`", split, augmenting)  # fmt: skip
+            "shards: the %s split draws %s anew when an item is read (%s); the shards hold one draw, the same every "
+            "epoch. To draw anew each epoch, write them without it and set the streamed split's `transform`",
+            split, random[0][1], random[0][0])  # fmt: skip
     return dataset, None
 
 
@@ -76,17 +95,6 @@ def _leaves_ok(item: Any, split: str, index: int) -> Any:
         f"shards: item {index} of the {split} split holds a {type(item).__name__}; shards store tensors, arrays, "
         "numbers and strings, in dicts, lists and tuples"
     )
-
-
-def _augmenting(dataset: Any) -> str | None:
-    """The name of a dataset (or of one it wraps) that draws a random augmentation per read, else None."""
-    for _ in range(8):  # wrappers keep the dataset they wrap in `.dataset`
-        if getattr(dataset, "augment", None) is not None:
-            return type(dataset).__name__
-        dataset = getattr(dataset, "dataset", None)
-        if dataset is None:
-            return None
-    return None
 
 
 def _write_split(dataset: Dataset, directory: Path, split: str, chunk_bytes: str, progress: Any) -> int:
@@ -184,17 +192,9 @@ def write_shards(
     return output
 
 
-class _NoBar:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _progress_bar(show: bool) -> Any:
     if not show:
-        return _NoBar()
+        return contextlib.nullcontext()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("writing {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
