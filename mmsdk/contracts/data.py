@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from mmsdk.contracts.registry import DATA_BUILDERS
+from mmsdk.contracts.splits import DataSplits, Stage
 
-Stage = Literal["pretrain", "finetune"]
-
-
-@dataclass
-class DataSplits:
-    """Datasets for one job.
-
-    Attributes:
-        train, val, test: datasets (val/test may be None). Pretraining items are inputs; fine-tuning items are
-            (inputs, targets).
-        batch_size: the recipe's batch size.
-        info: anything the builder wants to report (columns, row ranges, scaler statistics).
-    """
-
-    train: Dataset
-    val: Dataset | None = None
-    test: Dataset | None = None
-    batch_size: int = 32
-    info: dict[str, Any] = field(default_factory=dict)
+__all__ = ["DataSplits", "InputsOnly", "Stage", "build_data", "per_class_split", "read_manifest"]
 
 
 class InputsOnly(Dataset):

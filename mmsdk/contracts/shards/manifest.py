@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmsdk.contracts.data import Stage
+from mmsdk.contracts.splits import Stage
 
 logger = logging.getLogger("mmsdk.contracts.shards")
 if logging.getLogger("litdata").level == logging.NOTSET:  # its INFO lines (cache sizes, mmap modes) are not news

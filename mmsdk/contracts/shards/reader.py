@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset
 
-from mmsdk.contracts.data import DataSplits, Stage
 from mmsdk.contracts.shards.manifest import (
     _augment_from,
     _check_model,
@@ -22,6 +21,7 @@ from mmsdk.contracts.shards.manifest import (
     logger,
     read_manifest,
 )
+from mmsdk.contracts.splits import DataSplits, Stage
 
 
 def read_shards(

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from mmsdk.contracts.data import DataSplits, Stage
 from mmsdk.contracts.shards.manifest import (
     _SCALARS,
     MANIFEST,
@@ -31,6 +30,7 @@ from mmsdk.contracts.shards.manifest import (
     _mmsdk_version,
     logger,
 )
+from mmsdk.contracts.splits import DataSplits, Stage
 
 
 def _wrapped(dataset: Any, depth: int = 8) -> list[Any]:
