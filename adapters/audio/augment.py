@@ -120,6 +120,8 @@ class ClipAugment:
         sample_rate, speed, shift_seconds: as for :class:`WaveAugment`.
     """
 
+    shard_rebuildable = True  # shards may rebuild it from its spec (mmsdk.contracts.shards)
+
     def __init__(self, sample_rate: int, speed: float = 0.0, shift_seconds: float = 0.0) -> None:
         self.sample_rate, self.speed, self.shift_seconds = sample_rate, speed, shift_seconds
         self._wave = WaveAugment((), sample_rate, speed, shift_seconds)  # type: ignore[arg-type]

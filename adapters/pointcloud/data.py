@@ -287,6 +287,8 @@ class CloudAugment:
         config: the AugmentConfig's fields.
     """
 
+    shard_rebuildable = True  # shards may rebuild it from its spec (mmsdk.contracts.shards)
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
         self._augment: Augment | None = None

@@ -71,6 +71,8 @@ class PackedInputs:
 class PackCollate:
     """DataLoader `collate_fn`: a list of (L_i, C_i) windows → :class:`PackedInputs` (picklable for workers)."""
 
+    shard_rebuildable = True  # shards may rebuild it from its fields (mmsdk.contracts.shards)
+
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
 

@@ -117,6 +117,9 @@ def collate_clips(items: Sequence[Any]) -> Any:
     return (batch, *rest)
 
 
+collate_clips.shard_rebuildable = True  # type: ignore[attr-defined]  # shards may name it in a manifest
+
+
 class _ClipDataset(Dataset):
     """Probing, bad-file handling and clip sampling shared by the datasets (arguments as in `VideoFiles`)."""
 

@@ -250,6 +250,24 @@ def test_shards_of_another_format_version_adapter_or_stage_are_refused(shards: P
     assert read_shards(shards, WINDOWS, "pretrain").train[0].shape == (32, 2)  # fine-tuning shards pretrain too
 
 
+def test_a_manifest_may_name_only_mmsdk_shard_rebuildable_code(shards: Path) -> None:
+    """A manifest handed over from elsewhere cannot make the reader import or call anything else: only mmsdk's
+    functions and classes marked `shard_rebuildable` (collate functions, read-time augmentations) are rebuilt."""
+    manifest = json.loads((shards / MANIFEST).read_text())
+    for spec, what in (
+        ({"name": "mmsdk.cli.main:pretrain", "fields": {}}, "augment"),
+        ({"name": "os:system", "fields": {"command": "true"}}, "augment"),
+        ({"name": "mmsdk.hub:push_to_hub", "fields": {}}, "collate"),
+    ):
+        manifest["splits"]["train"][what] = spec
+        (shards / MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(ValueError, match=r"refused"):
+            read_shards(shards, WINDOWS, "finetune")
+        manifest["splits"]["train"][what] = None
+    (shards / MANIFEST).write_text(json.dumps(manifest))
+    assert len(read_shards(shards, WINDOWS, "finetune").train) == 40
+
+
 def test_directories_that_are_not_complete_mmsdk_shards_are_refused(shards: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such directory"):
         read_shards(tmp_path / "missing", WINDOWS, "pretrain")
@@ -289,7 +307,7 @@ def test_the_writer_refuses_what_it_cannot_store_or_overwrite(
         def __getitem__(self, index: int) -> Any:
             return {"x": torch.zeros(2), "when": object()}
 
-    with pytest.raises(ValueError, match=r"collates with .*not part of mmsdk"):
+    with pytest.raises(ValueError, match=r"collates with .*not one of mmsdk.s shard-rebuildable collate functions"):
         write_shards(DataSplits(Odd()), tmp_path / "odd", WINDOWS, "pretrain", progress=False)
     Odd.collate_fn = None
     with pytest.raises(ValueError, match="item 0 of the train split holds a object"):

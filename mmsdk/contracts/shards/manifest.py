@@ -79,6 +79,13 @@ def _jsonable(value: Any, where: str) -> Any:
     raise ValueError(f"shards: {where} holds a {type(value).__name__}, which the manifest (JSON) cannot record")
 
 
+def _rebuildable(target: Any) -> bool:
+    """Whether a manifest may name `target`: an mmsdk function or class marked `shard_rebuildable` (a manifest from
+    elsewhere must not be able to call anything else)."""
+    module = getattr(target, "__module__", "") or ""
+    return module.startswith("mmsdk.") and getattr(target, "shard_rebuildable", False) is True
+
+
 def _collate_spec(dataset: Dataset, split: str) -> dict[str, Any] | None:
     """How to rebuild a dataset's `collate_fn` when reading: an mmsdk function, or an mmsdk class and its fields."""
     collate = getattr(dataset, "collate_fn", None)
@@ -86,10 +93,10 @@ def _collate_spec(dataset: Dataset, split: str) -> dict[str, Any] | None:
         return None
     target = collate if callable(collate) and hasattr(collate, "__qualname__") else type(collate)
     module, name = target.__module__, target.__qualname__
-    if not module.startswith("mmsdk.") or "<" in name:
+    if not _rebuildable(target):
         raise ValueError(
-            f"shards: the {split} dataset collates with {module}.{name}, which is not part of mmsdk; shards rebuild "
-            "only mmsdk's collate functions (stream the items and collate them in your own DataLoader instead)"
+            f"shards: the {split} dataset collates with {module}.{name}, which is not one of mmsdk's shard-rebuildable "
+            "collate functions (stream the items and collate them in your own DataLoader instead)"
         )
     fields = {} if target is collate else _jsonable(vars(collate), f"{split} collate_fn")
     return {"name": f"{module}:{name}", "fields": fields}
@@ -101,7 +108,9 @@ def _resolve(spec: dict[str, Any], what: str) -> Any:
         raise ValueError(f"shards: the manifest names {what} {spec['name']!r}, outside mmsdk; refused")
     target: Any = importlib.import_module(module)
     for part in name.split("."):
-        target = getattr(target, part)
+        target = getattr(target, part, None)
+    if not _rebuildable(target):
+        raise ValueError(f"shards: the manifest names {what} {spec['name']!r}, which shards may not rebuild; refused")
     return target
 
 
@@ -119,7 +128,7 @@ def _collate_from(spec: dict[str, Any] | None) -> Any:
 def _augment_spec(augment: Any, split: str) -> dict[str, Any]:
     """The manifest record of a read-time augmentation: an mmsdk class and the fields of its `spec()`."""
     target = type(augment)
-    if not target.__module__.startswith("mmsdk.") or not callable(getattr(augment, "spec", None)):
+    if not _rebuildable(target) or not callable(getattr(augment, "spec", None)):
         raise ValueError(f"shards: the {split} augmentation {target.__qualname__} is not an mmsdk augmentation")
     return {"name": f"{target.__module__}:{target.__qualname__}", "fields": _jsonable(augment.spec(), "augment")}
 
