@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from perf.measure import environment
 from report_files import write_report
 
 from mmsdk.contracts.data import build_data
@@ -124,16 +123,6 @@ def train_share(recipe: dict[str, Any], dataset: Any, batch_size: int, steps: in
     }
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
@@ -212,7 +201,7 @@ def main() -> None:
     import litdata
 
     report: dict[str, Any] = {
-        "machine": f"{_cpu()}, {os.cpu_count()} cores",
+        "machine": environment(torch.get_num_threads())["device"],
         "torch": torch.__version__,
         "litdata": litdata.__version__,
         "steps": args.steps,

@@ -34,3 +34,17 @@ def contract_suite() -> ModuleType:
 def training_script(name: str) -> ModuleType:
     """tests/training/<name>.py, a script that tests also run as a subprocess (e.g. `ddp_script`)."""
     return load(TESTS / "training" / f"{name}.py", name)
+
+
+PATCHTST_TINY = [
+    "--model.adapter_config.context_length=96",
+    "--model.encoder.dim=16",
+    "--model.encoder.depth=1",
+    "--model.encoder.heads=2",
+    "--data.batch_size=16",
+    "--data.stride=64",
+    "--trainer.max_steps=2",
+    "--trainer.logger=none",
+    "--trainer.progress_bar=false",
+]
+"""Command-line overrides that shrink the PatchTST recipes to a tiny model and a few windows, for two steps."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import support
 import torch
 
 from mmsdk.cli import main
@@ -18,17 +19,7 @@ from mmsdk.hub import from_pretrained
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "examples" / "recipes"
-TINY = [
-    "--model.adapter_config.context_length=96",
-    "--model.encoder.dim=16",
-    "--model.encoder.depth=1",
-    "--model.encoder.heads=2",
-    "--data.batch_size=16",
-    "--data.stride=64",
-    "--trainer.max_steps=2",
-    "--trainer.logger=none",
-    "--trainer.progress_bar=false",
-]
+TINY = support.PATCHTST_TINY
 
 POINT_TINY = [  # point-cloud recipes: a tiny Point-MAE on a few bundled shapes
     "--model.adapter_config.num_points=128",
@@ -117,33 +108,6 @@ def test_only_the_first_rank_of_a_distributed_run_writes_the_model(
         args = [command, "--config", str(RECIPES / "timeseries" / recipe), *TINY, f"--output_dir={out}"]
         main(args + ([] if command == "pretrain" else ["--head.num_outputs=96", "--pretrained=null"]))
         assert not (out / "model").exists() and not (out / "metrics.json").exists(), command
-
-
-def test_a_recipe_writes_shards_that_pretraining_and_finetuning_stream(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`mmsdk shard --config recipe.yaml --output DIR` (a fine-tuning recipe: its head makes fine-tuning items), then
-    the same recipes with `--data.shards DIR`: pretraining reads the inputs, fine-tuning trains and tests."""
-    pytest.importorskip("litdata")
-    shards = tmp_path / "shards"
-    finetune = [str(RECIPES / "timeseries" / "patchtst_finetune.yaml"), *TINY, "--head.num_outputs=96"]
-    main(["shard", "--config", *finetune, f"--output={shards}"])
-    manifest = json.loads((shards / "mmsdk-shards.json").read_text())
-    assert manifest["stage"] == "finetune" and manifest["batch_size"] == 16
-    assert manifest["splits"]["train"]["samples"] > 0 and set(manifest["splits"]) == {"train", "val", "test"}
-    pre = tmp_path / "pre"
-    pretrain = [str(RECIPES / "timeseries" / "patchtst_pretrain.yaml"), *TINY, f"--data.shards={shards}"]
-    main(["pretrain", "--config", *pretrain, f"--output_dir={pre}"])
-    assert (pre / "model").is_dir()
-    ft = tmp_path / "ft"
-    main(["finetune", "--config", *finetune, f"--data.shards={shards}", f"--pretrained={pre / 'model'}",
-          f"--output_dir={ft}"])  # fmt: skip
-    metrics = json.loads((ft / "metrics.json").read_text())
-    assert np.isfinite(metrics["test/mse"]), metrics
-    with pytest.raises(SystemExit) as error:  # shards of another configuration: refused by the CLI, named
-        main(["pretrain", "--config", *pretrain, "--model.adapter_config.patch_len=8", f"--output_dir={pre}"])
-    assert error.value.code == 2
-    assert "another patchtst configuration" in capsys.readouterr().err
 
 
 def test_quantile_recipe_trains_exports_and_serves_named_outputs(tmp_path: Path) -> None:

@@ -329,14 +329,8 @@ def test_fsdp_with_activation_checkpointing_wraps_every_block(tmp_path: Path) ->
 
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "recipes" / "timeseries" / "patchtst_pretrain.yaml"
 TINY_CLI = [
-    "--model.adapter_config.context_length=96",
-    "--model.encoder.dim=16",
-    "--model.encoder.depth=1",
-    "--model.encoder.heads=2",
-    "--data.batch_size=16",
-    "--data.stride=8",
-    "--trainer.logger=none",
-    "--trainer.progress_bar=false",
+    *support.PATCHTST_TINY,
+    "--data.stride=8",  # more windows: an epoch long enough to be killed in
     "--trainer.accelerator=cpu",
     "--trainer.strategy=ddp",
     "--trainer.num_nodes=2",
