@@ -6,7 +6,10 @@ Backends (a `Literal` name in :class:`~mmsdk.layers.transformer.TransformerConfi
   plain-causal attention use the mask-free fast path; structured masks are passed as a dense boolean matrix.
 - ``"flex"``: FlexAttention with a block-sparse mask and a score modifier for the same-variate bias (compiled on
   GPU with automatic dynamic shapes, so a new sequence length recompiles at most once; on CPU it runs eagerly and
-  supports inference only). It has no attention dropout. Inside a `torch.compile`d model it lowers on CPU too.
+  supports inference only). It has no attention dropout. Inside a `torch.compile`d model it lowers on CPU too,
+  except on CPUs without AVX-512, where inductor's CPU FlexAttention kernel (torch 2.11) returns wrong rows for some
+  lengths (errors of ~2 at 8 and 24 tokens on an AVX2 AMD EPYC): there the compiled model uses SDPA with the same
+  mask and bias instead (:func:`cpu_flex_lowers_correctly`).
 - ``"reference"``: explicit softmax(QKᵀ/√d + bias) V, the ground truth that the tests hold the others to.
 - ``"auto"``: SDPA, except structured masks on CUDA go to FlexAttention (not while training with attention
   dropout, which FlexAttention lacks).
@@ -28,6 +31,13 @@ from mmsdk.layers.rotary import Rotary
 Backend = Literal["auto", "sdpa", "flex", "reference"]
 
 _compiled_flex: Any = None
+_CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()  # read once: a compiled graph cannot call it
+
+
+def cpu_flex_lowers_correctly() -> bool:
+    """Whether inductor's CPU FlexAttention kernel is trusted on this machine: on AVX-512 CPUs (the kernel's AVX2
+    build reads wrong values for some sequence lengths)."""
+    return _CPU_CAPABILITY.startswith("AVX512")
 
 
 def compiled_flex_attention() -> Any:
@@ -96,6 +106,8 @@ class PreparedMask:
         structured = not mask.is_full or variate_ids is not None
         if backend == "auto":
             backend = "flex" if structured and device.type == "cuda" and not mask.is_plain_causal else "sdpa"
+        if backend == "flex" and device.type == "cpu" and torch.compiler.is_compiling():
+            backend = _compiled_cpu_backend()
         if backend == "flex":
             block = None if mask.is_full else mask.block_mask(batch_size, length, device)
             return cls("flex", block_mask=block, variate_ids=variate_ids)
@@ -106,6 +118,13 @@ class PreparedMask:
         if backend == "sdpa" and dense is not None and torch.onnx.is_in_onnx_export():
             additive = torch.zeros(dense.shape, device=device).masked_fill(~dense, float("-inf"))  # (B, 1, N, N)
         return cls(backend, dense=dense, variate_ids=variate_ids, additive=additive)
+
+
+def _compiled_cpu_backend() -> Backend:
+    """The backend that replaces "flex" inside a model compiled for CPU: flex where inductor lowers it correctly,
+    else SDPA with the dense mask and the same bias (the same attention; not logged, as a compiled graph cannot
+    log)."""
+    return "flex" if cpu_flex_lowers_correctly() else "sdpa"
 
 
 def reference_attention(

@@ -108,6 +108,28 @@ def test_static_qdq_with_calibration(forecaster: Path, tmp_path: Path) -> None:
     assert OnnxModel(from_array)(x).shape == (8, 24, 3)
 
 
+def _int8_weights(path: Path) -> np.ndarray:
+    weights = [
+        onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights, "no int8 weights"
+    return np.concatenate([w.ravel() for w in weights])
+
+
+def test_weights_are_7_bit_by_default_so_cpus_without_vnni_do_not_saturate(
+    forecaster: Path, dynamic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    default = _int8_weights(dynamic)
+    assert np.abs(default.astype(np.int32)).max() <= 64  # 7 bits: u8 x s8 pair sums (<= 2 * 255 * 64) fit int16
+    import mmsdk.export.quantization as quantization
+
+    monkeypatch.setattr(quantization, "saturates_full_range", lambda: True)
+    with caplog.at_level("WARNING", logger="mmsdk.export.quantization"):
+        full = _int8_weights(quantize(forecaster, tmp_path / "full.onnx", reduce_range=False))
+    assert np.abs(full.astype(np.int32)).max() > 64
+    assert "no VNNI" in caplog.text
+
+
 def test_static_without_calibration_is_a_clear_error(forecaster: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"static quantization needs calibration data.*\['series'\]"):
         quantize(forecaster, tmp_path / "q.onnx", mode="static")
