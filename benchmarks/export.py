@@ -291,6 +291,20 @@ def _checks(result: dict[str, Any]) -> dict[str, bool]:
     return checks
 
 
+def _device() -> str:
+    """The CPU's model, its vector ISA as torch sees it, whether it has VNNI (ONNX Runtime's int8 kernels differ),
+    and the core count."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        flags = set(next(line.split(":", 1)[1].split() for line in info if line.startswith("flags")))
+    except (OSError, StopIteration):
+        pass
+    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
+    return f"CPU ({model}, {torch.backends.cpu.get_cpu_capability()}, {vnni}), {os.cpu_count()} cores"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Export: eager torch vs ONNX Runtime fp32 vs int8, per family (CPU)", "",
@@ -299,7 +313,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['repeats']} calls, sides alternated in blocks of {BLOCK} (each after {WARMUP_CALLS} untimed "
         "calls).", "",
         "Latency in ms (speed-up: fp32 over eager, int8 over fp32). Metric change vs fp32: relative for MSE, "
-        "points for accuracy; int8 static = QDQ, per-channel weights, calibrated on training batches.", "",
+        "points for accuracy; int8 = 7-bit weights (the default `reduce_range`), per channel; int8 static = QDQ, "
+        "calibrated on training batches.", "",
         "ORT fused = `to_onnx(..., optimize=\"onnxruntime\")` (attention and layer-norm fusions), x vs ORT fp32.", "",
         "| family | batch | eager | ORT fp32 | ORT fused | int8 dynamic | int8 static |",
         "|---|---|---|---|---|---|---|",
@@ -356,7 +371,7 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {
-        "device": f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores",
+        "device": _device(),
         "threads": args.threads, "repeats": args.repeats, "steps": args.steps,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__}, "results": [],
     }  # fmt: skip

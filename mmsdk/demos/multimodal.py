@@ -231,6 +231,7 @@ def _finetune_both(cfg: DemoConfig, pretrained: Path, trainer: dict[str, Any]) -
     truth = torch.stack([test[i][1] for i in range(len(test))])
     mean_mse = float(((truth - targets.mean(0)) ** 2).mean())
     runs: dict[str, dict[str, Any]] = {}
+    root = Path(trainer["default_root_dir"]).with_name("finetune_runs")  # one directory per run: no stale checkpoints
     for init, source in (("pretrained", str(pretrained)), ("scratch", None)):
         t0 = time.perf_counter()
         result = finetune(
@@ -240,7 +241,7 @@ def _finetune_both(cfg: DemoConfig, pretrained: Path, trainer: dict[str, Any]) -
             test_data=test,
             pretrained=source,
             optim=OptimConfig(lr=FINETUNE_LR, weight_decay=0.05, warmup_ratio=0.1),
-            trainer=TrainerConfig(max_steps=cfg.finetune_steps, **{**trainer, "seed": cfg.seed}),
+            trainer=TrainerConfig(max_steps=cfg.finetune_steps, **{**trainer, "default_root_dir": str(root / init)}),
             batch_size=min(32, cfg.finetune_samples),
         )
         runs[init] = {"test_mse": result.metrics.get("test/mse"), "seconds": time.perf_counter() - t0}

@@ -18,11 +18,14 @@ class _DropAdvertising(logging.Filter):
 
 
 _FILTER = _DropAdvertising()
-# Lightning warnings that say nothing to an mmsdk user: an internal deprecation inside Lightning itself, and the
-# validation loop being skipped when no validation data was given (validation is optional in every mmsdk call).
+# Lightning warnings that say nothing to an mmsdk user: an internal deprecation inside Lightning itself, the
+# validation loop being skipped when no validation data was given (validation is optional in every mmsdk call), and
+# an epoch shorter than the logging interval (Lightning counts that interval over the run's steps, not within an
+# epoch, so short epochs are still logged every `log_every_n_steps`).
 _MUTED_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"You defined a `validation_step` but have no `val_dataloader`",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 

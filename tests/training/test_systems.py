@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mmsdk
+from mmsdk.contracts.mask_strategies import MaskingConfig
 from mmsdk.models.config import ModelConfig
 from mmsdk.models.objectives import Objective
 from mmsdk.training import FinetuneSystem, OptimConfig, PretrainSystem, build_trainer, warmup_cosine
@@ -199,6 +200,29 @@ def test_single_output_regression_accepts_flat_targets() -> None:
     x = sine_series(4)
     flat = system.training_step((x, torch.arange(4.0)), 0)
     assert torch.equal(flat, system.training_step((x, torch.arange(4.0).view(4, 1)), 0))
+
+
+def test_cpu_adamw_is_fused_and_follows_the_per_parameter_loop() -> None:
+    torch.manual_seed(0)
+    fused_model, loop_model = PretrainSystem(MODEL).model, PretrainSystem(MODEL).model
+    loop_model.load_state_dict(fused_model.state_dict())
+    initial = {k: v.clone() for k, v in fused_model.state_dict().items()}
+    config = {"lr": 1e-2, "weight_decay": 0.05}
+    fused = build_optimizer(fused_model, config)
+    assert fused.defaults["fused"] is True
+    groups = [{**g, "params": list(g["params"])} for g in parameter_groups(loop_model, 0.05, 1.0, 1e-2)]
+    betas, eps = fused.defaults["betas"], fused.defaults["eps"]
+    loop = torch.optim.AdamW(groups, lr=1e-2, betas=betas, eps=eps, foreach=False)  # torch's reference loop
+    x = sine_series(8)
+    for step in range(5):
+        for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+            generator = torch.Generator().manual_seed(step)
+            optimizer.zero_grad()
+            model.step(x, MaskingConfig(), generator).loss.backward()
+            optimizer.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+    assert not any(torch.equal(v, fused_model.state_dict()[k]) for k, v in initial.items() if v.is_floating_point())
 
 
 @pytest.mark.gpu
