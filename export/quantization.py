@@ -7,7 +7,7 @@ The conversions use ONNX Runtime's own tools and need only onnx, onnxruntime and
   activation ranges from calibration batches of the model's raw inputs. Weights are per channel by default, and
   7-bit by default (`reduce_range`): x86 CPUs without VNNI (AVX2 or AVX-512 only, e.g. AMD Zen 3) multiply uint8 by
   int8 with an instruction that saturates its int16 pair sums, which full 8-bit weights overflow (errors of 0.4 on
-  outputs of scale 1 measured on a Zen 3; 0.03 with 7-bit weights).
+  outputs of scale ~2 measured on a Zen 3; 0.03 with 7-bit weights).
 - :func:`to_fp16`: float16 weights and compute (`onnxruntime.transformers.float16`), with float32 graph inputs and
   outputs and the numerically sensitive ops (:data:`FP16_BLOCKED_OPS`) kept in float32.
 
