@@ -43,7 +43,7 @@ import torch
 from report_files import write_report
 
 from mmsdk.export.onnx import to_onnx
-from mmsdk.export.quantization import quantize
+from mmsdk.export.quantization import quantize, saturates_full_range
 from mmsdk.export.runtime import OnnxModel
 from mmsdk.training.api import TrainerConfig, finetune
 from mmsdk.training.optim import OptimConfig
@@ -292,17 +292,16 @@ def _checks(result: dict[str, Any]) -> dict[str, bool]:
 
 
 def _device() -> str:
-    """The CPU's model, its vector ISA as torch sees it, whether it has VNNI (ONNX Runtime's int8 kernels differ),
-    and the core count."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """The CPU's model, its vector ISA as torch sees it, whether ONNX Runtime's int8 kernels saturate there without
+    7-bit weights (no VNNI), and the core count."""
+    model = platform.processor() or platform.machine()
     try:
         info = Path("/proc/cpuinfo").read_text().splitlines()
         model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-        flags = set(next(line.split(":", 1)[1].split() for line in info if line.startswith("flags")))
     except (OSError, StopIteration):
         pass
-    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
-    return f"CPU ({model}, {torch.backends.cpu.get_cpu_capability()}, {vnni}), {os.cpu_count()} cores"
+    vnni = ", no VNNI" if saturates_full_range() else ""
+    return f"CPU ({model}, {torch.backends.cpu.get_cpu_capability()}{vnni}), {os.cpu_count()} cores"
 
 
 def markdown(report: dict[str, Any]) -> str:

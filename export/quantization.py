@@ -159,12 +159,13 @@ def quantize(
     return output
 
 
-def saturates_full_range() -> bool:
+def saturates_full_range(cpuinfo: PathLike = "/proc/cpuinfo") -> bool:
     """Whether this machine is an x86 CPU with AVX2 but no VNNI, where ONNX Runtime's uint8 × int8 kernels saturate
-    with full 8-bit weights (read from /proc/cpuinfo; False where it cannot tell)."""
+    with full 8-bit weights (read from the `flags` line of `cpuinfo`; False where it cannot tell)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()
-    except (OSError, IndexError):
+        lines = Path(cpuinfo).read_text().splitlines()
+        flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+    except (OSError, StopIteration, IndexError):
         return False
     return "avx2" in flags and not {"avx512_vnni", "avx_vnni"} & set(flags)
 

@@ -130,6 +130,24 @@ def test_weights_are_7_bit_by_default_so_cpus_without_vnni_do_not_saturate(
     assert "no VNNI" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("flags", "saturates"),
+    [
+        ("fpu sse2 avx2 fma", True),
+        ("fpu avx2 avx512f avx512_vnni", False),
+        ("fpu avx2 avx_vnni", False),
+        ("fp asimd", False),
+    ],
+)
+def test_saturation_is_read_from_the_cpu_flags(flags: str, saturates: bool, tmp_path: Path) -> None:
+    from mmsdk.export.quantization import saturates_full_range
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\nvmx flags\t: ept\n")
+    assert saturates_full_range(cpuinfo) is saturates
+    assert saturates_full_range(tmp_path / "missing") is False  # cannot tell: no warning
+
+
 def test_static_without_calibration_is_a_clear_error(forecaster: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"static quantization needs calibration data.*\['series'\]"):
         quantize(forecaster, tmp_path / "q.onnx", mode="static")
