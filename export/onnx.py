@@ -217,7 +217,8 @@ def to_onnx(
         start = time.perf_counter()
         flat = _Flat(wrapped)
         flat.training = False
-        program = _export(flat, example, axes, output_names, opset)
+        mins = {name: (owners[name].export_spec() if owners else specs["inputs"]).min_sizes for name in names}
+        program = _export(flat, example, axes, output_names, opset, mins)
         _finalize(program.model, names, output_names, stored)
         check_dynamic_axes(program.model, axes, type(model).__name__)
         before = None if optimize == "none" else optimize_graph(program, optimize, _quiet_exporter)
@@ -357,13 +358,19 @@ def _export(
     axes: Mapping[str, dict[int, str]],
     outputs: Sequence[str],
     opset: int | None,
+    min_sizes: Mapping[str, Mapping[int, int]] | None = None,
 ):
-    """Traces with the dynamo exporter (quietly) and returns the ONNXProgram; equal axis names share one Dim."""
-    dims: dict[str, torch.export.Dim] = {}
-    shapes = tuple(
-        {axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes[key].items()} or None
-        for key in example
-    )
+    """Traces with the dynamo exporter (quietly) and returns the ONNXProgram; equal axis names share one Dim.
+
+    Each Dim starts at the ExportSpec's `min_sizes` of its axis (e.g. the samples of one audio token): with min=1
+    the trace of such an axis fails on the model's own guard and torch traces the whole model a second time.
+    """
+    lowest: dict[str, int] = {}
+    for key in example:
+        for axis, name in axes[key].items():
+            lowest[name] = max(lowest.get(name, 1), int((min_sizes or {}).get(key, {}).get(axis, 1)))
+    dims = {name: torch.export.Dim(name, min=low) for name, low in lowest.items()}
+    shapes = tuple({axis: dims[name] for axis, name in axes[key].items()} or None for key in example)
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
     inner = model.model if isinstance(model, _Flat) else model
     with _quiet_exporter(), exporter_errors(type(inner.model if isinstance(inner, _Positional) else inner).__name__):

@@ -336,10 +336,14 @@ def main(args: list[str] | None = None) -> None:
 def _dispatch(args: list[str]) -> None:
     from jsonargparse import auto_cli, set_parsing_settings
 
+    from mmsdk.cli.overrides import merge_nested_overrides
+
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    commands = {"pretrain": pretrain, "finetune": finetune, "export": export, "shard": shard, "push": push}
+    commands["demo"] = demo
     auto_cli(
-        {"pretrain": pretrain, "finetune": finetune, "export": export, "shard": shard, "push": push, "demo": demo},
-        args=args,
+        commands,
+        args=merge_nested_overrides(args, commands),
         as_positional=False,
         fail_untyped=True,
         exit_on_error=False,

@@ -10,7 +10,8 @@ from mmsdk.training.api import (
     pretrain,
 )
 from mmsdk.training.data import DataModule, ResumableDataLoader, ResumableSampler, as_dataset
-from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler, parameter_groups, warmup_cosine
+from mmsdk.training.optim import OptimConfig, build_optimizer, build_scheduler, parameter_groups
+from mmsdk.training.schedules import epoch_decay, one_cycle, warmup_cosine
 from mmsdk.training.systems import FinetuneSystem, PretrainSystem
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "build_trainer",
+    "epoch_decay",
     "finetune",
+    "one_cycle",
     "parameter_groups",
     "pretrain",
     "warmup_cosine",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
@@ -102,6 +102,9 @@ class TrainerConfig(Config):
     early-stopping-style model selection. Needs validation data."""
     select_mode: Literal["min", "max"] = "min"
     """Whether lower (min) or higher (max) values of `select_best` are better."""
+    early_stopping_patience: int | None = None
+    """Stop training after this many validation runs in a row without a strictly better `select_best` (PatchTST's
+    early stopping). None: train to max_steps / max_epochs."""
     seed: int = 0
     """Seeds the global RNGs (model initialization, dropout), the data order and the masks."""
     deterministic: bool = False
@@ -139,6 +142,19 @@ class TrainerConfig(Config):
             self,
             "max_nonfinite_steps",
             f"must be None or >= 1, got {self.max_nonfinite_steps}",
+        )
+        patience = self.early_stopping_patience
+        require(
+            patience is None or (isinstance(patience, int) and patience >= 1),
+            self,
+            "early_stopping_patience",
+            f"must be None or an int >= 1, got {patience!r}",
+        )
+        require(
+            patience is None or self.select_best is not None,
+            self,
+            "early_stopping_patience",
+            "needs select_best: the validation metric whose improvement it waits for",
         )
         self._check_devices()
         if isinstance(self.fsdp, dict):
@@ -285,6 +301,9 @@ def build_trainer(
     all_callbacks = list(callbacks)
     if cfg.select_best is not None:
         all_callbacks.append(BestWeights(cfg.select_best, cfg.select_mode))
+    if cfg.early_stopping_patience is not None:
+        stop = EarlyStopping(cfg.select_best, patience=cfg.early_stopping_patience, mode=cfg.select_mode)
+        all_callbacks.append(stop)
     if not any(isinstance(c, ModelCheckpoint) for c in all_callbacks):
         all_callbacks.append(_checkpointer(cfg, stage))
     if cfg.max_nonfinite_steps is not None:
@@ -381,6 +400,14 @@ def _fit(
         ckpt_path = resolve_resume(ckpt_path, stage)
     fit = build_trainer(cfg, callbacks, stage)
     fit.fit(system, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    for callback in fit.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            logger.info(
+                "early stopping after epoch %d: %s did not improve for %d validations",
+                callback.stopped_epoch,
+                callback.monitor,
+                callback.patience,
+            )
     _restore_best(fit, system)
     return fit, _scalars(fit.callback_metrics)
 

@@ -1,4 +1,4 @@
-"""AdamW with decoupled weight decay on matrices only, and a linear-warmup + cosine learning-rate schedule.
+"""AdamW with decoupled weight decay on matrices only, and its learning-rate schedule (`schedules`).
 
 The schedule is a multiplier of the base learning rate evaluated per *optimizer* step (not per micro-batch), so
 it is unaffected by gradient accumulation and resumes exactly from a checkpoint (the scheduler's step counter is
@@ -11,8 +11,9 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from mmsdk.config import Config, require
 from mmsdk.layers.positions import LearnedPositions
+from mmsdk.training.schedules import epoch_decay, one_cycle, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ _NO_DECAY_NAMES = ("mask_token", "cls_token", "pos_embed")
 
 @dataclass
 class OptimConfig(Config):
-    """AdamW and its learning-rate schedule (linear warmup, then cosine decay to `min_lr_ratio * lr`)."""
+    """AdamW and its learning-rate schedule (by default linear warmup, then cosine decay to `min_lr_ratio * lr`)."""
 
     lr: float = 1e-3
     """Peak learning rate, reached at the end of warmup."""
@@ -53,6 +55,14 @@ class OptimConfig(Config):
     """Warmup as a fraction of the total optimizer steps (use this or `warmup_steps`)."""
     min_lr_ratio: float = 0.0
     """Final learning rate of the cosine decay, as a fraction of `lr`."""
+    schedule: Literal["cosine", "onecycle", "epoch_decay"] = "cosine"
+    """cosine: warmup, then cosine decay. onecycle: torch's OneCycleLR, rising from lr / 25 over the warmup (its
+    `pct_start` is `warmup_ratio`) and falling to lr / 250 000. epoch_decay: warmup, then the learning rate of
+    (0-based) epoch e is lr · decay_gamma^max(0, e − decay_start_epoch) (PatchTST's ETTh1 schedule with 0.9, 3)."""
+    decay_gamma: float = 0.9
+    """epoch_decay: the factor applied once per epoch."""
+    decay_start_epoch: int = 3
+    """epoch_decay: the last epoch at the full learning rate."""
     layer_decay: float = 1.0
     """Layer-wise learning-rate decay (BEiT/MAE fine-tuning; VideoMAE uses 0.75): in an encoder of L blocks, block i
     (0-based) trains at lr · decay^(L − i), the embeddings and positions at lr · decay^(L + 1), the final norm and
@@ -85,6 +95,15 @@ class OptimConfig(Config):
         )
         require(0.0 <= self.min_lr_ratio <= 1.0, self, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         require(0.0 < self.layer_decay <= 1.0, self, "layer_decay", f"must be in (0, 1], got {self.layer_decay}")
+        schedules = ("cosine", "onecycle", "epoch_decay")
+        require(self.schedule in schedules, self, "schedule", f"must be one of {schedules}, got {self.schedule!r}")
+        require(0.0 < self.decay_gamma <= 1.0, self, "decay_gamma", f"must be in (0, 1], got {self.decay_gamma}")
+        require(
+            isinstance(self.decay_start_epoch, int) and self.decay_start_epoch >= 0,
+            self,
+            "decay_start_epoch",
+            f"must be an int >= 0, got {self.decay_start_epoch!r}",
+        )
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup length in optimizer steps for a run of `total_steps` steps."""
@@ -171,29 +190,45 @@ def build_optimizer(model: nn.Module, config: OptimConfig | dict | None = None) 
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, **kwargs)
 
 
-def warmup_cosine(step: int, total: int | float, warmup: int, min_ratio: float = 0.0) -> float:
-    """Learning-rate multiplier at optimizer step `step` (0-based).
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    config: OptimConfig,
+    total_steps: int | float,
+    steps_per_epoch: int | float | None = None,
+) -> LambdaLR:
+    """A LambdaLR following `config.schedule` (see :mod:`mmsdk.training.schedules`); step it once per optimizer
+    step.
 
-    Linear warmup from `1/warmup` to 1 over the first `warmup` steps, then a cosine from 1 down to `min_ratio` at
-    step `total`. A non-finite or non-positive `total` (unbounded run) keeps the multiplier at 1 after warmup.
+    Raises:
+        ValueError: for `onecycle` over an unbounded run, or `epoch_decay` without a finite `steps_per_epoch`.
     """
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if not math.isfinite(total) or total <= warmup:
-        return 1.0
-    progress = min(1.0, (step - warmup) / (total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int | float) -> LambdaLR:
-    """A LambdaLR following :func:`warmup_cosine`; step it once per optimizer step."""
     if math.isfinite(total_steps):
         total_steps = int(total_steps)
         warmup = config.warmup_for(total_steps)
     else:
-        logger.warning("the number of training steps is unbounded: the learning rate stays constant after warmup")
+        if config.schedule == "onecycle":
+            raise ValueError("OptimConfig.schedule='onecycle' needs a bounded run: set max_steps or max_epochs")
+        if config.schedule == "cosine":
+            logger.warning("the number of training steps is unbounded: the learning rate stays constant after warmup")
         warmup = config.warmup_steps
     if math.isfinite(total_steps) and warmup >= total_steps > 0:
         logger.warning("warmup (%d steps) covers the whole run (%d steps)", warmup, total_steps)
-    schedule = functools.partial(warmup_cosine, total=total_steps, warmup=warmup, min_ratio=config.min_lr_ratio)
+    schedule: Callable[[int], float]
+    if config.schedule == "onecycle":
+        schedule = functools.partial(one_cycle, total=max(1, total_steps), warmup=warmup)
+    elif config.schedule == "epoch_decay":
+        if steps_per_epoch is None or not math.isfinite(steps_per_epoch) or steps_per_epoch < 1:
+            raise ValueError(
+                f"OptimConfig.schedule='epoch_decay' needs the steps per epoch, got {steps_per_epoch} "
+                "(a dataset with a length)"
+            )
+        schedule = functools.partial(
+            epoch_decay,
+            steps_per_epoch=int(steps_per_epoch),
+            gamma=config.decay_gamma,
+            start_epoch=config.decay_start_epoch,
+            warmup=warmup,
+        )
+    else:
+        schedule = functools.partial(warmup_cosine, total=total_steps, warmup=warmup, min_ratio=config.min_lr_ratio)
     return LambdaLR(optimizer, schedule)

@@ -14,6 +14,7 @@ bit-for-bit (masks come from generators seeded by the step, dropout from the res
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -97,8 +98,13 @@ class _System(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self, self.optim_config)
-        total = self.trainer.estimated_stepping_batches
-        scheduler = build_scheduler(optimizer, self.optim_config, total)
+        total = self.trainer.estimated_stepping_batches  # also counts the training batches of an epoch
+        batches = self.trainer.num_training_batches
+        if not math.isfinite(batches) and self.optim_config.schedule == "epoch_decay":
+            self.trainer.fit_loop.setup_data()  # a run bounded by max_steps has not counted its batches yet
+            batches = self.trainer.num_training_batches  # still inf for an iterable dataset
+        per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+        scheduler = build_scheduler(optimizer, self.optim_config, total, steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

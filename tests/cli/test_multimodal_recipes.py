@@ -56,8 +56,10 @@ def test_4m_recipes_pretrain_finetune_from_sound_and_export_a_predictor(tmp_path
     assert expected.shape == (3, 64, 2)  # height and acceleration over the clip
 
 
-def test_the_scene_builder_refuses_a_model_of_other_sizes(tmp_path: Path) -> None:
+def test_the_scene_builder_refuses_a_model_of_other_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["pretrain", "--config", str(RECIPES / "4m_pretrain.yaml"), *TINY,
               "--model.modalities.series.adapter_config.context_length=32", f"--output_dir={tmp_path}",
               f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    # the override changes one field of the recipe's series modality (the others stay): the scene check names it
+    assert "series: the model's context_length=32 differs from the scene's 64" in capsys.readouterr().err
