@@ -144,7 +144,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     train = BouncingScene(cfg.num_samples, seed=cfg.seed, pairs=True, cache=True)  # read ~12 times: render once
-    test = BouncingScene(cfg.test_samples, seed=cfg.seed + 1000, pairs=True)
+    test = BouncingScene(cfg.test_samples, seed=cfg.seed + 1000, pairs=True, cache=True)  # read once per direction
     trainer = {"default_root_dir": str(out / "runs"), "progress_bar": cfg.progress_bar, "seed": cfg.seed}
     trainer["log_every_n_steps"] = 20
 
@@ -223,8 +223,8 @@ def _finetune_both(cfg: DemoConfig, pretrained: Path, trainer: dict[str, Any]) -
 
     head = {"task": "regression", "num_outputs": len(PROPERTIES), "modality": "audio", "pooling": "mean"}
 
-    def data(size: int, seed: int) -> SceneData:
-        return SceneData(BouncingScene(size, seed=seed, pairs=True), ["audio"], PROPERTIES)
+    def data(size: int, seed: int) -> SceneData:  # each set is read by both runs, the training set every epoch
+        return SceneData(BouncingScene(size, seed=seed, pairs=True, cache=True), ["audio"], PROPERTIES)
 
     train, test = data(cfg.finetune_samples, cfg.seed + 2000), data(cfg.test_samples, cfg.seed + 1000)
     targets = torch.stack([train[i][1] for i in range(len(train))])
