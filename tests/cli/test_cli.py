@@ -128,6 +128,16 @@ def test_quantile_recipe_trains_exports_and_serves_named_outputs(tmp_path: Path)
     assert (np.diff(outputs["quantiles"], axis=-1) >= 0).all()
 
 
+def test_supervised_recipe_runs_the_paper_protocol(tmp_path: Path) -> None:
+    """PatchTST/42 from scratch with the per-epoch decay, best-epoch selection and early stopping of its recipe."""
+    out = tmp_path / "supervised"
+    epochs = ["--trainer.max_steps=-1", "--trainer.max_epochs=2", "--trainer.early_stopping_patience=1"]
+    main(["finetune", "--config", str(RECIPES / "timeseries/patchtst_supervised.yaml"), *TINY, *epochs,
+          f"--output_dir={out}", f"--trainer.default_root_dir={out}"])  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/mse"]) and (out / "model" / "model.safetensors").is_file()
+
+
 def test_pointcloud_recipes(tmp_path: Path) -> None:
     pre_dir = tmp_path / "pre"
     recipes = RECIPES / "pointcloud"
