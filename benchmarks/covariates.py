@@ -12,6 +12,13 @@ same steps, best validation epoch):
 
     python benchmarks/covariates.py                       # every case, moirai and timerxl, 2 seeds
     python benchmarks/covariates.py --cases lagged --adapters moirai --seeds 0 --quick
+    python benchmarks/covariates.py --cases noise lagged --adapters moirai --covariate-dropout 0 0.5
+
+With `--covariate-dropout p ...` (default 0), every Moirai variant with covariates is trained with each of these
+covariate dropout rates (each covariate of each training sample hidden with probability p), in the same run and on
+the same windows; its results are in benchmarks/results/covariates_dropout.{json,md} (`--output`).
+`--merge A.json B.json` combines runs written separately (a (case, adapter, variant, seed) measured twice keeps its
+first result).
 
 Writes benchmarks/results/covariates.{json,md}.
 """
@@ -19,8 +26,10 @@ Writes benchmarks/results/covariates.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -43,13 +52,14 @@ SHAPES = {"lagged": (64, 24, 8), "noise": (64, 24, 8), "etth1_ms": (336, 96, 24)
 ENCODER = {"dim": 64, "depth": 3, "heads": 4, "rope": "1d", "variate_bias": True, "dropout": 0.1}
 
 
-def model_config(adapter: str, case: str, past: int, known: int) -> dict[str, Any]:
-    """A small Moirai or Timer-XL forecaster of one target with `past` + `known` covariates."""
+def model_config(adapter: str, case: str, past: int, known: int, dropout: float = 0.0) -> dict[str, Any]:
+    """A small Moirai or Timer-XL forecaster of one target with `past` + `known` covariates (Moirai: and their
+    training-time `covariate_dropout`)."""
     length, _, patch = SHAPES[case]
     spec: dict[str, Any] = {"context_length": length, "num_channels": 1, "past_covariates": past,
                             "known_covariates": known}  # fmt: skip
     if adapter == "moirai":
-        spec |= {"patch_sizes": [patch], "patch_size": patch, "max_variates": 16}
+        spec |= {"patch_sizes": [patch], "patch_size": patch, "max_variates": 16, "covariate_dropout": dropout}
         return {"adapter": "moirai", "adapter_config": spec, "encoder": ENCODER, "objective": "bert"}
     spec |= {"patch_len": patch}
     return {"adapter": "timerxl", "adapter_config": spec, "encoder": ENCODER, "objective": "causal"}
@@ -84,23 +94,45 @@ def variants(case: str, seed: int) -> dict[str, tuple[Any, Any, Any, int, int]]:
     return out
 
 
-def run(case: str, adapter: str, seed: int, epochs: int, work: Path) -> list[dict[str, Any]]:
-    """Trains and tests every variant of a case for one adapter and seed."""
+def run(
+    case: str,
+    adapter: str,
+    seed: int,
+    epochs: int,
+    work: Path,
+    dropouts: tuple[float, ...] = (0.0,),
+    only: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Trains and tests every variant of a case (those named in `only`, when given) for one adapter and seed (a
+    Moirai variant with covariates once per rate of `dropouts` as its covariate dropout)."""
     rows = []
     for name, (train, val, test, past, known) in variants(case, seed).items():
-        start = time.perf_counter()
-        trainer = {"max_epochs": epochs, "seed": seed, "logger": "none", "progress_bar": False,
-                   "select_best": "val/mse", "default_root_dir": str(work / f"{case}_{adapter}_{seed}")}  # fmt: skip
-        head = {"task": "forecast", "num_outputs": SHAPES[case][1]}
-        result = finetune(model_config(adapter, case, past, known), head, train, val, test, trainer=trainer,
-                          optim={"lr": 1e-3, "warmup_ratio": 0.05}, batch_size=32)  # fmt: skip
-        row = {"case": case, "adapter": adapter, "variant": name, "seed": seed, "past": past, "known": known,
-               "mse": result.metrics["test/mse"], "mae": result.metrics["test/mae"],
-               "seconds": time.perf_counter() - start, "steps": int(result.trainer.global_step),
-               "epochs": epochs}  # fmt: skip
-        logger.info("%s", row)
-        rows.append(row)
+        if only and name not in only:
+            continue
+        for rate in dropouts if adapter == "moirai" and past + known > 0 else (0.0,):
+            label = f"{name}, covariate dropout {rate:g}" if rate else name
+            rows.append(train_one(case, adapter, seed, epochs, work, (label, train, val, test, past, known), rate))
     return rows
+
+
+def train_one(
+    case: str, adapter: str, seed: int, epochs: int, work: Path, variant: tuple[Any, ...], dropout: float
+) -> dict[str, Any]:
+    """Trains and tests one variant (name, train, val, test windows, past count, known count)."""
+    name, train, val, test, past, known = variant
+    start = time.perf_counter()
+    run_dir = work / f"{case}_{adapter}_{seed}" / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    trainer = {"max_epochs": epochs, "seed": seed, "logger": "none", "progress_bar": False,
+               "select_best": "val/mse", "default_root_dir": str(run_dir)}  # fmt: skip
+    head = {"task": "forecast", "num_outputs": SHAPES[case][1]}
+    result = finetune(model_config(adapter, case, past, known, dropout), head, train, val, test, trainer=trainer,
+                      optim={"lr": 1e-3, "warmup_ratio": 0.05}, batch_size=32)  # fmt: skip
+    row = {"case": case, "adapter": adapter, "variant": name, "seed": seed, "past": past, "known": known,
+           "mse": result.metrics["test/mse"], "mae": result.metrics["test/mae"],
+           "seconds": time.perf_counter() - start, "steps": int(result.trainer.global_step),
+           "epochs": epochs, "covariate_dropout": dropout}  # fmt: skip
+    logger.info("%s", row)
+    return row
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, float]]:
@@ -150,6 +182,23 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *report.get("notes", [])]) + "\n"
 
 
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One report of the runs of several result JSONs (metadata and notes of the first; a (case, adapter, variant,
+    seed) run that appears twice keeps its first result)."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    merged = {**reports[0], "runs": [], "merged_from": [str(path) for path in paths]}
+    seen = set()
+    for report in reports:
+        for row in report["runs"]:
+            key = (row["case"], row["adapter"], row["variant"], row["seed"])
+            if key not in seen:
+                seen.add(key)
+                merged["runs"].append(row)
+    merged["cases"] = list(dict.fromkeys(c for r in reports for c in r["cases"]))
+    merged["seeds"] = sorted({s for r in reports for s in r["seeds"]})
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=list(SHAPES), default=list(SHAPES))
@@ -157,12 +206,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="one epoch (a smoke run)")
+    parser.add_argument(
+        "--covariate-dropout",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="train each Moirai covariate variant once per rate (0: no covariate dropout)",
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=[], help="run only these variants, e.g. 'target only' '+ loads (past)'"
+    )
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="combine these result JSONs, then exit")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mmsdk-covariates"))
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "covariates")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for name in ("lightning", "lightning.pytorch", "mmsdk.adapters.timeseries.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if args.merge:
+        write_report(merge(args.merge), args.output, markdown)
+        return
     epochs = 1 if args.quick else args.epochs
     report: dict[str, Any] = {
         "device": f"CPU ({platform.machine()}), {torch.get_num_threads()} threads", "torch": torch.__version__,
@@ -171,7 +234,8 @@ def main() -> None:
     for case in args.cases:
         for adapter in args.adapters:
             for seed in args.seeds:
-                report["runs"] += run(case, adapter, seed, epochs, args.work)
+                rates, only = tuple(args.covariate_dropout), tuple(args.variants)
+                report["runs"] += run(case, adapter, seed, epochs, args.work, rates, only)
                 write_report(report, args.output, markdown)
     print(markdown(report))
 

@@ -42,7 +42,9 @@ gives the forecast; the task model returns the de-normalized mixture mean (B, H,
 Covariates (`past_covariates`, `known_covariates`; the input is then a mapping, see
 `mmsdk.adapters.timeseries.covariates`) are variates after the targets, as in Moirai's any-variate attention: past
 ones get NaN (mask-token) forecast slots like the targets, known ones their horizon values, so their slot tokens
-stay visible while the targets' are hidden; only the targets are forecast and scored in fine-tuning.
+stay visible while the targets' are hidden; only the targets are forecast and scored in fine-tuning. With
+`covariate_dropout` p > 0, training hides each covariate of each sample with probability p (all its tokens become
+mask tokens, as if it were missing), so that an uninformative covariate is not leaned on.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ class MoiraiConfig(CovariateConfig):
     masking of ratio r <= 1 - stat_ratio (see the module docstring)."""
     components: tuple[ComponentName, ...] = ("student_t", "normal", "negative_binomial", "log_normal")
     """Mixture component families of the output distribution (Moirai's four by default)."""
+    covariate_dropout: float = 0.0
+    """Training only: the probability that each covariate (past or known) of each sample is hidden for a step, all
+    its tokens (context and forecast slots) replaced by the mask token, so that the model also learns to forecast
+    without it and leans less on a covariate that carries nothing. Evaluation, forecasting and export never drop."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,6 +169,12 @@ class MoiraiConfig(CovariateConfig):
             f"must be in [1, max_variates={self.max_variates}], got {self.num_channels}",
         )
         require(0.0 < self.stat_ratio <= 1.0, self, "stat_ratio", f"must be in (0, 1], got {self.stat_ratio}")
+        require(
+            0.0 <= self.covariate_dropout < 1.0,
+            self,
+            "covariate_dropout",
+            f"must be in [0, 1), got {self.covariate_dropout}",
+        )
         require(
             self.num_channels + self.past_covariates + self.known_covariates <= self.max_variates,
             self,
@@ -216,6 +228,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         "past_covariates",
         "known_covariates",
         "static_categoricals",
+        "covariate_dropout",
     )
     fresh_parameters = ("static_embedding",)
     nonfinite_policy = "nan_as_missing"
@@ -307,6 +320,8 @@ class MoiraiAdapter(CovariateExamples, Adapter):
         if isinstance(inputs, Mapping) or cfg.has_covariates:
             parts = self.covariate_parts(inputs, "Moirai")
             batch = self._tokenize_series(parts.context())
+            if self.training and cfg.covariate_dropout > 0 and cfg.past_covariates + cfg.known_covariates > 0:
+                self._drop_covariates(batch, int(parts.series.shape[-1]))
             if parts.known is not None:
                 batch.context["known"] = parts.known.to(batch.tokens.dtype)  # (B, L + F, Kk)
             if parts.static is not None and self.static_embedding is not None:  # every token of the sample
@@ -314,6 +329,18 @@ class MoiraiAdapter(CovariateExamples, Adapter):
                 batch.context["static"] = parts.static  # (B, S)
             return batch
         return self._tokenize_series(inputs)
+
+    def _drop_covariates(self, batch: TokenBatch, targets: int) -> None:
+        """Covariate dropout (training): each covariate variate of each sample is hidden with probability
+        `covariate_dropout`, every token of it becoming the mask token and leaving the loss."""
+        b, tokens = batch.tokens.shape[:2]
+        variates = batch.context["loc"].shape[-1]  # C + Kp + Kk
+        hidden = torch.rand(b, variates, device=batch.tokens.device) < self.config.covariate_dropout  # (B, V)
+        hidden[:, :targets] = False  # the targets are never dropped
+        hidden = hidden.repeat_interleave(tokens // variates, dim=1).unsqueeze(-1)  # (B, V·N, 1), variate-major
+        batch.tokens = torch.where(hidden, self.mask_token.to(batch.tokens.dtype), batch.tokens)
+        if batch.target_mask is not None:
+            batch.target_mask = batch.target_mask & ~hidden  # (B, V·N, P)
 
     def _tokenize_series(self, inputs: Tensor) -> TokenBatch:
         """Tokens of a (B, L, V) series of any number of variates."""
