@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mmsdk.adapters.timeseries.patchtst import example_series
 from mmsdk.config import Config, require
+from mmsdk.contracts.tokens import TokenBatch
 from mmsdk.layers.tracing import is_tracing
 
 SERIES, PAST, KNOWN, STATIC = "series", "past_covariates", "known_covariates", "static_categoricals"
@@ -143,6 +144,20 @@ class StaticEmbedding(torch.nn.Module):
         for column in range(1, len(self.tables)):
             out = out + self.tables[column](ids[:, column])
         return out  # (B, D)
+
+
+def drop_covariates(batch: TokenBatch, targets: int, rate: float, mask_token: Tensor) -> None:
+    """Covariate dropout (training only), in place: each covariate variate of each sample of a variate-major token
+    batch (token c·N + n is patch n of variate c; the first `targets` variates are the targets) is hidden with
+    probability `rate`, every token of it becoming `mask_token` (D,) and leaving the loss."""
+    b, tokens = batch.tokens.shape[:2]
+    variates = batch.context["loc"].shape[-1]  # C + Kp + Kk
+    hidden = torch.rand(b, variates, device=batch.tokens.device) < rate  # (B, V)
+    hidden[:, :targets] = False  # the targets are never dropped
+    hidden = hidden.repeat_interleave(tokens // variates, dim=1).unsqueeze(-1)  # (B, V·N, 1)
+    batch.tokens = torch.where(hidden, mask_token.to(batch.tokens.dtype), batch.tokens)
+    if batch.target_mask is not None:
+        batch.target_mask = batch.target_mask & ~hidden  # (B, V·N, P)
 
 
 def covariate_inputs(

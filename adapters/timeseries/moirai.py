@@ -63,6 +63,7 @@ from mmsdk.adapters.timeseries.covariates import (
     CovariateConfig,
     CovariateExamples,
     StaticEmbedding,
+    drop_covariates,
 )
 from mmsdk.adapters.timeseries.distributions import (
     ComponentName,
@@ -321,7 +322,7 @@ class MoiraiAdapter(CovariateExamples, Adapter):
             parts = self.covariate_parts(inputs, "Moirai")
             batch = self._tokenize_series(parts.context())
             if self.training and cfg.covariate_dropout > 0 and cfg.past_covariates + cfg.known_covariates > 0:
-                self._drop_covariates(batch, int(parts.series.shape[-1]))
+                drop_covariates(batch, int(parts.series.shape[-1]), cfg.covariate_dropout, self.mask_token)
             if parts.known is not None:
                 batch.context["known"] = parts.known.to(batch.tokens.dtype)  # (B, L + F, Kk)
             if parts.static is not None and self.static_embedding is not None:  # every token of the sample
@@ -329,18 +330,6 @@ class MoiraiAdapter(CovariateExamples, Adapter):
                 batch.context["static"] = parts.static  # (B, S)
             return batch
         return self._tokenize_series(inputs)
-
-    def _drop_covariates(self, batch: TokenBatch, targets: int) -> None:
-        """Covariate dropout (training): each covariate variate of each sample is hidden with probability
-        `covariate_dropout`, every token of it becoming the mask token and leaving the loss."""
-        b, tokens = batch.tokens.shape[:2]
-        variates = batch.context["loc"].shape[-1]  # C + Kp + Kk
-        hidden = torch.rand(b, variates, device=batch.tokens.device) < self.config.covariate_dropout  # (B, V)
-        hidden[:, :targets] = False  # the targets are never dropped
-        hidden = hidden.repeat_interleave(tokens // variates, dim=1).unsqueeze(-1)  # (B, V·N, 1), variate-major
-        batch.tokens = torch.where(hidden, self.mask_token.to(batch.tokens.dtype), batch.tokens)
-        if batch.target_mask is not None:
-            batch.target_mask = batch.target_mask & ~hidden  # (B, V·N, P)
 
     def _tokenize_series(self, inputs: Tensor) -> TokenBatch:
         """Tokens of a (B, L, V) series of any number of variates."""
