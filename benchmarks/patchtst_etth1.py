@@ -387,6 +387,7 @@ def main() -> None:
             "results": sorted((r for rep in reports for r in rep["results"]), key=lambda r: (r["mode"], r["horizon"])),
         }
         merged["merged_from"] = [str(path) for path in args.merge]
+        merged["seeds"] = sorted({seed for rep in reports for seed in rep.get("seeds") or []}) or None
         write_report(merged, args.output, args.name or "patchtst_etth1")
         return
     torch.manual_seed(2021)  # the paper's seed
