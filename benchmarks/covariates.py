@@ -196,11 +196,15 @@ def merge(paths: list[Path]) -> dict[str, Any]:
                 merged["runs"].append(row)
     merged["cases"] = list(dict.fromkeys(c for r in reports for c in r["cases"]))
     merged["seeds"] = sorted({s for r in reports for s in r["seeds"]})
-    base = [r["variant"].split(", covariate dropout")[0] for r in merged["runs"]]
-    order = {row["variant"]: (list(dict.fromkeys(base)).index(name), row.get("covariate_dropout", 0.0))
-             for row, name in zip(merged["runs"], base)}  # fmt: skip
-    # each case's variants together, a variant's dropout rates in order
-    merged["runs"].sort(key=lambda r: (merged["cases"].index(r["case"]), r["adapter"], order[r["variant"]], r["seed"]))
+
+    def base(variant: str) -> str:
+        return variant.split(", covariate dropout")[0]
+
+    bases = list(dict.fromkeys(base(r["variant"]) for r in merged["runs"]))
+    merged["runs"].sort(  # each case's variants together, a variant's dropout rates in order
+        key=lambda r: (merged["cases"].index(r["case"]), r["adapter"], bases.index(base(r["variant"])),
+                       r.get("covariate_dropout", 0.0), r["seed"])
+    )  # fmt: skip
     return merged
 
 
